@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what paft needs (Debian 12 packages), builds it, then runs the main job or the tests.
+#   bash scripts/setup.sh run    # build, then the main job on the built-in default
+#   bash scripts/setup.sh test   # build, then every test (installs the PyTorch oracle too)
+#   bash scripts/setup.sh build  # build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-run}"
+
+build_pkgs="cmake make g++ libopenblas-openmp-dev nlohmann-json3-dev libfmt-dev libcli11-dev libgtest-dev"
+# Test-time oracles only: paft itself never needs Python.
+test_pkgs="python3-torch python3-numpy"
+
+pkgs="$build_pkgs"
+[ "$mode" = test ] && pkgs="$pkgs $test_pkgs"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing:$missing"
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y $missing
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$(nproc)"
+
+case "$mode" in
+  build) ;;
+  run)
+    # The main job until the PAFT pipeline lands: score example sequences on a small generated model.
+    build/paft init-model --preset tiny --out runs/tiny
+    build/paft score --model runs/tiny --data examples/tokens.jsonl --out runs/tiny-scores.jsonl
+    cat runs/tiny-scores.jsonl
+    ;;
+  test)
+    ctest --test-dir build --output-on-failure -j "$(nproc)"
+    ;;
+  *) echo "usage: bash scripts/setup.sh [run|test|build]" >&2; exit 2 ;;
+esac

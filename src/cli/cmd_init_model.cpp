@@ -1,0 +1,38 @@
+// paft init-model: writes a randomly initialised Hugging Face model directory.
+#include "cli/commands.h"
+#include "core/error.h"
+#include "io/fs.h"
+#include "model/model.h"
+#include "model/presets.h"
+
+#include <fmt/format.h>
+
+namespace paft {
+
+void register_init_model(CLI::App & app) {
+    struct Options {
+        std::string preset = "tiny", config, out, dtype = "f32";
+        uint64_t    seed   = 0;
+    };
+    auto   opt = std::make_shared<Options>();
+    auto * cmd = app.add_subcommand("init-model", "Write a randomly initialised model (Hugging Face layout)");
+    cmd->add_option("--preset", opt->preset, "Model shape: tiny, llama-20m, llama-120m")->capture_default_str();
+    cmd->add_option("--config", opt->config, "A Hugging Face config.json to take the shape from instead");
+    cmd->add_option("--out", opt->out, "Output model directory")->required();
+    cmd->add_option("--dtype", opt->dtype, "Stored dtype: f32, bf16, f16")->capture_default_str();
+    cmd->add_option("--seed", opt->seed, "Random seed")->capture_default_str();
+    cmd->callback([opt]() {
+        ModelConfig config = opt->config.empty() ? model_preset(opt->preset)
+                                                 : parse_model_config(read_file(opt->config), opt->config);
+        DType dtype = opt->dtype == "f32"    ? DType::F32
+                      : opt->dtype == "bf16" ? DType::BF16
+                      : opt->dtype == "f16"  ? DType::F16
+                                             : throw InputError(fmt::format("--dtype: unknown dtype '{}'", opt->dtype));
+        auto model = Model::random(config, opt->seed);
+        model->save(opt->out, dtype);
+        fmt::print("wrote {} ({:.1f}M parameters, {}) to {}\n", config.architecture_name, model->size() / 1e6,
+                   opt->dtype, opt->out);
+    });
+}
+
+}  // namespace paft

@@ -1,0 +1,11 @@
+// The subcommands: each registers its options and a callback that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace paft {
+
+void register_score(CLI::App & app);       // paft score
+void register_init_model(CLI::App & app);  // paft init-model
+
+}  // namespace paft

@@ -1,0 +1,34 @@
+// paft: the command-line program, a thin layer over the library.
+// Exit codes: 0 success, 2 bad input or usage, 1 failure at run time.
+#include "cli/commands.h"
+#include "core/error.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <new>
+
+int main(int argc, char ** argv) {
+    CLI::App app{"paft: parallel fine-tuning (SFT + preference alignment as LoRA adapters, then merging)"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "paft 0.1.0");
+    paft::register_score(app);
+    paft::register_init_model(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError & e) {
+        int code = app.exit(e);
+        return code == 0 ? 0 : 2;
+    } catch (const paft::InputError & e) {
+        fmt::print(stderr, "paft: error: {}\n", e.what());
+        return 2;
+    } catch (const std::bad_alloc &) {
+        fmt::print(stderr, "paft: error: out of memory\n");
+        return 1;
+    } catch (const std::exception & e) {
+        fmt::print(stderr, "paft: error: {}\n", e.what());
+        return 1;
+    }
+    return 0;
+}

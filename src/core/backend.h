@@ -1,0 +1,86 @@
+// The compute interface between the model and the hardware.
+//
+// The model code (src/model) calls only these functions; it never touches BLAS or threads
+// itself. A CUDA backend implements the same interface over device pointers. All tensors are
+// row-major f32; shapes use N = tokens (B*T), C = hidden, F = intermediate, V = vocabulary,
+// Hq/Hkv = query/key-value heads, D = head dimension, S = row stride of a packed buffer.
+// Backward functions ACCUMULATE (+=) into their gradient outputs, so a tensor used twice
+// (residual stream, tied embeddings, gradient accumulation) needs no extra code.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace paft {
+
+// Attention geometry for one batch: B sequences of T positions, heads packed in a qkv buffer
+// of row stride S = (Hq + 2*Hkv)*D: queries at column 0, keys at Hq*D, values at (Hq+Hkv)*D.
+struct AttentionShape {
+    int B = 0, T = 0, Hq = 0, Hkv = 0, D = 0;
+    int sliding_window = 0;  // 0: none; else query i sees key j only if i - j < sliding_window
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual const char * name() const = 0;
+    virtual int          threads() const = 0;
+
+    // C[M,N] = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; leading dimensions as BLAS.
+    virtual void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float * A, int lda,
+                      const float * B, int ldb, float beta, float * C, int ldc) = 0;
+
+    // out[N,C] = table[ids[n], :]                       table [V,C]
+    virtual void embedding_forward(float * out, const int32_t * ids, const float * table, int N, int C) = 0;
+    // dtable[ids[n], :] += dout[n, :]
+    virtual void embedding_backward(float * dtable, const float * dout, const int32_t * ids, int N, int C) = 0;
+
+    // out[N,C] = x * rstd * w, rstd[N] = 1/sqrt(mean(x^2) + eps)
+    virtual void rmsnorm_forward(float * out, float * rstd, const float * x, const float * w, int N, int C,
+                                 float eps) = 0;
+    // dx += d(out)/dx^T dout; dw += sum_n dout * x * rstd (dw may be null)
+    virtual void rmsnorm_backward(float * dx, float * dw, const float * dout, const float * x, const float * w,
+                                  const float * rstd, int N, int C) = 0;
+
+    // y[N,M] += bias[M] broadcast over rows (row stride ldy)
+    virtual void add_bias(float * y, const float * bias, int N, int M, int ldy) = 0;
+    // dbias[M] += sum over rows of dy[N,M] (row stride ldy)
+    virtual void bias_backward(float * dbias, const float * dy, int N, int M, int ldy) = 0;
+    // y[n] += x[n] for n < count
+    virtual void add(float * y, const float * x, size_t count) = 0;
+    // y[n] = x[n] * mask[n] * scale (dropout with a precomputed 0/1 mask)
+    virtual void mul_mask(float * y, const float * x, const uint8_t * mask, float scale, size_t count) = 0;
+
+    // Rotate-half RoPE in place on `heads` heads of dimension D in each row of x [N, stride];
+    // cos/sin [N, D/2] per token. inverse=true rotates by the negative angle (the backward).
+    virtual void rope(float * x, int N, int stride, int heads, int D, const float * cos, const float * sin,
+                      bool inverse) = 0;
+
+    // Causal attention with key padding. qkv [B*T, S] (after RoPE), key_mask [B*T] (1 = real),
+    // out [B*T, Hq*D], probs [B, Hq, T, T] (saved softmax for the backward).
+    virtual void attention_forward(float * out, float * probs, const float * qkv, const int32_t * key_mask,
+                                   const AttentionShape & shape) = 0;
+    // dqkv [B*T, S] += gradients of q, k, v given dout [B*T, Hq*D].
+    virtual void attention_backward(float * dqkv, const float * dout, const float * qkv, const float * probs,
+                                    const AttentionShape & shape) = 0;
+
+    // out[N,F] = silu(gu[:, :F]) * gu[:, F:]        gu [N, 2F] (gate then up)
+    virtual void swiglu_forward(float * out, const float * gu, int N, int F) = 0;
+    // dgu [N, 2F] = gradients of gate and up (overwritten, not accumulated)
+    virtual void swiglu_backward(float * dgu, const float * dout, const float * gu, int N, int F) = 0;
+
+    // Row-wise log-softmax statistics of logits [N,V]: lse[n] = logsumexp(logits[n]) and
+    // logp[n] = logits[n, target[n]] - lse[n] (0 where target < 0).
+    virtual void logsoftmax_target(float * logp, float * lse, const float * logits, const int32_t * targets, int N,
+                                   int V) = 0;
+    // In place: logits[n,:] <- dlogp[n] * (onehot(target[n]) - softmax(logits[n,:])), the gradient of
+    // sum_n dlogp[n] * logp[n] with respect to the logits (rows with target < 0 become 0).
+    virtual void logsoftmax_target_backward(float * logits, const float * lse, const int32_t * targets,
+                                            const float * dlogp, int N, int V) = 0;
+};
+
+// The CPU backend: OpenBLAS for products, OpenMP for the rest. `threads` <= 0 keeps the default.
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+
+}  // namespace paft

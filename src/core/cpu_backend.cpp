@@ -1,0 +1,366 @@
+// The CPU backend: OpenBLAS (OpenMP build) for the products, OpenMP loops for the rest.
+//
+// Determinism: every loop uses a static schedule and every reduction over tokens is done in
+// per-thread partial sums combined in thread order, so a fixed thread count gives bit-identical
+// results. BLAS calls made inside our parallel regions run single-threaded (OpenBLAS checks
+// omp_in_parallel), which is what the per-head attention loops rely on.
+#include "core/backend.h"
+#include "core/fast_math.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace paft {
+namespace {
+
+// Sums per-thread partial rows into out[M]: partial is [threads, M], combined in thread order.
+void reduce_partials(float * out, const std::vector<float> & partial, int threads, int M) {
+    for (int t = 0; t < threads; t++) {
+        const float * p = partial.data() + (size_t) t * M;
+        for (int m = 0; m < M; m++) {
+            out[m] += p[m];
+        }
+    }
+}
+
+// Softmax over the allowed keys of one attention row; the others get 0. Returns false when no
+// key is allowed (a padding query in a left-padded batch): the row is then all zero.
+bool masked_softmax_row(float * row, int T, int i, const int32_t * key_mask, int window, float scale) {
+    int   first = window > 0 ? std::max(0, i - window + 1) : 0;
+    float maxv  = -INFINITY;
+    for (int j = first; j <= i; j++) {
+        if (key_mask[j]) {
+            maxv = std::max(maxv, row[j] * scale);
+        }
+    }
+    if (maxv == -INFINITY) {
+        std::fill(row, row + T, 0.0f);
+        return false;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < T; j++) {
+        bool  allowed = j >= first && j <= i && key_mask[j];
+        float e       = fast_exp(row[j] * scale - maxv);
+        row[j]        = allowed ? e : 0.0f;
+        sum += row[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < T; j++) {
+        row[j] *= inv;
+    }
+    return true;
+}
+
+class CpuBackend final : public Backend {
+public:
+    explicit CpuBackend(int threads) {
+        if (threads > 0) {
+            omp_set_num_threads(threads);
+            openblas_set_num_threads(threads);
+        }
+        threads_ = omp_get_max_threads();
+    }
+
+    const char * name() const override { return "cpu"; }
+
+    int threads() const override { return threads_; }
+
+    void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float * A, int lda,
+              const float * B, int ldb, float beta, float * C, int ldc) override {
+        if (M == 0 || N == 0) {
+            return;
+        }
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                    alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+
+    void embedding_forward(float * out, const int32_t * ids, const float * table, int N, int C) override {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            std::copy(table + (size_t) ids[n] * C, table + (size_t) (ids[n] + 1) * C, out + (size_t) n * C);
+        }
+    }
+
+    void embedding_backward(float * dtable, const float * dout, const int32_t * ids, int N, int C) override {
+        // Serial over tokens: two tokens may share an id, and the order of additions must be fixed.
+        for (int n = 0; n < N; n++) {
+            float *       row = dtable + (size_t) ids[n] * C;
+            const float * g   = dout + (size_t) n * C;
+            for (int c = 0; c < C; c++) {
+                row[c] += g[c];
+            }
+        }
+    }
+
+    void rmsnorm_forward(float * out, float * rstd, const float * x, const float * w, int N, int C,
+                         float eps) override {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float * xr = x + (size_t) n * C;
+            float         ss = 0.0f;
+            for (int c = 0; c < C; c++) {
+                ss += xr[c] * xr[c];
+            }
+            float r  = 1.0f / std::sqrt(ss / C + eps);
+            rstd[n]  = r;
+            float * o = out + (size_t) n * C;
+            for (int c = 0; c < C; c++) {
+                o[c] = w[c] * (xr[c] * r);
+            }
+        }
+    }
+
+    void rmsnorm_backward(float * dx, float * dw, const float * dout, const float * x, const float * w,
+                          const float * rstd, int N, int C) override {
+        // out_c = w_c x_c r, r = (mean(x^2)+eps)^-1/2:
+        // dx_c = r w_c g_c - (r^3 / C) x_c sum_j w_j g_j x_j,   dw_c = sum_n g_c x_c r.
+        std::vector<float> partial(dw ? (size_t) threads_ * C : 0, 0.0f);
+#pragma omp parallel num_threads(threads_)
+        {
+            float * dw_t = dw ? partial.data() + (size_t) omp_get_thread_num() * C : nullptr;
+#pragma omp for schedule(static)
+            for (int n = 0; n < N; n++) {
+                const float * xr  = x + (size_t) n * C;
+                const float * g   = dout + (size_t) n * C;
+                float *       dxr = dx + (size_t) n * C;
+                float         r   = rstd[n];
+                float         dot = 0.0f;
+                for (int c = 0; c < C; c++) {
+                    dot += w[c] * g[c] * xr[c];
+                }
+                float k = r * r * r * dot / C;
+                for (int c = 0; c < C; c++) {
+                    dxr[c] += r * w[c] * g[c] - k * xr[c];
+                }
+                if (dw_t) {
+                    for (int c = 0; c < C; c++) {
+                        dw_t[c] += g[c] * xr[c] * r;
+                    }
+                }
+            }
+        }
+        if (dw) {
+            reduce_partials(dw, partial, threads_, C);
+        }
+    }
+
+    void add_bias(float * y, const float * bias, int N, int M, int ldy) override {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float * row = y + (size_t) n * ldy;
+            for (int m = 0; m < M; m++) {
+                row[m] += bias[m];
+            }
+        }
+    }
+
+    void bias_backward(float * dbias, const float * dy, int N, int M, int ldy) override {
+        std::vector<float> partial((size_t) threads_ * M, 0.0f);
+#pragma omp parallel num_threads(threads_)
+        {
+            float * p = partial.data() + (size_t) omp_get_thread_num() * M;
+#pragma omp for schedule(static)
+            for (int n = 0; n < N; n++) {
+                const float * row = dy + (size_t) n * ldy;
+                for (int m = 0; m < M; m++) {
+                    p[m] += row[m];
+                }
+            }
+        }
+        reduce_partials(dbias, partial, threads_, M);
+    }
+
+    void add(float * y, const float * x, size_t count) override {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            y[i] += x[i];
+        }
+    }
+
+    void mul_mask(float * y, const float * x, const uint8_t * mask, float scale, size_t count) override {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++) {
+            y[i] = mask[i] ? x[i] * scale : 0.0f;
+        }
+    }
+
+    void rope(float * x, int N, int stride, int heads, int D, const float * cos, const float * sin,
+              bool inverse) override {
+        int   half = D / 2;
+        float sign = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float * c = cos + (size_t) n * half;
+            const float * s = sin + (size_t) n * half;
+            for (int h = 0; h < heads; h++) {
+                float * v = x + (size_t) n * stride + (size_t) h * D;
+                for (int i = 0; i < half; i++) {
+                    float x1    = v[i];
+                    float x2    = v[i + half];
+                    float si    = sign * s[i];
+                    v[i]        = x1 * c[i] - x2 * si;
+                    v[i + half] = x2 * c[i] + x1 * si;
+                }
+            }
+        }
+    }
+
+    void attention_forward(float * out, float * probs, const float * qkv, const int32_t * key_mask,
+                           const AttentionShape & a) override {
+        const int   S     = (a.Hq + 2 * a.Hkv) * a.D;
+        const int   O     = a.Hq * a.D;
+        const int   group = a.Hq / a.Hkv;
+        const float scale = 1.0f / std::sqrt((float) a.D);
+#pragma omp parallel for schedule(static)
+        for (int bh = 0; bh < a.B * a.Hq; bh++) {
+            int           b    = bh / a.Hq;
+            int           h    = bh % a.Hq;
+            int           kvh  = h / group;
+            const float * base = qkv + (size_t) b * a.T * S;
+            const float * q    = base + (size_t) h * a.D;
+            const float * k    = base + (size_t) (a.Hq + kvh) * a.D;
+            const float * v    = base + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
+            float *       P    = probs + (size_t) bh * a.T * a.T;
+            const int32_t * km = key_mask + (size_t) b * a.T;
+            // P = Q K^T (unscaled; the scale is applied inside the softmax)
+            gemm(false, true, a.T, a.T, a.D, 1.0f, q, S, k, S, 0.0f, P, a.T);
+            for (int i = 0; i < a.T; i++) {
+                masked_softmax_row(P + (size_t) i * a.T, a.T, i, km, a.sliding_window, scale);
+            }
+            // out_h = P V
+            gemm(false, false, a.T, a.D, a.T, 1.0f, P, a.T, v, S, 0.0f, out + (size_t) b * a.T * O + (size_t) h * a.D,
+                 O);
+        }
+    }
+
+    void attention_backward(float * dqkv, const float * dout, const float * qkv, const float * probs,
+                            const AttentionShape & a) override {
+        const int   S     = (a.Hq + 2 * a.Hkv) * a.D;
+        const int   O     = a.Hq * a.D;
+        const int   group = a.Hq / a.Hkv;
+        const float scale = 1.0f / std::sqrt((float) a.D);
+        // One task per (sequence, kv head): the query heads of a group add into the same dK, dV,
+        // so they run in order inside one task rather than racing.
+#pragma omp parallel
+        {
+            std::vector<float> dS((size_t) a.T * a.T);
+#pragma omp for schedule(static)
+            for (int bk = 0; bk < a.B * a.Hkv; bk++) {
+                int           b     = bk / a.Hkv;
+                int           kvh   = bk % a.Hkv;
+                const float * base  = qkv + (size_t) b * a.T * S;
+                float *       dbase = dqkv + (size_t) b * a.T * S;
+                const float * k     = base + (size_t) (a.Hq + kvh) * a.D;
+                const float * v     = base + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
+                float *       dk    = dbase + (size_t) (a.Hq + kvh) * a.D;
+                float *       dv    = dbase + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
+                for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+                    const float * q  = base + (size_t) h * a.D;
+                    float *       dq = dbase + (size_t) h * a.D;
+                    const float * P  = probs + ((size_t) b * a.Hq + h) * a.T * a.T;
+                    const float * dO = dout + (size_t) b * a.T * O + (size_t) h * a.D;
+                    // dP = dO V^T; dV += P^T dO
+                    gemm(false, true, a.T, a.T, a.D, 1.0f, dO, O, v, S, 0.0f, dS.data(), a.T);
+                    gemm(true, false, a.T, a.D, a.T, 1.0f, P, a.T, dO, O, 1.0f, dv, S);
+                    // dS = P * (dP - sum_j P dP) * scale (softmax backward, then the score scale)
+                    for (int i = 0; i < a.T; i++) {
+                        float *       row  = dS.data() + (size_t) i * a.T;
+                        const float * prow = P + (size_t) i * a.T;
+                        float         dot  = 0.0f;
+                        for (int j = 0; j <= i; j++) {
+                            dot += prow[j] * row[j];
+                        }
+                        for (int j = 0; j < a.T; j++) {
+                            row[j] = prow[j] * (row[j] - dot) * scale;
+                        }
+                    }
+                    // dQ += dS K; dK += dS^T Q
+                    gemm(false, false, a.T, a.D, a.T, 1.0f, dS.data(), a.T, k, S, 1.0f, dq, S);
+                    gemm(true, false, a.T, a.D, a.T, 1.0f, dS.data(), a.T, q, S, 1.0f, dk, S);
+                }
+            }
+        }
+    }
+
+    void swiglu_forward(float * out, const float * gu, int N, int F) override {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float * g = gu + (size_t) n * 2 * F;
+            const float * u = g + F;
+            float *       o = out + (size_t) n * F;
+            for (int f = 0; f < F; f++) {
+                float sig = 1.0f / (1.0f + fast_exp(-g[f]));
+                o[f]      = g[f] * sig * u[f];
+            }
+        }
+    }
+
+    void swiglu_backward(float * dgu, const float * dout, const float * gu, int N, int F) override {
+        // silu(g) = g s, s = sigmoid(g); d silu/dg = s (1 + g (1 - s)).
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float * g  = gu + (size_t) n * 2 * F;
+            const float * u  = g + F;
+            const float * d  = dout + (size_t) n * F;
+            float *       dg = dgu + (size_t) n * 2 * F;
+            float *       du = dg + F;
+            for (int f = 0; f < F; f++) {
+                float sig = 1.0f / (1.0f + fast_exp(-g[f]));
+                float silu = g[f] * sig;
+                du[f]      = d[f] * silu;
+                dg[f]      = d[f] * u[f] * sig * (1.0f + g[f] * (1.0f - sig));
+            }
+        }
+    }
+
+    void logsoftmax_target(float * logp, float * lse, const float * logits, const int32_t * targets, int N,
+                           int V) override {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float * row  = logits + (size_t) n * V;
+            float         maxv = -INFINITY;
+            for (int v = 0; v < V; v++) {
+                maxv = std::max(maxv, row[v]);
+            }
+            float sum = 0.0f;
+            for (int v = 0; v < V; v++) {
+                sum += fast_exp(row[v] - maxv);
+            }
+            lse[n]  = maxv + std::log(sum);
+            logp[n] = targets[n] >= 0 ? row[targets[n]] - lse[n] : 0.0f;
+        }
+    }
+
+    void logsoftmax_target_backward(float * logits, const float * lse, const int32_t * targets,
+                                    const float * dlogp, int N, int V) override {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float * row = logits + (size_t) n * V;
+            if (targets[n] < 0 || dlogp[n] == 0.0f) {
+                std::fill(row, row + V, 0.0f);
+                continue;
+            }
+            float g = dlogp[n];
+            float l = lse[n];
+            for (int v = 0; v < V; v++) {
+                row[v] = -g * fast_exp(row[v] - l);
+            }
+            row[targets[n]] += g;
+        }
+    }
+
+private:
+    int threads_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+    return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace paft

@@ -1,0 +1,28 @@
+// File helpers: whole-file reads and atomic writes.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace paft {
+
+// Reads a whole file; InputError naming it when it cannot be read.
+std::string read_file(const std::string & path);
+
+// Writes `data` to `path` atomically: a temporary file in the same folder, flushed and
+// fsync'ed, then renamed over `path`. RuntimeFailure naming the path on error.
+void write_file_atomic(const std::string & path, std::string_view data);
+
+// Appends `size` bytes to the file being written.
+using WriteChunk = std::function<void(const void * data, size_t size)>;
+
+// Like write_file_atomic, but the content is streamed: `fill` calls its argument once per
+// chunk, so a large file never has to be built in memory first.
+void write_file_atomic_stream(const std::string & path, const std::function<void(const WriteChunk &)> & fill);
+
+// Creates a folder and its parents if missing.
+void make_dirs(const std::string & path);
+
+}  // namespace paft

@@ -1,0 +1,109 @@
+// safetensors files: memory-mapped, validated reading and atomic (optionally sharded) writing.
+//
+// Format: 8-byte little-endian header length N, N bytes of JSON
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+// then the data section; offsets are relative to the start of the data section.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace paft {
+
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+
+const char * dtype_name(DType dtype);  // "F32", "BF16", ...
+size_t       dtype_size(DType dtype);  // bytes per element
+
+struct TensorInfo {
+    std::string          name;
+    DType                dtype;
+    std::vector<int64_t> shape;
+    uint64_t             begin = 0;  // byte offset of the first element, from the start of the file
+    uint64_t             end   = 0;  // one past the last byte, from the start of the file
+    int64_t numel() const;
+};
+
+// One .safetensors file, memory-mapped read-only. The constructor validates the whole header
+// (length, JSON, dtypes, shape x dtype size == byte range, ranges inside the file and not
+// overlapping) and throws InputError naming the file (and the tensor) on any problem.
+class SafetensorsFile {
+public:
+    explicit SafetensorsFile(const std::string & path);
+    ~SafetensorsFile();
+    SafetensorsFile(const SafetensorsFile &)             = delete;
+    SafetensorsFile & operator=(const SafetensorsFile &) = delete;
+
+    const std::string &                        path() const { return path_; }
+    const std::vector<TensorInfo> &            tensors() const { return tensors_; }  // by data offset
+    const std::map<std::string, std::string> & metadata() const { return metadata_; }
+    const TensorInfo *                         find(const std::string & name) const;  // nullptr if absent
+    std::span<const uint8_t>                   bytes(const TensorInfo & info) const;
+
+private:
+    std::string                        path_;
+    const uint8_t *                    map_      = nullptr;
+    size_t                             map_size_ = 0;
+    std::vector<TensorInfo>            tensors_;
+    std::map<std::string, std::string> metadata_;
+};
+
+// The tensors of a model or adapter directory: either one file or shards listed by an index
+// ("weight_map" in <prefix>.safetensors.index.json). Names are unique across shards.
+class TensorStore {
+public:
+    // Opens <dir>/<prefix>.safetensors, or <dir>/<prefix>.safetensors.index.json and its shards.
+    static TensorStore open_dir(const std::string & dir, const std::string & prefix = "model");
+    // Opens a single file.
+    static TensorStore open_file(const std::string & path);
+
+    bool                     has(const std::string & name) const;
+    const TensorInfo &       info(const std::string & name) const;  // InputError if missing
+    std::vector<std::string> names() const;                         // sorted
+
+    // Converts tensor `name` (F32, F16, BF16 or F64) to f32 into dst after checking that its
+    // shape equals `shape`. InputError naming the file and the tensor otherwise.
+    void read_f32(const std::string & name, const std::vector<int64_t> & shape, float * dst) const;
+    std::vector<float> read_f32(const std::string & name, const std::vector<int64_t> & shape) const;
+    // Any float tensor as f32 whatever its shape; the shape is returned through `shape`.
+    std::vector<float> read_f32_any(const std::string & name, std::vector<int64_t> * shape) const;
+
+private:
+    std::vector<std::shared_ptr<SafetensorsFile>> files_;
+    std::map<std::string, std::pair<size_t, size_t>> index_;  // name -> (file, tensor index)
+    std::string source_;  // the file or index that error messages name
+    const SafetensorsFile & file_of(const std::string & name, const TensorInfo ** info) const;
+};
+
+// A tensor to write: f32 values in memory, stored as `dtype` (F32, F16 or BF16; round to
+// nearest even on narrowing).
+struct TensorToWrite {
+    std::string          name;
+    std::vector<int64_t> shape;
+    const float *        data;
+    DType                dtype = DType::F32;
+};
+
+// Writes one file atomically (temporary file in the same folder, fsync, rename).
+// Tensors are stored in the order given.
+void write_safetensors(const std::string & path, const std::vector<TensorToWrite> & tensors,
+                       const std::map<std::string, std::string> & metadata = {});
+
+// Writes <dir>/<prefix>.safetensors, or, when the data exceed max_shard_bytes,
+// <prefix>-0000i-of-0000n.safetensors shards plus <prefix>.safetensors.index.json
+// ({"metadata": {"total_size": bytes}, "weight_map": {name: shard file}}), each atomically.
+void write_safetensors_sharded(const std::string & dir, const std::string & prefix,
+                               const std::vector<TensorToWrite> & tensors, uint64_t max_shard_bytes,
+                               const std::map<std::string, std::string> & metadata = {});
+
+// f32 <-> bf16/f16 conversions (round to nearest even), shared by reader and writer.
+float    bf16_to_f32(uint16_t h);
+float    f16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);
+uint16_t f32_to_f16(float f);
+
+}  // namespace paft

@@ -1,0 +1,230 @@
+#include "model/lora.h"
+
+#include "core/error.h"
+#include "core/random.h"
+#include "io/fs.h"
+#include "io/safetensors.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <climits>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+namespace paft {
+namespace {
+
+const char * const kTargetNames[TARGET_COUNT] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+
+bool is_attention(int target) {
+    return target <= TARGET_O;
+}
+
+}  // namespace
+
+const char * lora_target_name(int target) {
+    return kTargetNames[target];
+}
+
+int lora_target_from_name(const std::string & name) {
+    for (int t = 0; t < TARGET_COUNT; t++) {
+        if (name == kTargetNames[t]) {
+            return t;
+        }
+    }
+    return -1;
+}
+
+float LoraConfig::scale() const {
+    return rslora ? alpha / std::sqrt((float) r) : alpha / (float) r;
+}
+
+std::array<bool, TARGET_COUNT> parse_lora_targets(const std::string & list) {
+    std::array<bool, TARGET_COUNT> targets{};
+    std::stringstream              ss(list);
+    std::string                    item;
+    while (std::getline(ss, item, ',')) {
+        if (item == "all-linear") {
+            targets.fill(true);
+            continue;
+        }
+        int t = lora_target_from_name(item);
+        if (t < 0) {
+            throw InputError(fmt::format("unknown LoRA target module '{}' (known: q_proj, k_proj, v_proj, o_proj, "
+                                         "gate_proj, up_proj, down_proj, all-linear)",
+                                         item));
+        }
+        targets[t] = true;
+    }
+    return targets;
+}
+
+LoraAdapter::LoraAdapter(const ModelConfig & m, const LoraConfig & config)
+    : config_(config), layers_(m.num_layers), offset_a_(m.num_layers), offset_b_(m.num_layers) {
+    if (config.r <= 0) {
+        throw InputError(fmt::format("LoRA rank r must be positive, got {}", config.r));
+    }
+    const int C = m.hidden_size, F = m.intermediate_size;
+    in_  = {C, C, C, m.q_dim(), C, C, F};
+    out_ = {m.q_dim(), m.kv_dim(), m.kv_dim(), C, F, F, C};
+    size_t size = 0;
+    for (int l = 0; l < layers_; l++) {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            offset_a_[l][t] = offset_b_[l][t] = SIZE_MAX;
+            if (config.targets[t]) {
+                offset_a_[l][t] = size;
+                size += (size_t) config.r * in_[t];
+                offset_b_[l][t] = size;
+                size += (size_t) out_[t] * config.r;
+            }
+        }
+    }
+    params_.assign(size, 0.0f);
+    grads_.assign(size, 0.0f);
+}
+
+void LoraAdapter::init_peft(uint64_t seed) {
+    Random rng(seed);
+    for (int l = 0; l < layers_; l++) {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            if (!has(l, t)) {
+                continue;
+            }
+            float   bound = 1.0f / std::sqrt((float) in_[t]);
+            float * a     = A(l, t);
+            for (size_t i = 0; i < (size_t) config_.r * in_[t]; i++) {
+                a[i] = (2.0f * rng.uniform() - 1.0f) * bound;
+            }
+            std::fill(B(l, t), B(l, t) + (size_t) out_[t] * config_.r, 0.0f);
+        }
+    }
+}
+
+std::string LoraAdapter::peft_key(int layer, int target, char which) const {
+    return fmt::format("base_model.model.model.layers.{}.{}.{}.lora_{}.weight", layer,
+                       is_attention(target) ? "self_attn" : "mlp", kTargetNames[target], which);
+}
+
+void LoraAdapter::zero_grads() {
+    std::fill(grads_.begin(), grads_.end(), 0.0f);
+}
+
+LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model) {
+    using json             = nlohmann::json;
+    std::string config_path = dir + "/adapter_config.json";
+    json        j;
+    try {
+        j = json::parse(read_file(config_path));
+    } catch (const json::exception & e) {
+        throw InputError(fmt::format("{}: not valid JSON: {}", config_path, e.what()));
+    }
+    LoraConfig c;
+    try {
+        if (j.value("peft_type", std::string("LORA")) != "LORA") {
+            throw InputError(fmt::format("{}: peft_type {} is not supported (only LORA)", config_path,
+                                         j["peft_type"].dump()));
+        }
+        for (const char * unsupported : {"use_dora", "fan_in_fan_out"}) {
+            if (j.contains(unsupported) && j[unsupported].is_boolean() && j[unsupported].get<bool>()) {
+                throw InputError(fmt::format("{}: {} = true is not supported", config_path, unsupported));
+            }
+        }
+        if (j.contains("bias") && j["bias"] != "none") {
+            throw InputError(fmt::format("{}: bias = {} is not supported (only \"none\")", config_path,
+                                         j["bias"].dump()));
+        }
+        for (const char * unsupported : {"rank_pattern", "alpha_pattern"}) {
+            if (j.contains(unsupported) && j[unsupported].is_object() && !j[unsupported].empty()) {
+                throw InputError(fmt::format("{}: a non-empty {} is not supported", config_path, unsupported));
+            }
+        }
+        c.r       = j.at("r").get<int>();
+        c.alpha   = j.value("lora_alpha", (float) c.r);
+        c.dropout = j.value("lora_dropout", 0.0f);
+        c.rslora  = j.value("use_rslora", false);
+        const json & targets = j.at("target_modules");
+        if (targets.is_string()) {
+            c.targets = parse_lora_targets(targets.get<std::string>());
+        } else {
+            for (const json & name : targets) {
+                int t = lora_target_from_name(name.get<std::string>());
+                if (t < 0) {
+                    throw InputError(fmt::format("{}: unknown target module {}", config_path, name.dump()));
+                }
+                c.targets[t] = true;
+            }
+        }
+    } catch (const json::exception & e) {
+        throw InputError(fmt::format("{}: bad or missing field: {}", config_path, e.what()));
+    }
+    LoraAdapter adapter(model, c);
+    TensorStore store = TensorStore::open_dir(dir, "adapter_model");
+    std::set<std::string> expected;
+    for (int l = 0; l < model.num_layers; l++) {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            if (!adapter.has(l, t)) {
+                continue;
+            }
+            for (char which : {'A', 'B'}) {
+                std::string key = adapter.peft_key(l, t, which);
+                std::vector<int64_t> shape =
+                    which == 'A' ? std::vector<int64_t>{c.r, adapter.in_[t]} : std::vector<int64_t>{adapter.out_[t], c.r};
+                if (!store.has(key)) {
+                    throw InputError(fmt::format("{}: tensor '{}' is missing", dir, key));
+                }
+                store.read_f32(key, shape, which == 'A' ? adapter.A(l, t) : adapter.B(l, t));
+                expected.insert(key);
+            }
+        }
+    }
+    for (const std::string & name : store.names()) {
+        if (!expected.count(name)) {
+            throw InputError(fmt::format("{}: unexpected tensor '{}' (not a LoRA A/B of a targeted module)", dir, name));
+        }
+    }
+    return adapter;
+}
+
+void LoraAdapter::save(const std::string & dir, const std::string & base_model_path) const {
+    using json = nlohmann::json;
+    make_dirs(dir);
+    std::vector<TensorToWrite> tensors;
+    json                       targets = json::array();
+    for (int t = 0; t < TARGET_COUNT; t++) {
+        if (config_.targets[t]) {
+            targets.push_back(kTargetNames[t]);
+        }
+    }
+    for (int l = 0; l < layers_; l++) {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            if (has(l, t)) {
+                tensors.push_back({peft_key(l, t, 'A'), {config_.r, in_[t]}, A(l, t), DType::F32});
+                tensors.push_back({peft_key(l, t, 'B'), {out_[t], config_.r}, B(l, t), DType::F32});
+            }
+        }
+    }
+    write_safetensors(dir + "/adapter_model.safetensors", tensors, {{"format", "pt"}});
+    json j = {{"peft_type", "LORA"},
+              {"task_type", "CAUSAL_LM"},
+              {"base_model_name_or_path", base_model_path},
+              {"r", config_.r},
+              {"lora_alpha", config_.alpha},
+              {"lora_dropout", config_.dropout},
+              {"use_rslora", config_.rslora},
+              {"use_dora", false},
+              {"target_modules", targets},
+              {"bias", "none"},
+              {"fan_in_fan_out", false},
+              {"init_lora_weights", true},
+              {"inference_mode", true},
+              {"modules_to_save", nullptr},
+              {"rank_pattern", json::object()},
+              {"alpha_pattern", json::object()}};
+    write_file_atomic(dir + "/adapter_config.json", j.dump(2) + "\n");
+}
+
+}  // namespace paft

@@ -1,0 +1,74 @@
+// LoRA adapters, as PEFT defines them: for a targeted linear layer W [out, in],
+// y = W x + s * B (A dropout(x)), A [r, in], B [out, r], s = alpha / r (alpha / sqrt(r) with
+// rslora). An adapter is an object of its own over a shared, read-only base model, so several
+// can exist on one base at once. Its parameters and gradients live in two flat buffers.
+#pragma once
+
+#include "model/config.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace paft {
+
+// The seven linear layers of a decoder layer that LoRA can target, in PEFT's module names.
+enum LoraTarget { TARGET_Q, TARGET_K, TARGET_V, TARGET_O, TARGET_GATE, TARGET_UP, TARGET_DOWN, TARGET_COUNT };
+
+const char * lora_target_name(int target);  // "q_proj", ..., "down_proj"
+int          lora_target_from_name(const std::string & name);  // -1 if unknown
+
+struct LoraConfig {
+    int                           r       = 8;
+    float                         alpha   = 8.0f;
+    float                         dropout = 0.0f;
+    bool                          rslora  = false;
+    std::array<bool, TARGET_COUNT> targets{};
+    float                         scale() const;
+};
+
+// Parses a comma-separated list of module names ("q_proj,v_proj" or "all-linear").
+std::array<bool, TARGET_COUNT> parse_lora_targets(const std::string & list);
+
+class LoraAdapter {
+public:
+    LoraAdapter(const ModelConfig & model, const LoraConfig & config);  // A = B = 0
+
+    // PEFT's default initialisation: A ~ Kaiming-uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)),
+    // B = 0 (so the adapted model starts equal to the base). Our generator, not torch's.
+    void init_peft(uint64_t seed);
+
+    // Reads adapter_config.json and adapter_model.safetensors of a PEFT directory; `model` is the
+    // base it applies to (shapes are checked against it).
+    static LoraAdapter load(const std::string & dir, const ModelConfig & model);
+    // Writes adapter_config.json and adapter_model.safetensors (f32) atomically.
+    void save(const std::string & dir, const std::string & base_model_path) const;
+
+    const LoraConfig & config() const { return config_; }
+    bool               has(int layer, int target) const { return offset_a_[layer][target] != SIZE_MAX; }
+    int                in_features(int target) const { return in_[target]; }
+    int                out_features(int target) const { return out_[target]; }
+    float *            A(int layer, int target) { return params_.data() + offset_a_[layer][target]; }
+    float *            B(int layer, int target) { return params_.data() + offset_b_[layer][target]; }
+    const float *      A(int layer, int target) const { return params_.data() + offset_a_[layer][target]; }
+    const float *      B(int layer, int target) const { return params_.data() + offset_b_[layer][target]; }
+    float *            dA(int layer, int target) { return grads_.data() + offset_a_[layer][target]; }
+    float *            dB(int layer, int target) { return grads_.data() + offset_b_[layer][target]; }
+    // PEFT's key for a tensor: base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight
+    std::string        peft_key(int layer, int target, char which) const;
+
+    std::vector<float> &       params() { return params_; }
+    const std::vector<float> & params() const { return params_; }
+    std::vector<float> &       grads() { return grads_; }
+    void                       zero_grads();
+
+private:
+    LoraConfig                                     config_;
+    int                                            layers_;
+    std::array<int, TARGET_COUNT>                  in_{}, out_{};
+    std::vector<std::array<size_t, TARGET_COUNT>> offset_a_, offset_b_;
+    std::vector<float>                             params_, grads_;
+};
+
+}  // namespace paft

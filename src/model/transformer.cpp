@@ -1,0 +1,317 @@
+#include "model/transformer.h"
+
+#include "core/error.h"
+#include "core/random.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace paft {
+namespace {
+
+constexpr int kHeadChunk = 256;  // tokens per LM-head chunk: [256, V] logits at a time
+
+void zero(std::vector<float> & v, size_t n) {
+    v.resize(n);
+    std::fill(v.begin(), v.begin() + n, 0.0f);
+}
+
+}  // namespace
+
+Transformer::Transformer(Backend & backend, std::shared_ptr<const Model> model)
+    : backend_(backend), model_(std::move(model)), layers_(model_->config().num_layers) {}
+
+void Transformer::set_training(bool training, uint64_t seed, uint64_t step) {
+    training_ = training;
+    seed_     = seed;
+    step_     = step;
+}
+
+Transformer::Projection Transformer::projection(int l, int which, float * full_grads) const {
+    const ModelConfig & c  = model_->config();
+    const LayerParams & w  = model_->params().layers[l];
+    LayerParams         dw{};
+    if (full_grads) {
+        dw = model_->layout().view(full_grads).layers[l];
+    }
+    const int C = c.hidden_size, F = c.intermediate_size, Q = c.q_dim(), K = c.kv_dim();
+    switch (which) {
+    case 0:
+        return {l, C, c.qkv_dim(), w.wqkv, w.bqkv, dw.wqkv, dw.bqkv,
+                {{TARGET_Q, 0, Q}, {TARGET_K, Q, K}, {TARGET_V, Q + K, K}}};
+    case 1:
+        return {l, Q, C, w.wo, w.bo, dw.wo, dw.bo, {{TARGET_O, 0, C}}};
+    case 2:
+        return {l, C, 2 * F, w.wgu, w.bgu, dw.wgu, dw.bgu, {{TARGET_GATE, 0, F}, {TARGET_UP, F, F}}};
+    default:
+        return {l, F, C, w.wdown, w.bdown, dw.wdown, dw.bdown, {{TARGET_DOWN, 0, C}}};
+    }
+}
+
+// y[N, out] = x W^T + b + sum over LoRA parts of s * (A x') B^T into the part's columns.
+void Transformer::proj_forward(const Projection & p, const float * x, float * y, LayerActs & acts) {
+    const int N = B_ * T_;
+    backend_.gemm(false, true, N, p.out, p.in, 1.0f, x, p.in, p.W, p.in, 0.0f, y, p.out);
+    if (p.b) {
+        backend_.add_bias(y, p.b, N, p.out, p.out);
+    }
+    if (!adapter_) {
+        return;
+    }
+    const LoraConfig & lc = adapter_->config();
+    for (const Part & part : p.parts) {
+        if (!adapter_->has(p.layer, part.target)) {
+            continue;
+        }
+        const float * xin = x;
+        if (training_ && lc.dropout > 0.0f) {
+            // Inverted dropout with a mask that depends only on (seed, step, layer, target, index).
+            auto & keep = acts.lora_keep[part.target];
+            auto & xd   = acts.lora_x[part.target];
+            keep.resize((size_t) N * p.in);
+            xd.resize((size_t) N * p.in);
+            uint64_t stream = ((uint64_t) p.layer * TARGET_COUNT + part.target) ^ (step_ << 20);
+            uint32_t limit  = (uint32_t) (lc.dropout * 4294967296.0);
+            for (size_t i = 0; i < keep.size(); i++) {
+                keep[i] = (uint32_t) hash_u64(seed_, stream, i) >= limit;
+            }
+            backend_.mul_mask(xd.data(), x, keep.data(), 1.0f / (1.0f - lc.dropout), keep.size());
+            xin = xd.data();
+        }
+        auto & h = acts.lora_h[part.target];
+        h.resize((size_t) N * lc.r);
+        backend_.gemm(false, true, N, lc.r, p.in, 1.0f, xin, p.in, adapter_->A(p.layer, part.target), p.in, 0.0f,
+                      h.data(), lc.r);
+        backend_.gemm(false, true, N, part.out, lc.r, lc.scale(), h.data(), lc.r, adapter_->B(p.layer, part.target),
+                      lc.r, 1.0f, y + part.offset, p.out);
+    }
+}
+
+// Given dy [N, out]: dx [N, in] += dy W (+ LoRA paths); LoRA and (full) weight gradients +=.
+void Transformer::proj_backward(const Projection & p, const float * x, const float * dy, float * dx, LayerActs & acts) {
+    const int N = B_ * T_;
+    if (adapter_) {
+        const LoraConfig & lc = adapter_->config();
+        const float        s  = lc.scale();
+        for (const Part & part : p.parts) {
+            if (!adapter_->has(p.layer, part.target)) {
+                continue;
+            }
+            const float * h       = acts.lora_h[part.target].data();
+            bool          dropped = training_ && lc.dropout > 0.0f;
+            const float * xin     = dropped ? acts.lora_x[part.target].data() : x;
+            const float * A       = adapter_->A(p.layer, part.target);
+            const float * Bm      = adapter_->B(p.layer, part.target);
+            dlora_h_.resize((size_t) N * lc.r);
+            // dh = s dy_part B                                  [N, r]
+            backend_.gemm(false, false, N, lc.r, part.out, s, dy + part.offset, p.out, Bm, lc.r, 0.0f,
+                          dlora_h_.data(), lc.r);
+            if (adapter_grads_) {
+                // dB += s dy_part^T h  [out, r];  dA += dh^T x'  [r, in]
+                backend_.gemm(true, false, part.out, lc.r, N, s, dy + part.offset, p.out, h, lc.r, 1.0f,
+                              adapter_grads_->dB(p.layer, part.target), lc.r);
+                backend_.gemm(true, false, lc.r, p.in, N, 1.0f, dlora_h_.data(), lc.r, xin, p.in, 1.0f,
+                              adapter_grads_->dA(p.layer, part.target), p.in);
+            }
+            if (dropped) {
+                // dx += keep / (1 - p) * (dh A)
+                dlora_x_.resize((size_t) N * p.in);
+                backend_.gemm(false, false, N, p.in, lc.r, 1.0f, dlora_h_.data(), lc.r, A, p.in, 0.0f,
+                              dlora_x_.data(), p.in);
+                backend_.mul_mask(dlora_x_.data(), dlora_x_.data(), acts.lora_keep[part.target].data(),
+                                  1.0f / (1.0f - lc.dropout), dlora_x_.size());
+                backend_.add(dx, dlora_x_.data(), dlora_x_.size());
+            } else {
+                backend_.gemm(false, false, N, p.in, lc.r, 1.0f, dlora_h_.data(), lc.r, A, p.in, 1.0f, dx, p.in);
+            }
+        }
+    }
+    // Frozen or not, the base weight passes the gradient on: dx += dy W.
+    backend_.gemm(false, false, N, p.in, p.out, 1.0f, dy, p.out, p.W, p.in, 1.0f, dx, p.in);
+    if (p.dW) {
+        backend_.gemm(true, false, p.out, p.in, N, 1.0f, dy, p.out, x, p.in, 1.0f, p.dW, p.in);
+    }
+    if (p.db) {
+        backend_.bias_backward(p.db, dy, N, p.out, p.out);
+    }
+}
+
+void Transformer::prepare(const Batch & batch, const LoraAdapter * adapter) {
+    const ModelConfig & c = model_->config();
+    if (batch.B <= 0 || batch.T <= 0 || batch.input_ids.size() != (size_t) batch.B * batch.T) {
+        throw InputError("empty or malformed batch");
+    }
+    adapter_ = adapter;
+    B_       = batch.B;
+    T_       = batch.T;
+    const size_t N = (size_t) B_ * T_;
+    for (LayerActs & a : layers_) {
+        a.x.resize(N * c.hidden_size);
+        a.h1.resize(N * c.hidden_size);
+        a.rstd1.resize(N);
+        a.qkv.resize(N * c.qkv_dim());
+        a.probs.resize((size_t) B_ * c.num_heads * T_ * T_);
+        a.attn.resize(N * c.q_dim());
+        a.x2.resize(N * c.hidden_size);
+        a.h2.resize(N * c.hidden_size);
+        a.rstd2.resize(N);
+        a.gu.resize(N * 2 * c.intermediate_size);
+        a.act.resize(N * c.intermediate_size);
+    }
+    x_final_.resize(N * c.hidden_size);
+    hf_.resize(N * c.hidden_size);
+    rstdf_.resize(N);
+    lse_.resize(N);
+    logp_.assign(N, 0.0f);
+    rope_tables(batch);
+}
+
+void Transformer::rope_tables(const Batch & batch) {
+    // cos/sin of position * inv_freq in f32, as Hugging Face computes them.
+    const std::vector<float> & inv  = model_->inv_freq();
+    const size_t               half = inv.size();
+    const size_t               N    = batch.position_ids.size();
+    cos_.resize(N * half);
+    sin_.resize(N * half);
+    for (size_t n = 0; n < N; n++) {
+        float pos = (float) batch.position_ids[n];
+        for (size_t i = 0; i < half; i++) {
+            float angle          = pos * inv[i];
+            cos_[n * half + i] = std::cos(angle);
+            sin_[n * half + i] = std::sin(angle);
+        }
+    }
+}
+
+void Transformer::run_layers(const Batch & batch) {
+    const ModelConfig & c = model_->config();
+    const ParamView &   w = model_->params();
+    const int           N = B_ * T_, C = c.hidden_size, D = c.head_dim, S = c.qkv_dim();
+    const AttentionShape shape{B_, T_, c.num_heads, c.num_kv_heads, D, c.sliding_window};
+    backend_.embedding_forward(layers_[0].x.data(), batch.input_ids.data(), w.embed, N, C);
+    for (int l = 0; l < c.num_layers; l++) {
+        LayerActs & a     = layers_[l];
+        float *     x_out = l + 1 < c.num_layers ? layers_[l + 1].x.data() : x_final_.data();
+        // attention block: x2 = x + o_proj(attention(rope(qkv_proj(norm(x)))))
+        backend_.rmsnorm_forward(a.h1.data(), a.rstd1.data(), a.x.data(), w.layers[l].ln1, N, C, c.rms_norm_eps);
+        proj_forward(projection(l, 0, nullptr), a.h1.data(), a.qkv.data(), a);
+        backend_.rope(a.qkv.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), false);
+        backend_.rope(a.qkv.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), false);
+        backend_.attention_forward(a.attn.data(), a.probs.data(), a.qkv.data(), batch.attention_mask.data(), shape);
+        proj_forward(projection(l, 1, nullptr), a.attn.data(), a.x2.data(), a);
+        backend_.add(a.x2.data(), a.x.data(), (size_t) N * C);
+        // MLP block: x_out = x2 + down(silu(gate(norm(x2))) * up(norm(x2)))
+        backend_.rmsnorm_forward(a.h2.data(), a.rstd2.data(), a.x2.data(), w.layers[l].ln2, N, C, c.rms_norm_eps);
+        proj_forward(projection(l, 2, nullptr), a.h2.data(), a.gu.data(), a);
+        backend_.swiglu_forward(a.act.data(), a.gu.data(), N, c.intermediate_size);
+        proj_forward(projection(l, 3, nullptr), a.act.data(), x_out, a);
+        backend_.add(x_out, a.x2.data(), (size_t) N * C);
+    }
+    backend_.rmsnorm_forward(hf_.data(), rstdf_.data(), x_final_.data(), w.norm, N, C, c.rms_norm_eps);
+}
+
+// The LM head and log-softmax in chunks of tokens. With dlogp, also the gradient: dhf_ and
+// (full fine-tuning) the head weight's gradient. Chunks without any target are skipped unless
+// the logits are asked for.
+void Transformer::head(const Batch & batch, const float * dlogp, float * full_grads, float * logits_out) {
+    const ModelConfig & c  = model_->config();
+    const int           N  = B_ * T_, C = c.hidden_size, V = c.vocab_size;
+    const float *       Wh = model_->params().lm_head;
+    float *             dWh = full_grads ? model_->layout().view(full_grads).lm_head : nullptr;
+    logits_.resize((size_t) std::min(N, kHeadChunk) * V);
+    if (dlogp) {
+        zero(dhf_, (size_t) N * C);
+    }
+    for (int n0 = 0; n0 < N; n0 += kHeadChunk) {
+        const int n     = std::min(kHeadChunk, N - n0);
+        bool      any   = std::any_of(batch.targets.begin() + n0, batch.targets.begin() + n0 + n,
+                                      [](int32_t t) { return t >= 0; });
+        if (!any && !logits_out) {
+            continue;
+        }
+        const float * h = hf_.data() + (size_t) n0 * C;
+        backend_.gemm(false, true, n, V, C, 1.0f, h, C, Wh, C, 0.0f, logits_.data(), V);
+        if (logits_out) {
+            std::copy(logits_.begin(), logits_.begin() + (size_t) n * V, logits_out + (size_t) n0 * V);
+        }
+        backend_.logsoftmax_target(logp_.data() + n0, lse_.data() + n0, logits_.data(), batch.targets.data() + n0, n, V);
+        if (!dlogp || !any) {
+            continue;
+        }
+        // logits_ <- d/dlogits; dhf = dlogits Wh; dWh += dlogits^T hf
+        backend_.logsoftmax_target_backward(logits_.data(), lse_.data() + n0, batch.targets.data() + n0, dlogp + n0, n, V);
+        backend_.gemm(false, false, n, C, V, 1.0f, logits_.data(), V, Wh, C, 0.0f, dhf_.data() + (size_t) n0 * C, C);
+        if (dWh) {
+            backend_.gemm(true, false, V, C, n, 1.0f, logits_.data(), V, h, C, 1.0f, dWh, C);
+        }
+    }
+}
+
+void Transformer::backward_layers(const Batch & batch, float * full_grads) {
+    const ModelConfig & c  = model_->config();
+    const ParamView &   w  = model_->params();
+    const int           N  = B_ * T_, C = c.hidden_size, F = c.intermediate_size, D = c.head_dim, S = c.qkv_dim();
+    const AttentionShape shape{B_, T_, c.num_heads, c.num_kv_heads, D, c.sliding_window};
+    ParamView           dw{};
+    if (full_grads) {
+        dw = model_->layout().view(full_grads);
+    }
+    zero(dx_, (size_t) N * C);
+    backend_.rmsnorm_backward(dx_.data(), dw.norm, dhf_.data(), x_final_.data(), w.norm, rstdf_.data(), N, C);
+    for (int l = c.num_layers - 1; l >= 0; l--) {
+        LayerActs & a = layers_[l];
+        // dx_ holds d(layer output); the residual path passes it through unchanged.
+        zero(dact_, (size_t) N * F);
+        proj_backward(projection(l, 3, full_grads), a.act.data(), dx_.data(), dact_.data(), a);
+        dgu_.resize((size_t) N * 2 * F);
+        backend_.swiglu_backward(dgu_.data(), dact_.data(), a.gu.data(), N, F);
+        zero(dh_, (size_t) N * C);
+        proj_backward(projection(l, 2, full_grads), a.h2.data(), dgu_.data(), dh_.data(), a);
+        backend_.rmsnorm_backward(dx_.data(), full_grads ? dw.layers[l].ln2 : nullptr, dh_.data(), a.x2.data(),
+                                  w.layers[l].ln2, a.rstd2.data(), N, C);
+        // dx_ now holds d(x2)
+        zero(dattn_, (size_t) N * c.q_dim());
+        proj_backward(projection(l, 1, full_grads), a.attn.data(), dx_.data(), dattn_.data(), a);
+        zero(dqkv_, (size_t) N * S);
+        backend_.attention_backward(dqkv_.data(), dattn_.data(), a.qkv.data(), a.probs.data(), shape);
+        backend_.rope(dqkv_.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), true);
+        backend_.rope(dqkv_.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), true);
+        zero(dh_, (size_t) N * C);
+        proj_backward(projection(l, 0, full_grads), a.h1.data(), dqkv_.data(), dh_.data(), a);
+        backend_.rmsnorm_backward(dx_.data(), full_grads ? dw.layers[l].ln1 : nullptr, dh_.data(), a.x.data(),
+                                  w.layers[l].ln1, a.rstd1.data(), N, C);
+    }
+    if (full_grads) {
+        backend_.embedding_backward(dw.embed, dx_.data(), batch.input_ids.data(), N, C);
+    }
+}
+
+const std::vector<float> & Transformer::forward(const Batch & batch, const LoraAdapter * adapter, float * logits_out) {
+    prepare(batch, adapter);
+    run_layers(batch);
+    head(batch, nullptr, nullptr, logits_out);
+    return logp_;
+}
+
+void Transformer::backward(const Batch & batch, LoraAdapter * adapter, const float * dlogp, float * full_grads) {
+    if (adapter != adapter_ || batch.B != B_ || batch.T != T_) {
+        throw RuntimeFailure("Transformer::backward: call forward() on the same batch and adapter first");
+    }
+    adapter_grads_ = adapter;
+    head(batch, dlogp, full_grads, nullptr);  // recomputes the logits chunk by chunk
+    backward_layers(batch, full_grads);
+    adapter_grads_ = nullptr;
+}
+
+const std::vector<float> & Transformer::forward_backward(const Batch & batch, LoraAdapter * adapter,
+                                                         const float * dlogp, float * full_grads) {
+    prepare(batch, adapter);
+    run_layers(batch);
+    adapter_grads_ = adapter;
+    head(batch, dlogp, full_grads, nullptr);
+    backward_layers(batch, full_grads);
+    adapter_grads_ = nullptr;
+    return logp_;
+}
+
+}  // namespace paft

@@ -1,0 +1,107 @@
+// Forward and backward passes of the decoder over a batch, with an optional LoRA adapter.
+//
+// The Transformer owns the saved activations for one batch shape and the scratch buffers; the
+// model it runs is shared and read-only. The objective is expressed through the per-position
+// log-probabilities of the targets, logp [B*T]: backward takes d(objective)/d(logp), which
+// covers cross-entropy (SFT), sequence log-ratios (DPO, ORPO) and scoring alike.
+//
+// The LM head never materialises the whole [B*T, V] logits: it works in chunks of tokens, and
+// forward_backward() computes the head's gradient in the same pass when d/d(logp) is known up
+// front (cross-entropy), so the head product is not recomputed.
+#pragma once
+
+#include "core/backend.h"
+#include "model/batch.h"
+#include "model/lora.h"
+#include "model/model.h"
+
+#include <array>
+#include <memory>
+#include <vector>
+
+namespace paft {
+
+class Transformer {
+public:
+    Transformer(Backend & backend, std::shared_ptr<const Model> model);
+
+    // Training mode applies LoRA dropout, with masks drawn from (seed, step); off by default.
+    void set_training(bool training, uint64_t seed = 0, uint64_t step = 0);
+
+    // Runs the model (with `adapter` if not null) and returns logp [B*T]: the log-probability of
+    // each position's target (0 where there is none). If `logits_out` is given, the full logits
+    // [B*T, V] are written there (tests and inspection only).
+    const std::vector<float> & forward(const Batch & batch, const LoraAdapter * adapter, float * logits_out = nullptr);
+
+    // Gradients of sum_n dlogp[n] * logp[n] after forward() on the same batch and adapter:
+    // accumulated into adapter->grads() (when the adapter is not null) and, when `full_grads` is
+    // not null, into a buffer with the model's parameter layout (every parameter trainable).
+    void backward(const Batch & batch, LoraAdapter * adapter, const float * dlogp, float * full_grads);
+
+    // forward() then backward() with the head's gradient computed during the forward pass.
+    const std::vector<float> & forward_backward(const Batch & batch, LoraAdapter * adapter, const float * dlogp,
+                                                float * full_grads);
+
+    const Model & model() const { return *model_; }
+
+private:
+    // Saved activations of one layer; N = B*T tokens.
+    struct LayerActs {
+        std::vector<float>                           x;      // [N, C]   layer input (residual stream)
+        std::vector<float>                           h1;     // [N, C]   input_layernorm output
+        std::vector<float>                           rstd1;  // [N]
+        std::vector<float>                           qkv;    // [N, S]   q, k (after RoPE), v
+        std::vector<float>                           probs;  // [B, Hq, T, T] attention weights
+        std::vector<float>                           attn;   // [N, Hq*D] attention output
+        std::vector<float>                           x2;     // [N, C]   residual after attention
+        std::vector<float>                           h2;     // [N, C]   post_attention_layernorm output
+        std::vector<float>                           rstd2;  // [N]
+        std::vector<float>                           gu;     // [N, 2F]  gate, up
+        std::vector<float>                           act;    // [N, F]   silu(gate) * up
+        std::array<std::vector<float>, TARGET_COUNT> lora_h;        // [N, r]   A x per target
+        std::array<std::vector<float>, TARGET_COUNT> lora_x;        // [N, in]  dropout(x), with dropout only
+        std::array<std::vector<uint8_t>, TARGET_COUNT> lora_keep;   // [N, in]  dropout mask
+    };
+
+    // One linear layer of the block, possibly the fusion of several (q,k,v or gate,up) that share
+    // their input; `parts` say where each LoRA target's output columns are.
+    struct Part {
+        int target, offset, out;
+    };
+    struct Projection {
+        int               layer, in, out;
+        const float *     W;  // [out, in]
+        const float *     b;  // [out] or null
+        float *           dW;
+        float *           db;
+        std::vector<Part> parts;
+    };
+    Projection projection(int layer, int which, float * full_grads) const;  // which: 0 qkv, 1 o, 2 gu, 3 down
+
+    void prepare(const Batch & batch, const LoraAdapter * adapter);
+    void rope_tables(const Batch & batch);
+    void run_layers(const Batch & batch);
+    void head(const Batch & batch, const float * dlogp, float * full_grads, float * logits_out);
+    void backward_layers(const Batch & batch, float * full_grads);
+    void proj_forward(const Projection & p, const float * x, float * y, LayerActs & acts);
+    void proj_backward(const Projection & p, const float * x, const float * dy, float * dx, LayerActs & acts);
+
+    Backend &                    backend_;
+    std::shared_ptr<const Model> model_;
+    const LoraAdapter *          adapter_ = nullptr;  // the adapter of the last forward
+    LoraAdapter *                adapter_grads_ = nullptr;
+    bool                         training_ = false;
+    uint64_t                     seed_ = 0, step_ = 0;
+    int                          B_ = 0, T_ = 0;
+
+    std::vector<LayerActs> layers_;
+    std::vector<float>     x_final_, hf_, rstdf_;  // [N, C], [N, C], [N]
+    std::vector<float>     lse_, logp_;            // [N]
+    std::vector<float>     cos_, sin_;             // [N, D/2]
+    std::vector<float>     dhf_;                   // [N, C] gradient of the final norm's output
+    // scratch
+    std::vector<float> logits_;                    // [chunk, V]
+    std::vector<float> dx_, dh_, dqkv_, dattn_, dgu_, dact_, dlora_h_, dlora_x_;
+};
+
+}  // namespace paft
