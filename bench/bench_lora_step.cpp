@@ -9,7 +9,7 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/presets.h"
-#include "model/transformer.h"
+#include "model/parallel.h"
 #include "core/random.h"
 #include "io/fs.h"
 #include "train/adamw.h"
@@ -90,6 +90,12 @@ int main(int argc, char ** argv) {
     nlohmann::json batch_json;
     batch_json["input_ids"]      = rows;
     batch_json["attention_mask"] = std::vector<std::vector<int>>(batch, std::vector<int>(seq, 1));
+    batch_json["labels"]         = rows;
+    std::vector<int> positions(seq);
+    for (int t = 0; t < seq; t++) {
+        positions[t] = t;
+    }
+    batch_json["position_ids"] = std::vector<std::vector<int>>(batch, positions);
     write_file_atomic(dir + "/batch.json", batch_json.dump());
     Batch b = batch_from_rows(rows, nullptr, 0, false, config.vocab_size);
 
@@ -101,7 +107,7 @@ int main(int argc, char ** argv) {
     LoraAdapter adapter(config, lc);
     adapter.init_peft(3);
     AdamW       optimizer(adapter.params().size(), AdamWConfig{});
-    Transformer transformer(*backend, model);
+    ParallelTransformer transformer(*backend, model);
     std::vector<float> dlogp = mean_nll_gradient(b);
 
     std::vector<double> losses;
@@ -111,12 +117,14 @@ int main(int argc, char ** argv) {
             t0 = now_s();
         }
         adapter.zero_grads();
-        const auto & logp = transformer.forward_backward(b, &adapter, dlogp.data(), nullptr);
+        const auto & logp = transformer.forward_backward(b, &adapter, dlogp.data(), {adapter.grads().data(), nullptr});
         double       loss = 0;
         for (size_t n = 0; n < logp.size(); n++) {
             loss -= logp[n] * (b.targets[n] >= 0);
         }
-        losses.push_back(loss / b.target_count());
+        if (s >= warmup) {
+            losses.push_back(loss / b.target_count());
+        }
         optimizer.step(adapter.params().data(), adapter.grads().data());
     }
     double paft_step   = (now_s() - t0) / steps;

@@ -10,6 +10,7 @@
 #include "model/batch.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "model/parallel.h"
 #include "model/transformer.h"
 
 #include <gtest/gtest.h>
@@ -110,19 +111,19 @@ TEST_P(Parity, ForwardLora) {
 }
 
 // LoRA gradients, through both the fused head (forward_backward) and the recomputing one
-// (forward, then backward).
+// (forward, then backward), with the batch's 3 rows split over 2 workers.
 TEST_P(Parity, LoraGradients) {
     Case                     c(GetParam());
     LoraAdapter              adapter = LoraAdapter::load(c.dir + "/adapter", c.model->config());
-    Transformer              t(*backend, c.model);
+    ParallelTransformer      t(*backend, c.model, 2);
     const std::vector<float> dlogp = mean_nll_gradient(c.batch);
     for (int fused = 0; fused < 2; fused++) {
         adapter.zero_grads();
         if (fused) {
-            t.forward_backward(c.batch, &adapter, dlogp.data(), nullptr);
+            t.forward_backward(c.batch, &adapter, dlogp.data(), {adapter.grads().data(), nullptr});
         } else {
             t.forward(c.batch, &adapter);
-            t.backward(c.batch, &adapter, dlogp.data(), nullptr);
+            t.backward(c.batch, &adapter, dlogp.data(), {adapter.grads().data(), nullptr});
         }
         int checked = 0;
         for (int l = 0; l < c.model->config().num_layers; l++) {
@@ -143,16 +144,19 @@ TEST_P(Parity, LoraGradients) {
     }
 }
 
+// Full-parameter gradients, on one worker (every kernel multithreaded) and on two.
 TEST_P(Parity, FullGradients) {
     Case                     c(GetParam());
-    Transformer              t(*backend, c.model);
     const std::vector<float> dlogp = mean_nll_gradient(c.batch);
-    std::vector<float>       grads(c.model->size(), 0.0f);
-    t.forward_backward(c.batch, nullptr, dlogp.data(), grads.data());
-    for (const ParamEntry & e : c.model->layout().entries()) {
-        std::vector<float> want = c.want("full.grad." + e.name);
-        ASSERT_EQ(want.size(), e.numel()) << e.name;
-        EXPECT_LE(rel_error(grads.data() + e.offset, want), 1e-4) << e.name;
+    for (int workers = 1; workers <= 2; workers++) {
+        ParallelTransformer t(*backend, c.model, workers);
+        std::vector<float>  grads(c.model->size(), 0.0f);
+        t.forward_backward(c.batch, nullptr, dlogp.data(), {nullptr, grads.data()});
+        for (const ParamEntry & e : c.model->layout().entries()) {
+            std::vector<float> want = c.want("full.grad." + e.name);
+            ASSERT_EQ(want.size(), e.numel()) << e.name;
+            EXPECT_LE(rel_error(grads.data() + e.offset, want), 1e-4) << e.name << ", " << workers << " worker(s)";
+        }
     }
 }
 
@@ -160,12 +164,12 @@ TEST_P(Parity, FullGradients) {
 TEST_P(Parity, Deterministic) {
     Case                     c(GetParam());
     LoraAdapter              adapter = LoraAdapter::load(c.dir + "/adapter", c.model->config());
-    Transformer              t(*backend, c.model);
+    ParallelTransformer      t(*backend, c.model, 2);
     const std::vector<float> dlogp = mean_nll_gradient(c.batch);
     std::vector<float>       first_grads, first_logp;
     for (int run = 0; run < 2; run++) {
         adapter.zero_grads();
-        const auto & logp = t.forward_backward(c.batch, &adapter, dlogp.data(), nullptr);
+        const auto & logp = t.forward_backward(c.batch, &adapter, dlogp.data(), {adapter.grads().data(), nullptr});
         if (run == 0) {
             first_grads = adapter.grads();
             first_logp  = logp;

@@ -6,13 +6,14 @@
 #include "io/fs.h"
 #include "model/lora.h"
 #include "model/model.h"
-#include "model/transformer.h"
+#include "model/parallel.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 namespace paft {
@@ -20,11 +21,11 @@ namespace {
 
 using json = nlohmann::json;
 
-// Reads JSON lines with "input_ids": [int, ...]; errors name the file and line.
-std::vector<std::vector<int32_t>> read_token_lines(const std::string & path) {
+// Reads JSON lines with "input_ids": [int, ...], ids in [0, vocab); errors name the file and line.
+std::vector<std::vector<int32_t>> read_token_lines(const std::string & path, int vocab) {
     std::ifstream in(path);
-    if (!in) {
-        throw InputError(fmt::format("{}: cannot open", path));
+    if (!in || !std::filesystem::is_regular_file(path)) {
+        throw InputError(fmt::format("{}: cannot open as a file", path));
     }
     std::vector<std::vector<int32_t>> rows;
     std::string                       line;
@@ -48,9 +49,10 @@ std::vector<std::vector<int32_t>> read_token_lines(const std::string & path) {
         }
         std::vector<int32_t> ids;
         for (const json & v : j["input_ids"]) {
-            if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX) {
-                throw InputError(fmt::format("{}:{}: 'input_ids' must hold non-negative integers, found {}", path,
-                                             number, v.dump()));
+            if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab) {
+                throw InputError(fmt::format("{}:{}: 'input_ids' must hold integers in [0, {}) (the model's "
+                                             "vocabulary), found {}",
+                                             path, number, vocab, v.dump()));
             }
             ids.push_back(v.get<int32_t>());
         }
@@ -88,14 +90,14 @@ void register_score(CLI::App & app) {
         ->check(CLI::PositiveNumber);
     cmd->add_option("--threads", opt->threads, "Threads (default: all cores)");
     cmd->callback([opt]() {
-        auto rows  = read_token_lines(opt->data);
         auto model = Model::load(opt->model);
+        auto rows  = read_token_lines(opt->data, model->config().vocab_size);
         std::unique_ptr<LoraAdapter> adapter;
         if (!opt->adapter.empty()) {
             adapter = std::make_unique<LoraAdapter>(LoraAdapter::load(opt->adapter, model->config()));
         }
         auto        backend = make_cpu_backend(opt->threads);
-        Transformer transformer(*backend, model);
+        ParallelTransformer transformer(*backend, model);
         Progress    progress("score", (long) rows.size(), "seq");
         auto scores = score_sequences(transformer, adapter.get(), rows, opt->batch_size, opt->per_token,
                                       [&](long done) { progress.update(done); });

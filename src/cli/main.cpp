@@ -15,11 +15,23 @@ int main(int argc, char ** argv) {
     app.set_version_flag("--version", "paft 0.1.0");
     paft::register_score(app);
     paft::register_init_model(app);
+    bool known = false;
+    for (const CLI::App * sub : app.get_subcommands({})) {
+        known = known || (argc > 1 && sub->get_name() == argv[1]);
+    }
+    if (argc > 1 && argv[1][0] != '-' && !known) {
+        fmt::print(stderr, "paft: error: unknown command '{}' (commands: score, init-model; see paft --help)\n",
+                   argv[1]);
+        return 2;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError & e) {
-        int code = app.exit(e);
-        return code == 0 ? 0 : 2;
+        if (e.get_exit_code() == 0) {
+            return app.exit(e);  // --help, --version
+        }
+        fmt::print(stderr, "paft: error: {}\nRun with --help for more information.\n", e.what());
+        return 2;
     } catch (const paft::InputError & e) {
         fmt::print(stderr, "paft: error: {}\n", e.what());
         return 2;

@@ -9,7 +9,7 @@ double SequenceScore::perplexity() const {
     return tokens > 0 ? std::exp(-logprob / tokens) : std::numeric_limits<double>::quiet_NaN();
 }
 
-std::vector<SequenceScore> score_sequences(Transformer & transformer, const LoraAdapter * adapter,
+std::vector<SequenceScore> score_sequences(ParallelTransformer & transformer, const LoraAdapter * adapter,
                                            const std::vector<std::vector<int32_t>> & rows, int batch_size,
                                            bool per_token, const std::function<void(long)> & on_progress) {
     const int                  vocab = transformer.model().config().vocab_size;

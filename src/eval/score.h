@@ -2,7 +2,7 @@
 #pragma once
 
 #include "model/lora.h"
-#include "model/transformer.h"
+#include "model/parallel.h"
 
 #include <cstdint>
 #include <functional>
@@ -18,7 +18,7 @@ struct SequenceScore {
 };
 
 // Scores `rows` in batches of `batch_size` (right-padded); `on_progress(done)` after each batch.
-std::vector<SequenceScore> score_sequences(Transformer & transformer, const LoraAdapter * adapter,
+std::vector<SequenceScore> score_sequences(ParallelTransformer & transformer, const LoraAdapter * adapter,
                                            const std::vector<std::vector<int32_t>> & rows, int batch_size,
                                            bool per_token, const std::function<void(long)> & on_progress = {});
 

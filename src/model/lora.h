@@ -55,6 +55,9 @@ public:
     const float *      B(int layer, int target) const { return params_.data() + offset_b_[layer][target]; }
     float *            dA(int layer, int target) { return grads_.data() + offset_a_[layer][target]; }
     float *            dB(int layer, int target) { return grads_.data() + offset_b_[layer][target]; }
+    // Offsets (in floats) of A and B in params() and in any gradient buffer of the same layout.
+    size_t             offset_A(int layer, int target) const { return offset_a_[layer][target]; }
+    size_t             offset_B(int layer, int target) const { return offset_b_[layer][target]; }
     // PEFT's key for a tensor: base_model.model.model.layers.{l}.self_attn.q_proj.lora_A.weight
     std::string        peft_key(int layer, int target, char which) const;
 

@@ -106,12 +106,12 @@ void Transformer::proj_backward(const Projection & p, const float * x, const flo
             // dh = s dy_part B                                  [N, r]
             backend_.gemm(false, false, N, lc.r, part.out, s, dy + part.offset, p.out, Bm, lc.r, 0.0f,
                           dlora_h_.data(), lc.r);
-            if (adapter_grads_) {
+            if (lora_grads_) {
                 // dB += s dy_part^T h  [out, r];  dA += dh^T x'  [r, in]
                 backend_.gemm(true, false, part.out, lc.r, N, s, dy + part.offset, p.out, h, lc.r, 1.0f,
-                              adapter_grads_->dB(p.layer, part.target), lc.r);
+                              lora_grads_ + adapter_->offset_B(p.layer, part.target), lc.r);
                 backend_.gemm(true, false, lc.r, p.in, N, 1.0f, dlora_h_.data(), lc.r, xin, p.in, 1.0f,
-                              adapter_grads_->dA(p.layer, part.target), p.in);
+                              lora_grads_ + adapter_->offset_A(p.layer, part.target), p.in);
             }
             if (dropped) {
                 // dx += keep / (1 - p) * (dh A)
@@ -293,24 +293,24 @@ const std::vector<float> & Transformer::forward(const Batch & batch, const LoraA
     return logp_;
 }
 
-void Transformer::backward(const Batch & batch, LoraAdapter * adapter, const float * dlogp, float * full_grads) {
+void Transformer::backward(const Batch & batch, const LoraAdapter * adapter, const float * dlogp, GradBuffers grads) {
     if (adapter != adapter_ || batch.B != B_ || batch.T != T_) {
         throw RuntimeFailure("Transformer::backward: call forward() on the same batch and adapter first");
     }
-    adapter_grads_ = adapter;
-    head(batch, dlogp, full_grads, nullptr);  // recomputes the logits chunk by chunk
-    backward_layers(batch, full_grads);
-    adapter_grads_ = nullptr;
+    lora_grads_ = adapter ? grads.lora : nullptr;
+    head(batch, dlogp, grads.full, nullptr);  // recomputes the logits chunk by chunk
+    backward_layers(batch, grads.full);
+    lora_grads_ = nullptr;
 }
 
-const std::vector<float> & Transformer::forward_backward(const Batch & batch, LoraAdapter * adapter,
-                                                         const float * dlogp, float * full_grads) {
+const std::vector<float> & Transformer::forward_backward(const Batch & batch, const LoraAdapter * adapter,
+                                                         const float * dlogp, GradBuffers grads) {
     prepare(batch, adapter);
     run_layers(batch);
-    adapter_grads_ = adapter;
-    head(batch, dlogp, full_grads, nullptr);
-    backward_layers(batch, full_grads);
-    adapter_grads_ = nullptr;
+    lora_grads_ = adapter ? grads.lora : nullptr;
+    head(batch, dlogp, grads.full, nullptr);
+    backward_layers(batch, grads.full);
+    lora_grads_ = nullptr;
     return logp_;
 }
 

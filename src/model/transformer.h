@@ -21,6 +21,14 @@
 
 namespace paft {
 
+// Where backward() accumulates gradients: LoRA gradients in the adapter's layout
+// (LoraAdapter::grads()), full-parameter gradients in the model's layout (ParamLayout). Either
+// may be null.
+struct GradBuffers {
+    float * lora = nullptr;
+    float * full = nullptr;
+};
+
 class Transformer {
 public:
     Transformer(Backend & backend, std::shared_ptr<const Model> model);
@@ -33,14 +41,13 @@ public:
     // [B*T, V] are written there (tests and inspection only).
     const std::vector<float> & forward(const Batch & batch, const LoraAdapter * adapter, float * logits_out = nullptr);
 
-    // Gradients of sum_n dlogp[n] * logp[n] after forward() on the same batch and adapter:
-    // accumulated into adapter->grads() (when the adapter is not null) and, when `full_grads` is
-    // not null, into a buffer with the model's parameter layout (every parameter trainable).
-    void backward(const Batch & batch, LoraAdapter * adapter, const float * dlogp, float * full_grads);
+    // Gradients of sum_n dlogp[n] * logp[n], after forward() on the same batch and adapter,
+    // accumulated into `grads`.
+    void backward(const Batch & batch, const LoraAdapter * adapter, const float * dlogp, GradBuffers grads);
 
     // forward() then backward() with the head's gradient computed during the forward pass.
-    const std::vector<float> & forward_backward(const Batch & batch, LoraAdapter * adapter, const float * dlogp,
-                                                float * full_grads);
+    const std::vector<float> & forward_backward(const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
+                                                GradBuffers grads);
 
     const Model & model() const { return *model_; }
 
@@ -89,7 +96,7 @@ private:
     Backend &                    backend_;
     std::shared_ptr<const Model> model_;
     const LoraAdapter *          adapter_ = nullptr;  // the adapter of the last forward
-    LoraAdapter *                adapter_grads_ = nullptr;
+    float *                      lora_grads_ = nullptr;  // where backward() puts LoRA gradients
     bool                         training_ = false;
     uint64_t                     seed_ = 0, step_ = 0;
     int                          B_ = 0, T_ = 0;

@@ -1,0 +1,115 @@
+#include "model/parallel.h"
+
+#include "core/error.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+namespace paft {
+namespace {
+
+Batch slice_rows(const Batch & batch, int first, int count) {
+    const size_t begin = (size_t) first * batch.T, end = begin + (size_t) count * batch.T;
+    auto         cut   = [&](const std::vector<int32_t> & v) { return std::vector<int32_t>(v.begin() + begin, v.begin() + end); };
+    return Batch{count, batch.T, cut(batch.input_ids), cut(batch.attention_mask), cut(batch.position_ids),
+                 cut(batch.targets)};
+}
+
+void add_into(float * dst, const std::vector<float> & src) {
+    for (size_t i = 0; i < src.size(); i++) {
+        dst[i] += src[i];
+    }
+}
+
+}  // namespace
+
+ParallelTransformer::ParallelTransformer(Backend & backend, std::shared_ptr<const Model> model, int workers)
+    : backend_(backend), model_(std::move(model)) {
+    int n = workers > 0 ? workers : std::max(1, backend.threads());
+    workers_.resize(n);
+    for (Worker & w : workers_) {
+        w.transformer = std::make_unique<Transformer>(backend_, model_);
+    }
+}
+
+void ParallelTransformer::set_training(bool training, uint64_t seed, uint64_t step) {
+    // Every worker draws dropout masks from the same (seed, step); rows differ, so masks do too.
+    for (size_t i = 0; i < workers_.size(); i++) {
+        workers_[i].transformer->set_training(training, seed + 0x9E3779B9ull * i, step);
+    }
+}
+
+int ParallelTransformer::split(const Batch & batch) {
+    int used = std::min<int>((int) workers_.size(), batch.B);
+    for (int i = 0, row = 0; i < used; i++) {
+        int rows                = batch.B / used + (i < batch.B % used ? 1 : 0);
+        workers_[i].first_row = row;
+        workers_[i].slice     = slice_rows(batch, row, rows);
+        row += rows;
+    }
+    return used;
+}
+
+void ParallelTransformer::run(int mode, const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
+                              GradBuffers grads) {
+    if (mode != 1) {
+        used_ = split(batch);
+        logp_.assign((size_t) batch.B * batch.T, 0.0f);
+    } else if (used_ == 0 || batch.B != (int) logp_.size() / std::max(1, batch.T)) {
+        throw RuntimeFailure("ParallelTransformer::backward: call forward() on the same batch first");
+    }
+    const size_t lora_size = adapter && grads.lora ? adapter->params().size() : 0;
+    const size_t full_size = grads.full ? model_->size() : 0;
+    // With one worker the kernels themselves use every thread; otherwise one thread per worker.
+#pragma omp parallel for schedule(static, 1) num_threads(used_) if (used_ > 1)
+    for (int i = 0; i < used_; i++) {
+        Worker &      w     = workers_[i];
+        const float * dl    = dlogp ? dlogp + (size_t) w.first_row * batch.T : nullptr;
+        GradBuffers   local = grads;
+        if (used_ > 1 && mode != 0) {
+            w.lora_grads.assign(lora_size, 0.0f);
+            w.full_grads.assign(full_size, 0.0f);
+            local = {lora_size ? w.lora_grads.data() : nullptr, full_size ? w.full_grads.data() : nullptr};
+        }
+        const std::vector<float> * logp = nullptr;
+        if (mode == 0) {
+            logp = &w.transformer->forward(w.slice, adapter);
+        } else if (mode == 1) {
+            w.transformer->backward(w.slice, adapter, dl, local);
+        } else {
+            logp = &w.transformer->forward_backward(w.slice, adapter, dl, local);
+        }
+        if (logp) {
+            std::copy(logp->begin(), logp->end(), logp_.begin() + (size_t) w.first_row * batch.T);
+        }
+    }
+    if (used_ > 1 && mode != 0) {
+        for (int i = 0; i < used_; i++) {  // in worker order: deterministic sums
+            if (lora_size) {
+                add_into(grads.lora, workers_[i].lora_grads);
+            }
+            if (full_size) {
+                add_into(grads.full, workers_[i].full_grads);
+            }
+        }
+    }
+}
+
+const std::vector<float> & ParallelTransformer::forward(const Batch & batch, const LoraAdapter * adapter) {
+    run(0, batch, adapter, nullptr, {});
+    return logp_;
+}
+
+void ParallelTransformer::backward(const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
+                                   GradBuffers grads) {
+    run(1, batch, adapter, dlogp, grads);
+}
+
+const std::vector<float> & ParallelTransformer::forward_backward(const Batch & batch, const LoraAdapter * adapter,
+                                                                 const float * dlogp, GradBuffers grads) {
+    run(2, batch, adapter, dlogp, grads);
+    return logp_;
+}
+
+}  // namespace paft

@@ -1,0 +1,51 @@
+// Data parallelism over the sequences of a batch, one worker per thread.
+//
+// On a few cores, splitting every product across threads leaves them waiting on each other at
+// each of the hundreds of small operations of a step. Here each worker runs its own Transformer
+// on a slice of the batch's rows with single-threaded kernels (BLAS and OpenMP loops called
+// inside a parallel region run on the calling thread), and the gradients of the workers are
+// summed in worker order, so results depend on the thread count but not on timing.
+#pragma once
+
+#include "model/transformer.h"
+
+#include <memory>
+#include <vector>
+
+namespace paft {
+
+class ParallelTransformer {
+public:
+    // `workers` <= 0: one per backend thread.
+    ParallelTransformer(Backend & backend, std::shared_ptr<const Model> model, int workers = 0);
+
+    void set_training(bool training, uint64_t seed = 0, uint64_t step = 0);
+
+    // As Transformer's, over the whole batch; logp [B*T] in the batch's order.
+    const std::vector<float> & forward(const Batch & batch, const LoraAdapter * adapter);
+    void                       backward(const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
+                                        GradBuffers grads);
+    const std::vector<float> & forward_backward(const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
+                                                GradBuffers grads);
+
+    const Model & model() const { return *model_; }
+
+private:
+    struct Worker {
+        std::unique_ptr<Transformer> transformer;
+        Batch                        slice;
+        std::vector<float>           lora_grads, full_grads;
+        int                          first_row = 0;
+    };
+    // mode: 0 forward, 1 backward, 2 forward_backward
+    void run(int mode, const Batch & batch, const LoraAdapter * adapter, const float * dlogp, GradBuffers grads);
+    int  split(const Batch & batch);  // fills the workers' slices; returns how many are used
+
+    Backend &                    backend_;
+    std::shared_ptr<const Model> model_;
+    std::vector<Worker>          workers_;
+    int                          used_ = 0;
+    std::vector<float>           logp_;
+};
+
+}  // namespace paft
