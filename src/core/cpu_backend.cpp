@@ -27,32 +27,32 @@ void reduce_partials(float * out, const std::vector<float> & partial, int thread
     }
 }
 
-// Softmax over the allowed keys of one attention row; the others get 0. Returns false when no
-// key is allowed (a padding query in a left-padded batch): the row is then all zero.
-bool masked_softmax_row(float * row, int T, int i, const int32_t * key_mask, int window, float scale) {
-    int   first = window > 0 ? std::max(0, i - window + 1) : 0;
-    float maxv  = -INFINITY;
+// Softmax over the allowed keys of one attention row: j in [first, i] with key_mask[j] set; the
+// others get 0. A row with no allowed key (a padding query in a left-padded batch) is all zero.
+void masked_softmax_row(float * row, int T, int i, const int32_t * key_mask, int window, float scale) {
+    const int first = window > 0 ? std::max(0, i - window + 1) : 0;
+    float     maxv  = -INFINITY;
     for (int j = first; j <= i; j++) {
-        if (key_mask[j]) {
-            maxv = std::max(maxv, row[j] * scale);
-        }
+        maxv = key_mask[j] ? std::max(maxv, row[j] * scale) : maxv;
     }
+    std::fill(row, row + first, 0.0f);
+    std::fill(row + i + 1, row + T, 0.0f);
     if (maxv == -INFINITY) {
-        std::fill(row, row + T, 0.0f);
-        return false;
+        std::fill(row + first, row + i + 1, 0.0f);
+        return;
     }
     float sum = 0.0f;
-    for (int j = 0; j < T; j++) {
-        bool  allowed = j >= first && j <= i && key_mask[j];
-        float e       = fast_exp(row[j] * scale - maxv);
-        row[j]        = allowed ? e : 0.0f;
-        sum += row[j];
+#pragma omp simd reduction(+ : sum)
+    for (int j = first; j <= i; j++) {
+        float e = key_mask[j] ? fast_exp(row[j] * scale - maxv) : 0.0f;
+        row[j]  = e;
+        sum += e;
     }
-    float inv = 1.0f / sum;
-    for (int j = 0; j < T; j++) {
+    const float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = first; j <= i; j++) {
         row[j] *= inv;
     }
-    return true;
 }
 
 class CpuBackend final : public Backend {
@@ -102,6 +102,7 @@ public:
         for (int n = 0; n < N; n++) {
             const float * xr = x + (size_t) n * C;
             float         ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
             for (int c = 0; c < C; c++) {
                 ss += xr[c] * xr[c];
             }
@@ -129,6 +130,7 @@ public:
                 float *       dxr = dx + (size_t) n * C;
                 float         r   = rstd[n];
                 float         dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                 for (int c = 0; c < C; c++) {
                     dot += w[c] * g[c] * xr[c];
                 }
@@ -271,6 +273,7 @@ public:
                         float *       row  = dS.data() + (size_t) i * a.T;
                         const float * prow = P + (size_t) i * a.T;
                         float         dot  = 0.0f;
+#pragma omp simd reduction(+ : dot)
                         for (int j = 0; j <= i; j++) {
                             dot += prow[j] * row[j];
                         }
