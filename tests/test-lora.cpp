@@ -7,6 +7,7 @@
 #include "model/batch.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "model/parallel.h"
 #include "model/transformer.h"
 
 #include <gtest/gtest.h>
@@ -197,6 +198,24 @@ TEST(Lora, UnknownTargetIsAnError) {
     EXPECT_THROW(parse_lora_targets("q_proj,c_attn"), InputError);
     auto t = parse_lora_targets("all-linear");
     EXPECT_TRUE(t[TARGET_Q] && t[TARGET_DOWN]);
+}
+
+}  // namespace
+
+namespace {
+
+// Misuse inside the workers' parallel region comes back as an exception, not a crash.
+TEST(ParallelTransformer, ErrorsInWorkersAreRethrown) {
+    auto                model   = tiny_model();
+    LoraAdapter         adapter = random_adapter(model->config(), 0.0f);
+    Batch               batch   = tiny_batch(model->config().vocab_size);
+    auto                backend = make_cpu_backend(2);
+    ParallelTransformer t(*backend, model, 2);
+    std::vector<float>  dlogp = mean_nll_gradient(batch);
+    EXPECT_THROW(t.backward(batch, &adapter, dlogp.data(), {adapter.grads().data(), nullptr}), RuntimeFailure);
+    t.forward(batch, &adapter);
+    // backward with another adapter than the forward's: each worker refuses
+    EXPECT_THROW(t.backward(batch, nullptr, dlogp.data(), {}), RuntimeFailure);
 }
 
 }  // namespace

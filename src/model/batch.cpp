@@ -25,6 +25,8 @@ Batch batch_from_arrays(int B, int T, std::vector<int32_t> input_ids, std::vecto
             throw InputError(fmt::format("token id {} at row {}, position {} is outside the vocabulary [0, {})",
                                          batch.input_ids[n], n / T, n % T, vocab_size));
         }
+    }
+    for (size_t n = 0; n < N; n++) {
         int32_t next = n % T + 1 < (size_t) T ? labels[n + 1] : kIgnoreIndex;
         if (next != kIgnoreIndex && (next < 0 || next >= vocab_size)) {
             throw InputError(fmt::format("label {} at row {}, position {} is outside the vocabulary [0, {})", next,

@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <exception>
 
 namespace paft {
 namespace {
@@ -51,9 +52,31 @@ int ParallelTransformer::split(const Batch & batch) {
     return used;
 }
 
-void ParallelTransformer::run(int mode, const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
+void ParallelTransformer::run_worker(Worker & w, Mode mode, const Batch & batch, const LoraAdapter * adapter,
+                                     const float * dlogp, GradBuffers grads, size_t lora_size, size_t full_size) {
+    const float * dl    = dlogp ? dlogp + (size_t) w.first_row * batch.T : nullptr;
+    GradBuffers   local = grads;
+    if (used_ > 1 && mode != FORWARD) {
+        w.lora_grads.assign(lora_size, 0.0f);
+        w.full_grads.assign(full_size, 0.0f);
+        local = {lora_size ? w.lora_grads.data() : nullptr, full_size ? w.full_grads.data() : nullptr};
+    }
+    const std::vector<float> * logp = nullptr;
+    if (mode == FORWARD) {
+        logp = &w.transformer->forward(w.slice, adapter);
+    } else if (mode == BACKWARD) {
+        w.transformer->backward(w.slice, adapter, dl, local);
+    } else {
+        logp = &w.transformer->forward_backward(w.slice, adapter, dl, local);
+    }
+    if (logp) {
+        std::copy(logp->begin(), logp->end(), logp_.begin() + (size_t) w.first_row * batch.T);
+    }
+}
+
+void ParallelTransformer::run(Mode mode, const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
                               GradBuffers grads) {
-    if (mode != 1) {
+    if (mode != BACKWARD) {
         used_ = split(batch);
         logp_.assign((size_t) batch.B * batch.T, 0.0f);
     } else if (used_ == 0 || batch.B != (int) logp_.size() / std::max(1, batch.T)) {
@@ -62,29 +85,22 @@ void ParallelTransformer::run(int mode, const Batch & batch, const LoraAdapter *
     const size_t lora_size = adapter && grads.lora ? adapter->params().size() : 0;
     const size_t full_size = grads.full ? model_->size() : 0;
     // With one worker the kernels themselves use every thread; otherwise one thread per worker.
+    // An exception must not leave an OpenMP region: each worker's is kept and rethrown after.
+    std::vector<std::exception_ptr> errors(used_);
 #pragma omp parallel for schedule(static, 1) num_threads(used_) if (used_ > 1)
     for (int i = 0; i < used_; i++) {
-        Worker &      w     = workers_[i];
-        const float * dl    = dlogp ? dlogp + (size_t) w.first_row * batch.T : nullptr;
-        GradBuffers   local = grads;
-        if (used_ > 1 && mode != 0) {
-            w.lora_grads.assign(lora_size, 0.0f);
-            w.full_grads.assign(full_size, 0.0f);
-            local = {lora_size ? w.lora_grads.data() : nullptr, full_size ? w.full_grads.data() : nullptr};
-        }
-        const std::vector<float> * logp = nullptr;
-        if (mode == 0) {
-            logp = &w.transformer->forward(w.slice, adapter);
-        } else if (mode == 1) {
-            w.transformer->backward(w.slice, adapter, dl, local);
-        } else {
-            logp = &w.transformer->forward_backward(w.slice, adapter, dl, local);
-        }
-        if (logp) {
-            std::copy(logp->begin(), logp->end(), logp_.begin() + (size_t) w.first_row * batch.T);
+        try {
+            run_worker(workers_[i], mode, batch, adapter, dlogp, grads, lora_size, full_size);
+        } catch (...) {
+            errors[i] = std::current_exception();
         }
     }
-    if (used_ > 1 && mode != 0) {
+    for (const std::exception_ptr & e : errors) {
+        if (e) {
+            std::rethrow_exception(e);
+        }
+    }
+    if (used_ > 1 && mode != FORWARD) {
         for (int i = 0; i < used_; i++) {  // in worker order: deterministic sums
             if (lora_size) {
                 add_into(grads.lora, workers_[i].lora_grads);
@@ -97,18 +113,18 @@ void ParallelTransformer::run(int mode, const Batch & batch, const LoraAdapter *
 }
 
 const std::vector<float> & ParallelTransformer::forward(const Batch & batch, const LoraAdapter * adapter) {
-    run(0, batch, adapter, nullptr, {});
+    run(FORWARD, batch, adapter, nullptr, {});
     return logp_;
 }
 
 void ParallelTransformer::backward(const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
                                    GradBuffers grads) {
-    run(1, batch, adapter, dlogp, grads);
+    run(BACKWARD, batch, adapter, dlogp, grads);
 }
 
 const std::vector<float> & ParallelTransformer::forward_backward(const Batch & batch, const LoraAdapter * adapter,
                                                                  const float * dlogp, GradBuffers grads) {
-    run(2, batch, adapter, dlogp, grads);
+    run(FORWARD_BACKWARD, batch, adapter, dlogp, grads);
     return logp_;
 }
 

@@ -37,8 +37,10 @@ private:
         std::vector<float>           lora_grads, full_grads;
         int                          first_row = 0;
     };
-    // mode: 0 forward, 1 backward, 2 forward_backward
-    void run(int mode, const Batch & batch, const LoraAdapter * adapter, const float * dlogp, GradBuffers grads);
+    enum Mode { FORWARD, BACKWARD, FORWARD_BACKWARD };
+    void run(Mode mode, const Batch & batch, const LoraAdapter * adapter, const float * dlogp, GradBuffers grads);
+    void run_worker(Worker & w, Mode mode, const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
+                    GradBuffers grads, size_t lora_size, size_t full_size);
     int  split(const Batch & batch);  // fills the workers' slices; returns how many are used
 
     Backend &                    backend_;

@@ -27,25 +27,23 @@ void Transformer::set_training(bool training, uint64_t seed, uint64_t step) {
     step_     = step;
 }
 
-Transformer::Projection Transformer::projection(int l, int which, float * full_grads) const {
+Transformer::Projection Transformer::projection(int l, Which which, const LayerParams * grads) const {
     const ModelConfig & c  = model_->config();
     const LayerParams & w  = model_->params().layers[l];
-    LayerParams         dw{};
-    if (full_grads) {
-        dw = model_->layout().view(full_grads).layers[l];
-    }
+    const LayerParams   dw = grads ? *grads : LayerParams{};
     const int C = c.hidden_size, F = c.intermediate_size, Q = c.q_dim(), K = c.kv_dim();
     switch (which) {
-    case 0:
+    case QKV:
         return {l, C, c.qkv_dim(), w.wqkv, w.bqkv, dw.wqkv, dw.bqkv,
                 {{TARGET_Q, 0, Q}, {TARGET_K, Q, K}, {TARGET_V, Q + K, K}}};
-    case 1:
+    case O:
         return {l, Q, C, w.wo, w.bo, dw.wo, dw.bo, {{TARGET_O, 0, C}}};
-    case 2:
+    case GATE_UP:
         return {l, C, 2 * F, w.wgu, w.bgu, dw.wgu, dw.bgu, {{TARGET_GATE, 0, F}, {TARGET_UP, F, F}}};
-    default:
-        return {l, F, C, w.wdown, w.bdown, dw.wdown, dw.bdown, {{TARGET_DOWN, 0, C}}};
+    case DOWN:
+        break;
     }
+    return {l, F, C, w.wdown, w.bdown, dw.wdown, dw.bdown, {{TARGET_DOWN, 0, C}}};
 }
 
 // y[N, out] = x W^T + b + sum over LoRA parts of s * (A x') B^T into the part's columns.
@@ -194,17 +192,17 @@ void Transformer::run_layers(const Batch & batch) {
         float *     x_out = l + 1 < c.num_layers ? layers_[l + 1].x.data() : x_final_.data();
         // attention block: x2 = x + o_proj(attention(rope(qkv_proj(norm(x)))))
         backend_.rmsnorm_forward(a.h1.data(), a.rstd1.data(), a.x.data(), w.layers[l].ln1, N, C, c.rms_norm_eps);
-        proj_forward(projection(l, 0, nullptr), a.h1.data(), a.qkv.data(), a);
+        proj_forward(projection(l, QKV, nullptr), a.h1.data(), a.qkv.data(), a);
         backend_.rope(a.qkv.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), false);
         backend_.rope(a.qkv.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), false);
         backend_.attention_forward(a.attn.data(), a.probs.data(), a.qkv.data(), batch.attention_mask.data(), shape);
-        proj_forward(projection(l, 1, nullptr), a.attn.data(), a.x2.data(), a);
+        proj_forward(projection(l, O, nullptr), a.attn.data(), a.x2.data(), a);
         backend_.add(a.x2.data(), a.x.data(), (size_t) N * C);
         // MLP block: x_out = x2 + down(silu(gate(norm(x2))) * up(norm(x2)))
         backend_.rmsnorm_forward(a.h2.data(), a.rstd2.data(), a.x2.data(), w.layers[l].ln2, N, C, c.rms_norm_eps);
-        proj_forward(projection(l, 2, nullptr), a.h2.data(), a.gu.data(), a);
+        proj_forward(projection(l, GATE_UP, nullptr), a.h2.data(), a.gu.data(), a);
         backend_.swiglu_forward(a.act.data(), a.gu.data(), N, c.intermediate_size);
-        proj_forward(projection(l, 3, nullptr), a.act.data(), x_out, a);
+        proj_forward(projection(l, DOWN, nullptr), a.act.data(), x_out, a);
         backend_.add(x_out, a.x2.data(), (size_t) N * C);
     }
     backend_.rmsnorm_forward(hf_.data(), rstdf_.data(), x_final_.data(), w.norm, N, C, c.rms_norm_eps);
@@ -259,26 +257,27 @@ void Transformer::backward_layers(const Batch & batch, float * full_grads) {
     zero(dx_, (size_t) N * C);
     backend_.rmsnorm_backward(dx_.data(), dw.norm, dhf_.data(), x_final_.data(), w.norm, rstdf_.data(), N, C);
     for (int l = c.num_layers - 1; l >= 0; l--) {
-        LayerActs & a = layers_[l];
+        LayerActs &         a   = layers_[l];
+        const LayerParams * dwl = full_grads ? &dw.layers[l] : nullptr;
         // dx_ holds d(layer output); the residual path passes it through unchanged.
         zero(dact_, (size_t) N * F);
-        proj_backward(projection(l, 3, full_grads), a.act.data(), dx_.data(), dact_.data(), a);
+        proj_backward(projection(l, DOWN, dwl), a.act.data(), dx_.data(), dact_.data(), a);
         dgu_.resize((size_t) N * 2 * F);
         backend_.swiglu_backward(dgu_.data(), dact_.data(), a.gu.data(), N, F);
         zero(dh_, (size_t) N * C);
-        proj_backward(projection(l, 2, full_grads), a.h2.data(), dgu_.data(), dh_.data(), a);
-        backend_.rmsnorm_backward(dx_.data(), full_grads ? dw.layers[l].ln2 : nullptr, dh_.data(), a.x2.data(),
+        proj_backward(projection(l, GATE_UP, dwl), a.h2.data(), dgu_.data(), dh_.data(), a);
+        backend_.rmsnorm_backward(dx_.data(), full_grads ? dwl->ln2 : nullptr, dh_.data(), a.x2.data(),
                                   w.layers[l].ln2, a.rstd2.data(), N, C);
         // dx_ now holds d(x2)
         zero(dattn_, (size_t) N * c.q_dim());
-        proj_backward(projection(l, 1, full_grads), a.attn.data(), dx_.data(), dattn_.data(), a);
+        proj_backward(projection(l, O, dwl), a.attn.data(), dx_.data(), dattn_.data(), a);
         zero(dqkv_, (size_t) N * S);
         backend_.attention_backward(dqkv_.data(), dattn_.data(), a.qkv.data(), a.probs.data(), shape);
         backend_.rope(dqkv_.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), true);
         backend_.rope(dqkv_.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), true);
         zero(dh_, (size_t) N * C);
-        proj_backward(projection(l, 0, full_grads), a.h1.data(), dqkv_.data(), dh_.data(), a);
-        backend_.rmsnorm_backward(dx_.data(), full_grads ? dw.layers[l].ln1 : nullptr, dh_.data(), a.x.data(),
+        proj_backward(projection(l, QKV, dwl), a.h1.data(), dqkv_.data(), dh_.data(), a);
+        backend_.rmsnorm_backward(dx_.data(), full_grads ? dwl->ln1 : nullptr, dh_.data(), a.x.data(),
                                   w.layers[l].ln1, a.rstd1.data(), N, C);
     }
     if (full_grads) {

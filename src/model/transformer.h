@@ -83,7 +83,9 @@ private:
         float *           db;
         std::vector<Part> parts;
     };
-    Projection projection(int layer, int which, float * full_grads) const;  // which: 0 qkv, 1 o, 2 gu, 3 down
+    enum Which { QKV, O, GATE_UP, DOWN };
+    // The projection's weights, and its weight gradients from `dw` (null: base frozen).
+    Projection projection(int layer, Which which, const LayerParams * dw) const;
 
     void prepare(const Batch & batch, const LoraAdapter * adapter);
     void rope_tables(const Batch & batch);
