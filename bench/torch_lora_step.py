@@ -11,7 +11,7 @@ LoRA with PEFT's default init (A ~ U(+-1/sqrt(in)), B = 0) to q,k,v,o,gate,up,do
 S steps of forward + loss + backward + AdamW(lr=1e-4) step + zero_grad after W warm-up steps.
 
 The last stdout line is one JSON object:
-  {"tokens_per_s": B*T*S / seconds, "step_s": mean seconds per step, "losses": [...],
+  {"tokens_per_s": B*T / median step seconds, "step_s": median seconds per step, "losses": [...],
    "threads": N, "torch": version}
 """
 
@@ -72,18 +72,20 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    losses = []
-    t0 = time.perf_counter()
+    losses, times = [], []
     for _ in range(a.steps):
+        t0 = time.perf_counter()
         losses.append(step())
-    dt = time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
+    dt = sum(times)
+    median = sorted(times)[len(times) // 2]  # robust to a shared, noisy machine
 
     n_train = sum(p.numel() for p in trainable)
     print(f"torch {torch.__version__}, {a.threads} threads, batch {B}x{T}, {n_train} LoRA parameters, "
           f"{a.steps} steps in {dt:.3f} s", file=sys.stderr)
     print(json.dumps({
-        "tokens_per_s": B * T * a.steps / dt,
-        "step_s": dt / a.steps,
+        "tokens_per_s": B * T / median,
+        "step_s": median,
         "losses": losses,
         "threads": a.threads,
         "torch": torch.__version__,

@@ -440,17 +440,18 @@ TEST(Ops, RopeInverseIsTheBackward) {
 
 // ---------------------------------------------------------------- attention
 
-// B = 2 sequences of T = 6; sequence 1 is left-padded by two, so its query rows 0 and 1 have no
-// allowed key (causal, and both keys they could see are padding).
+// B = 2 sequences of T (6 by default); sequence 1 is left-padded by two, so its query rows 0 and 1
+// have no allowed key (causal, and both keys they could see are padding).
 struct AttentionCase {
     AttentionShape       a;
     int                  S, O;
-    std::vector<int32_t> key_mask = {1, 1, 1, 1, 1, 1,  //
-                                     0, 0, 1, 1, 1, 1};
+    std::vector<int32_t> key_mask;
     Vec                  qkv, out, probs;  // [B*T, S], [B*T, Hq*D], [B, Hq, T, T]
 
-    AttentionCase(std::mt19937 & rng, int Hq, int Hkv, int window) {
-        a                = AttentionShape{2, 6, Hq, Hkv, 4, window};
+    AttentionCase(std::mt19937 & rng, int Hq, int Hkv, int window, int T = 6) {
+        a = AttentionShape{2, T, Hq, Hkv, 4, window};
+        key_mask.assign((size_t) 2 * T, 1);
+        key_mask[T] = key_mask[T + 1] = 0;
         S                = (Hq + 2 * Hkv) * a.D;
         O                = Hq * a.D;
         qkv              = uniform(rng, (size_t) a.B * a.T * S);
@@ -465,9 +466,9 @@ struct AttentionCase {
     }
 };
 
-void check_attention_forward(int Hq, int Hkv, int window) {
+void check_attention_forward(int Hq, int Hkv, int window, int T = 6) {
     std::mt19937  rng(9);
-    AttentionCase ac(rng, Hq, Hkv, window);
+    AttentionCase ac(rng, Hq, Hkv, window, T);
     ac.forward();
     DVec ref_out, ref_probs;
     attention_ref(ref_out, ref_probs, ac.qkv, ac.key_mask, ac.a);
@@ -481,9 +482,9 @@ void check_attention_forward(int Hq, int Hkv, int window) {
     }
 }
 
-void check_attention_gradient(int Hq, int Hkv, int window) {
+void check_attention_gradient(int Hq, int Hkv, int window, int T = 6) {
     std::mt19937  rng(10);
-    AttentionCase ac(rng, Hq, Hkv, window);
+    AttentionCase ac(rng, Hq, Hkv, window, T);
     const Vec     R     = uniform(rng, ac.out.size());
     const Vec     prior = uniform(rng, ac.qkv.size());
     ac.forward();
@@ -513,6 +514,13 @@ TEST(Ops, AttentionForwardMhaPadded) { check_attention_forward(2, 2, 0); }
 TEST(Ops, AttentionGradientGqaPadded) { check_attention_gradient(4, 2, 0); }
 TEST(Ops, AttentionGradientGqaPaddedWindow3) { check_attention_gradient(4, 2, 3); }
 TEST(Ops, AttentionGradientMhaPadded) { check_attention_gradient(2, 2, 0); }
+
+// T = 150 spans three query blocks of the CPU kernel (64, 64, 22); a window of 70 reaches back
+// across a block boundary.
+TEST(Ops, AttentionForwardLongBlocks) { check_attention_forward(2, 1, 0, 150); }
+TEST(Ops, AttentionForwardLongBlocksWindow70) { check_attention_forward(2, 1, 70, 150); }
+TEST(Ops, AttentionGradientLongBlocks) { check_attention_gradient(2, 1, 0, 150); }
+TEST(Ops, AttentionGradientLongBlocksWindow70) { check_attention_gradient(2, 1, 70, 150); }
 
 TEST(Ops, AttentionBackwardIsDeterministic) {
     std::mt19937  rng(11);

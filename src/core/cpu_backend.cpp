@@ -27,10 +27,17 @@ void reduce_partials(float * out, const std::vector<float> & partial, int thread
     }
 }
 
+constexpr int kQueryBlock = 64;  // queries per attention block
+
+// The first key any query of a block starting at query i0 may see.
+int first_key(int i0, int window) {
+    return window > 0 ? std::max(0, i0 - window + 1) : 0;
+}
+
 // Softmax over the allowed keys of one attention row: j in [first, i] with key_mask[j] set; the
 // others get 0. A row with no allowed key (a padding query in a left-padded batch) is all zero.
 void masked_softmax_row(float * row, int T, int i, const int32_t * key_mask, int window, float scale) {
-    const int first = window > 0 ? std::max(0, i - window + 1) : 0;
+    const int first = first_key(i, window);
     float     maxv  = -INFINITY;
     for (int j = first; j <= i; j++) {
         maxv = key_mask[j] ? std::max(maxv, row[j] * scale) : maxv;
@@ -211,6 +218,9 @@ public:
         }
     }
 
+    // Causal attention in blocks of kQueryBlock queries: a block needs only the keys up to its
+    // last query (from the window's start, with a sliding window), so the products skip most of
+    // the masked upper triangle. probs keeps the full [T, T] layout, zero outside each row's keys.
     void attention_forward(float * out, float * probs, const float * qkv, const int32_t * key_mask,
                            const AttentionShape & a) override {
         const int   S     = (a.Hq + 2 * a.Hkv) * a.D;
@@ -219,23 +229,29 @@ public:
         const float scale = 1.0f / std::sqrt((float) a.D);
 #pragma omp parallel for schedule(static)
         for (int bh = 0; bh < a.B * a.Hq; bh++) {
-            int           b    = bh / a.Hq;
-            int           h    = bh % a.Hq;
-            int           kvh  = h / group;
-            const float * base = qkv + (size_t) b * a.T * S;
-            const float * q    = base + (size_t) h * a.D;
-            const float * k    = base + (size_t) (a.Hq + kvh) * a.D;
-            const float * v    = base + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
-            float *       P    = probs + (size_t) bh * a.T * a.T;
-            const int32_t * km = key_mask + (size_t) b * a.T;
-            // P = Q K^T (unscaled; the scale is applied inside the softmax)
-            gemm(false, true, a.T, a.T, a.D, 1.0f, q, S, k, S, 0.0f, P, a.T);
-            for (int i = 0; i < a.T; i++) {
-                masked_softmax_row(P + (size_t) i * a.T, a.T, i, km, a.sliding_window, scale);
+            int             b    = bh / a.Hq;
+            int             h    = bh % a.Hq;
+            int             kvh  = h / group;
+            const float *   base = qkv + (size_t) b * a.T * S;
+            const float *   q    = base + (size_t) h * a.D;
+            const float *   k    = base + (size_t) (a.Hq + kvh) * a.D;
+            const float *   v    = base + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
+            float *         P    = probs + (size_t) bh * a.T * a.T;
+            const int32_t * km   = key_mask + (size_t) b * a.T;
+            float *         o    = out + (size_t) b * a.T * O + (size_t) h * a.D;
+            for (int i0 = 0; i0 < a.T; i0 += kQueryBlock) {
+                const int i1 = std::min(a.T, i0 + kQueryBlock), k0 = first_key(i0, a.sliding_window);
+                float *   Pb = P + (size_t) i0 * a.T + k0;
+                // P[i0:i1, k0:i1] = Q K^T (unscaled; the softmax applies the scale)
+                gemm(false, true, i1 - i0, i1 - k0, a.D, 1.0f, q + (size_t) i0 * S, S, k + (size_t) k0 * S, S, 0.0f,
+                     Pb, a.T);
+                for (int i = i0; i < i1; i++) {
+                    masked_softmax_row(P + (size_t) i * a.T, a.T, i, km, a.sliding_window, scale);
+                }
+                // out[i0:i1] = P[i0:i1, k0:i1] V[k0:i1]
+                gemm(false, false, i1 - i0, a.D, i1 - k0, 1.0f, Pb, a.T, v + (size_t) k0 * S, S, 0.0f,
+                     o + (size_t) i0 * O, O);
             }
-            // out_h = P V
-            gemm(false, false, a.T, a.D, a.T, 1.0f, P, a.T, v, S, 0.0f, out + (size_t) b * a.T * O + (size_t) h * a.D,
-                 O);
         }
     }
 
@@ -249,7 +265,7 @@ public:
         // so they run in order inside one task rather than racing.
 #pragma omp parallel
         {
-            std::vector<float> dS((size_t) a.T * a.T);
+            std::vector<float> dS((size_t) kQueryBlock * a.T);  // [block, keys], row stride T
 #pragma omp for schedule(static)
             for (int bk = 0; bk < a.B * a.Hkv; bk++) {
                 int           b     = bk / a.Hkv;
@@ -265,25 +281,34 @@ public:
                     float *       dq = dbase + (size_t) h * a.D;
                     const float * P  = probs + ((size_t) b * a.Hq + h) * a.T * a.T;
                     const float * dO = dout + (size_t) b * a.T * O + (size_t) h * a.D;
-                    // dP = dO V^T; dV += P^T dO
-                    gemm(false, true, a.T, a.T, a.D, 1.0f, dO, O, v, S, 0.0f, dS.data(), a.T);
-                    gemm(true, false, a.T, a.D, a.T, 1.0f, P, a.T, dO, O, 1.0f, dv, S);
-                    // dS = P * (dP - sum_j P dP) * scale (softmax backward, then the score scale)
-                    for (int i = 0; i < a.T; i++) {
-                        float *       row  = dS.data() + (size_t) i * a.T;
-                        const float * prow = P + (size_t) i * a.T;
-                        float         dot  = 0.0f;
+                    for (int i0 = 0; i0 < a.T; i0 += kQueryBlock) {
+                        const int     i1 = std::min(a.T, i0 + kQueryBlock), k0 = first_key(i0, a.sliding_window);
+                        const int     L  = i1 - k0;
+                        const float * Pb = P + (size_t) i0 * a.T + k0;
+                        const float * dOb = dO + (size_t) i0 * O;
+                        // dP = dO V^T; dV += P^T dO
+                        gemm(false, true, i1 - i0, L, a.D, 1.0f, dOb, O, v + (size_t) k0 * S, S, 0.0f, dS.data(), a.T);
+                        gemm(true, false, L, a.D, i1 - i0, 1.0f, Pb, a.T, dOb, O, 1.0f, dv + (size_t) k0 * S, S);
+                        // dS = P * (dP - sum_j P dP) * scale (softmax backward, then the score scale)
+                        for (int i = i0; i < i1; i++) {
+                            float *       row  = dS.data() + (size_t) (i - i0) * a.T;
+                            const float * prow = Pb + (size_t) (i - i0) * a.T;
+                            float         dot  = 0.0f;
 #pragma omp simd reduction(+ : dot)
-                        for (int j = 0; j <= i; j++) {
-                            dot += prow[j] * row[j];
+                            for (int j = 0; j < L; j++) {
+                                dot += prow[j] * row[j];
+                            }
+#pragma omp simd
+                            for (int j = 0; j < L; j++) {
+                                row[j] = prow[j] * (row[j] - dot) * scale;
+                            }
                         }
-                        for (int j = 0; j < a.T; j++) {
-                            row[j] = prow[j] * (row[j] - dot) * scale;
-                        }
+                        // dQ += dS K; dK += dS^T Q
+                        gemm(false, false, i1 - i0, a.D, L, 1.0f, dS.data(), a.T, k + (size_t) k0 * S, S, 1.0f,
+                             dq + (size_t) i0 * S, S);
+                        gemm(true, false, L, a.D, i1 - i0, 1.0f, dS.data(), a.T, q + (size_t) i0 * S, S, 1.0f,
+                             dk + (size_t) k0 * S, S);
                     }
-                    // dQ += dS K; dK += dS^T Q
-                    gemm(false, false, a.T, a.D, a.T, 1.0f, dS.data(), a.T, k, S, 1.0f, dq, S);
-                    gemm(true, false, a.T, a.D, a.T, 1.0f, dS.data(), a.T, q, S, 1.0f, dk, S);
                 }
             }
         }
