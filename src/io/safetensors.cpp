@@ -586,6 +586,12 @@ const SafetensorsFile & TensorStore::file_of(const std::string & name, const Ten
     return file;
 }
 
+void TensorStore::expect_shape(const std::string & name, const std::vector<int64_t> & shape) const {
+    const TensorInfo *      info = nullptr;
+    const SafetensorsFile & file = file_of(name, &info);
+    check_shape(file, *info, shape);
+}
+
 void TensorStore::read_f32(const std::string & name, const std::vector<int64_t> & shape, float * dst) const {
     const TensorInfo *      info = nullptr;
     const SafetensorsFile & file = file_of(name, &info);

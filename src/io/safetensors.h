@@ -65,6 +65,9 @@ public:
     const TensorInfo &       info(const std::string & name) const;  // InputError if missing
     std::vector<std::string> names() const;                         // sorted
 
+    // InputError naming the file and the tensor when `name` is missing or its shape is not `shape`.
+    void expect_shape(const std::string & name, const std::vector<int64_t> & shape) const;
+
     // Converts tensor `name` (F32, F16, BF16 or F64) to f32 into dst after checking that its
     // shape equals `shape`. InputError naming the file and the tensor otherwise.
     void read_f32(const std::string & name, const std::vector<int64_t> & shape, float * dst) const;

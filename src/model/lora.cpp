@@ -24,6 +24,19 @@ bool is_attention(int target) {
     return target <= TARGET_O;
 }
 
+// in and out features of each target's linear layer: q [Hq*D, C], k/v [Hkv*D, C], o [C, Hq*D],
+// gate/up [F, C], down [C, F].
+void target_features(const ModelConfig & m, std::array<int, TARGET_COUNT> * in, std::array<int, TARGET_COUNT> * out) {
+    const int C = m.hidden_size, F = m.intermediate_size;
+    *in  = {C, C, C, m.q_dim(), C, C, F};
+    *out = {m.q_dim(), m.kv_dim(), m.kv_dim(), C, F, F, C};
+}
+
+std::string peft_key_for(int layer, int target, char which) {
+    return fmt::format("base_model.model.model.layers.{}.{}.{}.lora_{}.weight", layer,
+                       is_attention(target) ? "self_attn" : "mlp", kTargetNames[target], which);
+}
+
 }  // namespace
 
 const char * lora_target_name(int target) {
@@ -68,9 +81,7 @@ LoraAdapter::LoraAdapter(const ModelConfig & m, const LoraConfig & config)
     if (config.r <= 0) {
         throw InputError(fmt::format("LoRA rank r must be positive, got {}", config.r));
     }
-    const int C = m.hidden_size, F = m.intermediate_size;
-    in_  = {C, C, C, m.q_dim(), C, C, F};
-    out_ = {m.q_dim(), m.kv_dim(), m.kv_dim(), C, F, F, C};
+    target_features(m, &in_, &out_);
     size_t size = 0;
     for (int l = 0; l < layers_; l++) {
         for (int t = 0; t < TARGET_COUNT; t++) {
@@ -105,8 +116,7 @@ void LoraAdapter::init_peft(uint64_t seed) {
 }
 
 std::string LoraAdapter::peft_key(int layer, int target, char which) const {
-    return fmt::format("base_model.model.model.layers.{}.{}.{}.lora_{}.weight", layer,
-                       is_attention(target) ? "self_attn" : "mlp", kTargetNames[target], which);
+    return peft_key_for(layer, target, which);
 }
 
 void LoraAdapter::zero_grads() {
@@ -161,29 +171,33 @@ LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model
     } catch (const json::exception & e) {
         throw InputError(fmt::format("{}: bad or missing field: {}", config_path, e.what()));
     }
-    LoraAdapter adapter(model, c);
-    TensorStore store = TensorStore::open_dir(dir, "adapter_model");
+    // Shapes are checked against the base model before anything is allocated.
+    TensorStore                   store = TensorStore::open_dir(dir, "adapter_model");
+    std::array<int, TARGET_COUNT> in, out;
+    target_features(model, &in, &out);
     std::set<std::string> expected;
     for (int l = 0; l < model.num_layers; l++) {
         for (int t = 0; t < TARGET_COUNT; t++) {
-            if (!adapter.has(l, t)) {
-                continue;
-            }
-            for (char which : {'A', 'B'}) {
-                std::string key = adapter.peft_key(l, t, which);
-                std::vector<int64_t> shape =
-                    which == 'A' ? std::vector<int64_t>{c.r, adapter.in_[t]} : std::vector<int64_t>{adapter.out_[t], c.r};
-                if (!store.has(key)) {
-                    throw InputError(fmt::format("{}: tensor '{}' is missing", dir, key));
-                }
-                store.read_f32(key, shape, which == 'A' ? adapter.A(l, t) : adapter.B(l, t));
-                expected.insert(key);
+            if (c.targets[t]) {
+                store.expect_shape(peft_key_for(l, t, 'A'), {c.r, in[t]});
+                store.expect_shape(peft_key_for(l, t, 'B'), {out[t], c.r});
+                expected.insert(peft_key_for(l, t, 'A'));
+                expected.insert(peft_key_for(l, t, 'B'));
             }
         }
     }
     for (const std::string & name : store.names()) {
         if (!expected.count(name)) {
             throw InputError(fmt::format("{}: unexpected tensor '{}' (not a LoRA A/B of a targeted module)", dir, name));
+        }
+    }
+    LoraAdapter adapter(model, c);
+    for (int l = 0; l < model.num_layers; l++) {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            if (adapter.has(l, t)) {
+                store.read_f32(peft_key_for(l, t, 'A'), {c.r, in[t]}, adapter.A(l, t));
+                store.read_f32(peft_key_for(l, t, 'B'), {out[t], c.r}, adapter.B(l, t));
+            }
         }
     }
     return adapter;

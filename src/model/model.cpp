@@ -108,23 +108,30 @@ Model::Model(const ModelConfig & config)
       inv_freq_(rope_inv_freq(config_)) {}
 
 std::shared_ptr<Model> Model::load(const std::string & dir) {
-    auto        model = std::make_shared<Model>(load_model_config(dir));
-    TensorStore store = TensorStore::open_dir(dir);
+    const ModelConfig     config = load_model_config(dir);
+    const TensorStore     store  = TensorStore::open_dir(dir);
+    const ParamLayout     layout(config);
     std::set<std::string> expected;
-    for (const ParamEntry & e : model->layout_.entries()) {
+    // Every tensor is checked against config.json before anything is allocated, so a config that
+    // claims a huge model fails with a message rather than exhausting memory.
+    for (const ParamEntry & e : layout.entries()) {
         if (!store.has(e.name)) {
             throw InputError(fmt::format("{}: tensor '{}' is missing from the model's safetensors", dir, e.name));
         }
-        store.read_f32(e.name, e.shape, model->data_.data() + e.offset);
+        store.expect_shape(e.name, e.shape);
         expected.insert(e.name);
     }
     for (const std::string & name : store.names()) {
         // Rotary tables saved by some old checkpoints are recomputed, never read.
         bool rotary = name.find("rotary_emb.inv_freq") != std::string::npos;
-        if (!expected.count(name) && !rotary && !(model->config_.tie_word_embeddings && name == "lm_head.weight")) {
+        if (!expected.count(name) && !rotary && !(config.tie_word_embeddings && name == "lm_head.weight")) {
             throw InputError(fmt::format("{}: unexpected tensor '{}' (not part of a {} with this config.json)", dir,
-                                         name, model->config_.architecture_name));
+                                         name, config.architecture_name));
         }
+    }
+    auto model = std::make_shared<Model>(config);
+    for (const ParamEntry & e : model->layout_.entries()) {
+        store.read_f32(e.name, e.shape, model->data_.data() + e.offset);
     }
     return model;
 }
