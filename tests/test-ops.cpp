@@ -173,12 +173,14 @@ bool key_allowed(const std::vector<int32_t> & key_mask, const AttentionShape & a
     return j <= i && key_mask[(size_t) b * a.T + j] != 0 && (a.sliding_window == 0 || i - j < a.sliding_window);
 }
 
-// out [B*T, Hq*D], probs [B, Hq, T, T]: masked softmax of q k^T / sqrt(D); no allowed key -> 0.
-void attention_ref(DVec & out, DVec & probs, const Vec & qkv, const std::vector<int32_t> & key_mask,
+// out [B*T, Hq*D]: masked softmax of q k^T / sqrt(D) times v; no allowed key -> 0.
+// lse [B, Hq, T]: log sum_j exp(q_i k_j / sqrt(D)) over the allowed keys; -inf when there is none.
+void attention_ref(DVec & out, DVec & lse, const Vec & qkv, const std::vector<int32_t> & key_mask,
                    const AttentionShape & a) {
     const int S = (a.Hq + 2 * a.Hkv) * a.D, O = a.Hq * a.D, group = a.Hq / a.Hkv;
     out.assign((size_t) a.B * a.T * O, 0.0);
-    probs.assign((size_t) a.B * a.Hq * a.T * a.T, 0.0);
+    DVec probs((size_t) a.B * a.Hq * a.T * a.T, 0.0);  // [B, Hq, T, T]
+    lse.assign((size_t) a.B * a.Hq * a.T, -INFINITY);
     for (int b = 0; b < a.B; b++) {
         for (int h = 0; h < a.Hq; h++) {
             const int kvh = h / group;
@@ -204,6 +206,7 @@ void attention_ref(DVec & out, DVec & probs, const Vec & qkv, const std::vector<
                     p[j] = key_allowed(key_mask, a, b, i, j) ? std::exp(p[j] - maxv) : 0.0;
                     sum += p[j];
                 }
+                lse[((size_t) b * a.Hq + h) * a.T + i] = maxv + std::log(sum);
                 for (int j = 0; j < a.T; j++) {
                     p[j] /= sum;
                     for (int d = 0; d < a.D; d++) {
@@ -446,7 +449,7 @@ struct AttentionCase {
     AttentionShape       a;
     int                  S, O;
     std::vector<int32_t> key_mask;
-    Vec                  qkv, out, probs;  // [B*T, S], [B*T, Hq*D], [B, Hq, T, T]
+    Vec                  qkv, out, lse;  // [B*T, S], [B*T, Hq*D], [B, Hq, T]
 
     AttentionCase(std::mt19937 & rng, int Hq, int Hkv, int window, int T = 6) {
         a = AttentionShape{2, T, Hq, Hkv, 4, window};
@@ -456,12 +459,12 @@ struct AttentionCase {
         O                = Hq * a.D;
         qkv              = uniform(rng, (size_t) a.B * a.T * S);
         out.resize((size_t) a.B * a.T * O);
-        probs.resize((size_t) a.B * a.Hq * a.T * a.T);
+        lse.resize((size_t) a.B * a.Hq * a.T);
     }
-    void forward() { cpu().attention_forward(out.data(), probs.data(), qkv.data(), key_mask.data(), a); }
+    void forward() { cpu().attention_forward(out.data(), lse.data(), qkv.data(), key_mask.data(), a); }
     Vec  backward(const Vec & dout, const Vec & prior) {
         Vec dqkv = prior;
-        cpu().attention_backward(dqkv.data(), dout.data(), qkv.data(), probs.data(), a);
+        cpu().attention_backward(dqkv.data(), dout.data(), qkv.data(), lse.data(), key_mask.data(), a);
         return dqkv;
     }
 };
@@ -470,10 +473,20 @@ void check_attention_forward(int Hq, int Hkv, int window, int T = 6) {
     std::mt19937  rng(9);
     AttentionCase ac(rng, Hq, Hkv, window, T);
     ac.forward();
-    DVec ref_out, ref_probs;
-    attention_ref(ref_out, ref_probs, ac.qkv, ac.key_mask, ac.a);
+    DVec ref_out, ref_lse;
+    attention_ref(ref_out, ref_lse, ac.qkv, ac.key_mask, ac.a);
     EXPECT_TRUE(close(ac.out, ref_out, kFwdTol)) << "out";
-    EXPECT_TRUE(close(ac.probs, ref_probs, kFwdTol)) << "probs";
+    // lse: -inf exactly where the reference has no allowed key, else close to it.
+    Vec  finite_lse;
+    DVec finite_ref;
+    for (size_t i = 0; i < ref_lse.size(); i++) {
+        ASSERT_EQ(std::isinf(ref_lse[i]), std::isinf(ac.lse[i])) << "lse row " << i;
+        if (!std::isinf(ref_lse[i])) {
+            finite_lse.push_back(ac.lse[i]);
+            finite_ref.push_back(ref_lse[i]);
+        }
+    }
+    EXPECT_TRUE(close(finite_lse, finite_ref, kFwdTol)) << "lse";
     // The padded query rows of sequence 1 (t = 0, 1) are exactly zero.
     for (int t = 0; t < 2; t++) {
         for (int c = 0; c < ac.O; c++) {

@@ -34,31 +34,47 @@ int first_key(int i0, int window) {
     return window > 0 ? std::max(0, i0 - window + 1) : 0;
 }
 
-// Softmax over the allowed keys of one attention row: j in [first, i] with key_mask[j] set; the
-// others get 0. A row with no allowed key (a padding query in a left-padded batch) is all zero.
-void masked_softmax_row(float * row, int T, int i, const int32_t * key_mask, int window, float scale) {
-    const int first = first_key(i, window);
-    float     maxv  = -INFINITY;
-    for (int j = first; j <= i; j++) {
-        maxv = key_mask[j] ? std::max(maxv, row[j] * scale) : maxv;
+// The keys query i may see: j in [first_key(i), i] with key_mask[j] set.
+bool key_allowed(int i, int j, const int32_t * key_mask, int window) {
+    return j <= i && j >= first_key(i, window) && key_mask[j];
+}
+
+// One attention row: scores[j] holds q_i . k_(k0+j) for j < L. Overwrites them with the softmax
+// weights over the allowed keys (0 elsewhere) and returns the log-sum-exp of the scaled scores,
+// or -inf when no key is allowed (the row is then all zero).
+float softmax_row(float * scores, int k0, int L, int i, const int32_t * key_mask, int window, float scale) {
+    float maxv = -INFINITY;
+    for (int j = 0; j < L; j++) {
+        maxv = key_allowed(i, k0 + j, key_mask, window) ? std::max(maxv, scores[j] * scale) : maxv;
     }
-    std::fill(row, row + first, 0.0f);
-    std::fill(row + i + 1, row + T, 0.0f);
     if (maxv == -INFINITY) {
-        std::fill(row + first, row + i + 1, 0.0f);
-        return;
+        std::fill(scores, scores + L, 0.0f);
+        return -INFINITY;
     }
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int j = first; j <= i; j++) {
-        float e = key_mask[j] ? fast_exp(row[j] * scale - maxv) : 0.0f;
-        row[j]  = e;
+    for (int j = 0; j < L; j++) {
+        float e   = key_allowed(i, k0 + j, key_mask, window) ? fast_exp(scores[j] * scale - maxv) : 0.0f;
+        scores[j] = e;
         sum += e;
     }
     const float inv = 1.0f / sum;
 #pragma omp simd
-    for (int j = first; j <= i; j++) {
-        row[j] *= inv;
+    for (int j = 0; j < L; j++) {
+        scores[j] *= inv;
+    }
+    return maxv + std::log(sum);
+}
+
+// The backward's recomputation of the same weights from the saved log-sum-exp.
+void weights_row(float * scores, int k0, int L, int i, const int32_t * key_mask, int window, float scale, float lse) {
+    if (lse == -INFINITY) {
+        std::fill(scores, scores + L, 0.0f);
+        return;
+    }
+#pragma omp simd
+    for (int j = 0; j < L; j++) {
+        scores[j] = key_allowed(i, k0 + j, key_mask, window) ? fast_exp(scores[j] * scale - lse) : 0.0f;
     }
 }
 
@@ -218,45 +234,47 @@ public:
         }
     }
 
-    // Causal attention in blocks of kQueryBlock queries: a block needs only the keys up to its
-    // last query (from the window's start, with a sliding window), so the products skip most of
-    // the masked upper triangle. probs keeps the full [T, T] layout, zero outside each row's keys.
-    void attention_forward(float * out, float * probs, const float * qkv, const int32_t * key_mask,
+    // Causal attention in blocks of kQueryBlock queries, flash-style: a block needs only the keys
+    // up to its last query (from the window's start, with a sliding window), so the products skip
+    // most of the masked upper triangle, and only a [block, T] tile of weights exists at a time.
+    // The backward recomputes each tile from the saved log-sum-exp.
+    void attention_forward(float * out, float * lse, const float * qkv, const int32_t * key_mask,
                            const AttentionShape & a) override {
         const int   S     = (a.Hq + 2 * a.Hkv) * a.D;
         const int   O     = a.Hq * a.D;
         const int   group = a.Hq / a.Hkv;
         const float scale = 1.0f / std::sqrt((float) a.D);
-#pragma omp parallel for schedule(static)
-        for (int bh = 0; bh < a.B * a.Hq; bh++) {
-            int             b    = bh / a.Hq;
-            int             h    = bh % a.Hq;
-            int             kvh  = h / group;
-            const float *   base = qkv + (size_t) b * a.T * S;
-            const float *   q    = base + (size_t) h * a.D;
-            const float *   k    = base + (size_t) (a.Hq + kvh) * a.D;
-            const float *   v    = base + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
-            float *         P    = probs + (size_t) bh * a.T * a.T;
-            const int32_t * km   = key_mask + (size_t) b * a.T;
-            float *         o    = out + (size_t) b * a.T * O + (size_t) h * a.D;
-            for (int i0 = 0; i0 < a.T; i0 += kQueryBlock) {
-                const int i1 = std::min(a.T, i0 + kQueryBlock), k0 = first_key(i0, a.sliding_window);
-                float *   Pb = P + (size_t) i0 * a.T + k0;
-                // P[i0:i1, k0:i1] = Q K^T (unscaled; the softmax applies the scale)
-                gemm(false, true, i1 - i0, i1 - k0, a.D, 1.0f, q + (size_t) i0 * S, S, k + (size_t) k0 * S, S, 0.0f,
-                     Pb, a.T);
-                for (int i = i0; i < i1; i++) {
-                    masked_softmax_row(P + (size_t) i * a.T, a.T, i, km, a.sliding_window, scale);
+#pragma omp parallel
+        {
+            std::vector<float> P((size_t) kQueryBlock * a.T);  // [block, keys], row stride T
+#pragma omp for schedule(static)
+            for (int bh = 0; bh < a.B * a.Hq; bh++) {
+                const int       b   = bh / a.Hq, h = bh % a.Hq, kvh = h / group;
+                const float *   q   = qkv + (size_t) b * a.T * S + (size_t) h * a.D;
+                const float *   k   = qkv + (size_t) b * a.T * S + (size_t) (a.Hq + kvh) * a.D;
+                const float *   v   = qkv + (size_t) b * a.T * S + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
+                const int32_t * km  = key_mask + (size_t) b * a.T;
+                float *         o   = out + (size_t) b * a.T * O + (size_t) h * a.D;
+                float *         lrow = lse + (size_t) bh * a.T;
+                for (int i0 = 0; i0 < a.T; i0 += kQueryBlock) {
+                    const int i1 = std::min(a.T, i0 + kQueryBlock), k0 = first_key(i0, a.sliding_window);
+                    const int L  = i1 - k0;
+                    // P = Q[i0:i1] K[k0:i1]^T, then the softmax of each row
+                    gemm(false, true, i1 - i0, L, a.D, 1.0f, q + (size_t) i0 * S, S, k + (size_t) k0 * S, S, 0.0f,
+                         P.data(), a.T);
+                    for (int i = i0; i < i1; i++) {
+                        lrow[i] = softmax_row(P.data() + (size_t) (i - i0) * a.T, k0, L, i, km, a.sliding_window, scale);
+                    }
+                    // out[i0:i1] = P V[k0:i1]
+                    gemm(false, false, i1 - i0, a.D, L, 1.0f, P.data(), a.T, v + (size_t) k0 * S, S, 0.0f,
+                         o + (size_t) i0 * O, O);
                 }
-                // out[i0:i1] = P[i0:i1, k0:i1] V[k0:i1]
-                gemm(false, false, i1 - i0, a.D, i1 - k0, 1.0f, Pb, a.T, v + (size_t) k0 * S, S, 0.0f,
-                     o + (size_t) i0 * O, O);
             }
         }
     }
 
-    void attention_backward(float * dqkv, const float * dout, const float * qkv, const float * probs,
-                            const AttentionShape & a) override {
+    void attention_backward(float * dqkv, const float * dout, const float * qkv, const float * lse,
+                            const int32_t * key_mask, const AttentionShape & a) override {
         const int   S     = (a.Hq + 2 * a.Hkv) * a.D;
         const int   O     = a.Hq * a.D;
         const int   group = a.Hq / a.Hkv;
@@ -265,34 +283,40 @@ public:
         // so they run in order inside one task rather than racing.
 #pragma omp parallel
         {
-            std::vector<float> dS((size_t) kQueryBlock * a.T);  // [block, keys], row stride T
+            std::vector<float> P((size_t) kQueryBlock * a.T), dS((size_t) kQueryBlock * a.T);  // row stride T
 #pragma omp for schedule(static)
             for (int bk = 0; bk < a.B * a.Hkv; bk++) {
-                int           b     = bk / a.Hkv;
-                int           kvh   = bk % a.Hkv;
-                const float * base  = qkv + (size_t) b * a.T * S;
-                float *       dbase = dqkv + (size_t) b * a.T * S;
-                const float * k     = base + (size_t) (a.Hq + kvh) * a.D;
-                const float * v     = base + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
-                float *       dk    = dbase + (size_t) (a.Hq + kvh) * a.D;
-                float *       dv    = dbase + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
+                const int       b     = bk / a.Hkv, kvh = bk % a.Hkv;
+                const float *   base  = qkv + (size_t) b * a.T * S;
+                float *         dbase = dqkv + (size_t) b * a.T * S;
+                const float *   k     = base + (size_t) (a.Hq + kvh) * a.D;
+                const float *   v     = base + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
+                float *         dk    = dbase + (size_t) (a.Hq + kvh) * a.D;
+                float *         dv    = dbase + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
+                const int32_t * km    = key_mask + (size_t) b * a.T;
                 for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-                    const float * q  = base + (size_t) h * a.D;
-                    float *       dq = dbase + (size_t) h * a.D;
-                    const float * P  = probs + ((size_t) b * a.Hq + h) * a.T * a.T;
-                    const float * dO = dout + (size_t) b * a.T * O + (size_t) h * a.D;
+                    const float * q    = base + (size_t) h * a.D;
+                    float *       dq   = dbase + (size_t) h * a.D;
+                    const float * lrow = lse + ((size_t) b * a.Hq + h) * a.T;
+                    const float * dO   = dout + (size_t) b * a.T * O + (size_t) h * a.D;
                     for (int i0 = 0; i0 < a.T; i0 += kQueryBlock) {
-                        const int     i1 = std::min(a.T, i0 + kQueryBlock), k0 = first_key(i0, a.sliding_window);
-                        const int     L  = i1 - k0;
-                        const float * Pb = P + (size_t) i0 * a.T + k0;
+                        const int     i1  = std::min(a.T, i0 + kQueryBlock), k0 = first_key(i0, a.sliding_window);
+                        const int     L   = i1 - k0;
                         const float * dOb = dO + (size_t) i0 * O;
+                        // P: the forward's weights, recomputed
+                        gemm(false, true, i1 - i0, L, a.D, 1.0f, q + (size_t) i0 * S, S, k + (size_t) k0 * S, S, 0.0f,
+                             P.data(), a.T);
+                        for (int i = i0; i < i1; i++) {
+                            weights_row(P.data() + (size_t) (i - i0) * a.T, k0, L, i, km, a.sliding_window, scale,
+                                        lrow[i]);
+                        }
                         // dP = dO V^T; dV += P^T dO
                         gemm(false, true, i1 - i0, L, a.D, 1.0f, dOb, O, v + (size_t) k0 * S, S, 0.0f, dS.data(), a.T);
-                        gemm(true, false, L, a.D, i1 - i0, 1.0f, Pb, a.T, dOb, O, 1.0f, dv + (size_t) k0 * S, S);
+                        gemm(true, false, L, a.D, i1 - i0, 1.0f, P.data(), a.T, dOb, O, 1.0f, dv + (size_t) k0 * S, S);
                         // dS = P * (dP - sum_j P dP) * scale (softmax backward, then the score scale)
-                        for (int i = i0; i < i1; i++) {
-                            float *       row  = dS.data() + (size_t) (i - i0) * a.T;
-                            const float * prow = Pb + (size_t) (i - i0) * a.T;
+                        for (int r = 0; r < i1 - i0; r++) {
+                            float *       row  = dS.data() + (size_t) r * a.T;
+                            const float * prow = P.data() + (size_t) r * a.T;
                             float         dot  = 0.0f;
 #pragma omp simd reduction(+ : dot)
                             for (int j = 0; j < L; j++) {

@@ -148,7 +148,7 @@ void Transformer::prepare(const Batch & batch, const LoraAdapter * adapter) {
         a.h1.resize(N * c.hidden_size);
         a.rstd1.resize(N);
         a.qkv.resize(N * c.qkv_dim());
-        a.probs.resize((size_t) B_ * c.num_heads * T_ * T_);
+        a.lse.resize((size_t) B_ * c.num_heads * T_);
         a.attn.resize(N * c.q_dim());
         a.x2.resize(N * c.hidden_size);
         a.h2.resize(N * c.hidden_size);
@@ -195,7 +195,7 @@ void Transformer::run_layers(const Batch & batch) {
         proj_forward(projection(l, QKV, nullptr), a.h1.data(), a.qkv.data(), a);
         backend_.rope(a.qkv.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), false);
         backend_.rope(a.qkv.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), false);
-        backend_.attention_forward(a.attn.data(), a.probs.data(), a.qkv.data(), batch.attention_mask.data(), shape);
+        backend_.attention_forward(a.attn.data(), a.lse.data(), a.qkv.data(), batch.attention_mask.data(), shape);
         proj_forward(projection(l, O, nullptr), a.attn.data(), a.x2.data(), a);
         backend_.add(a.x2.data(), a.x.data(), (size_t) N * C);
         // MLP block: x_out = x2 + down(silu(gate(norm(x2))) * up(norm(x2)))
@@ -272,7 +272,8 @@ void Transformer::backward_layers(const Batch & batch, float * full_grads) {
         zero(dattn_, (size_t) N * c.q_dim());
         proj_backward(projection(l, O, dwl), a.attn.data(), dx_.data(), dattn_.data(), a);
         zero(dqkv_, (size_t) N * S);
-        backend_.attention_backward(dqkv_.data(), dattn_.data(), a.qkv.data(), a.probs.data(), shape);
+        backend_.attention_backward(dqkv_.data(), dattn_.data(), a.qkv.data(), a.lse.data(),
+                                    batch.attention_mask.data(), shape);
         backend_.rope(dqkv_.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), true);
         backend_.rope(dqkv_.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), true);
         zero(dh_, (size_t) N * C);

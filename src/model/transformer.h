@@ -58,7 +58,7 @@ private:
         std::vector<float>                           h1;     // [N, C]   input_layernorm output
         std::vector<float>                           rstd1;  // [N]
         std::vector<float>                           qkv;    // [N, S]   q, k (after RoPE), v
-        std::vector<float>                           probs;  // [B, Hq, T, T] attention weights
+        std::vector<float>                           lse;    // [B, Hq, T] attention log-sum-exp
         std::vector<float>                           attn;   // [N, Hq*D] attention output
         std::vector<float>                           x2;     // [N, C]   residual after attention
         std::vector<float>                           h2;     // [N, C]   post_attention_layernorm output
