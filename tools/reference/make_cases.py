@@ -267,6 +267,26 @@ def write_case(case, root, seed):
     return exp
 
 
+def write_adamw(out):
+    """torch.optim.AdamW on one parameter vector for 3 steps with given gradients: adamw.safetensors
+    holds params0 [n], grad.{t} [n] and params.{t} [n] (after step t), t = 1..3, all float32 as
+    paft computes them, and the hyper-parameters in the metadata."""
+    gen = torch.Generator().manual_seed(77)
+    n = 50
+    hp = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    p = torch.nn.Parameter(torch.randn(n, generator=gen, dtype=torch.float32))
+    opt = torch.optim.AdamW([p], **hp)
+    tensors = {"params0": p.detach().clone()}
+    for t in range(1, 4):
+        g = torch.randn(n, generator=gen, dtype=torch.float32) * (10.0 ** (1 - t))  # shrinking grads
+        p.grad = g.clone()
+        opt.step()
+        tensors[f"grad.{t}"] = g
+        tensors[f"params.{t}"] = p.detach().clone()
+    meta = {"lr": "0.01", "beta1": "0.9", "beta2": "0.95", "eps": "1e-08", "weight_decay": "0.1"}
+    st.save_file(tensors, os.path.join(out, "adamw.safetensors"), metadata=meta, dtype=torch.float32)
+
+
 def up_to_date(out):
     stamp = os.path.join(out, "cases.json")
     if not os.path.exists(stamp):
@@ -297,6 +317,7 @@ def main():
               f"pad={case['padding']} base.loss={exp['base.loss'].item():.6f} "
               f"lora.loss={exp['lora.loss'].item():.6f} tensors={len(exp)}")
     if not args.case:
+        write_adamw(args.out)
         with open(stamp, "w") as f:
             json.dump([c["name"] for c in CASES], f, indent=2)
             f.write("\n")
