@@ -3,6 +3,8 @@
 #include "io/safetensors.h"
 #include "train/adamw.h"
 
+#include "test_util.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,7 +35,7 @@ TEST(AdamW, MatchesTorch) {
         std::vector<float> before = t == 1 ? store.read_f32_any("params0", &shape)
                                            : store.read_f32_any("params." + std::to_string(t - 1), &shape);
         for (size_t i = 0; i < params.size(); i++) {
-            max_diff = std::max(max_diff, (double) std::fabs(params[i] - want[i]));
+            max_diff = nan_max(max_diff, std::fabs((double) params[i] - want[i]));
             max_step = std::max(max_step, (double) std::fabs(want[i] - before[i]));
         }
         // Relative to the size of the update itself, so a wrong update cannot hide in the parameters.

@@ -8,6 +8,8 @@
 #include "io/fs.h"
 #include "io/safetensors.h"
 
+#include "test_util.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -163,7 +165,7 @@ double rel_error(const std::vector<double> & got, const std::vector<double> & wa
     EXPECT_EQ(got.size(), want.size());
     double max_diff = 0, max_ref = 0;
     for (size_t i = 0; i < std::min(got.size(), want.size()); i++) {
-        max_diff = std::max(max_diff, std::fabs(got[i] - want[i]));
+        max_diff = nan_max(max_diff, std::fabs(got[i] - want[i]));
         max_ref  = std::max(max_ref, std::fabs(want[i]));
     }
     return max_ref > 0 ? max_diff / max_ref : max_diff;
@@ -383,6 +385,27 @@ TEST_F(Cli, DataPathIsFolder) {
 TEST_F(Cli, DataLineNotJson) {
     fs::path data = write_data("{\"input_ids\": [1, 2]}\n{\"input_ids\": [1, 2\n");
     expect_input_error(score(make_tiny_model(), data), {data.string() + ":2", "JSON"});
+}
+
+// Nested 200,000 deep: reported by kind and size; printing it with nlohmann's recursive dump()
+// would overflow the stack.
+TEST_F(Cli, DeeplyNestedValuesDoNotCrash) {
+    const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+    fs::path          data = write_data("{\"input_ids\": [1, " + deep + "]}\n");
+    fs::path m = make_tiny_model();
+    expect_input_error(score(m, data), {data.string() + ":1", "list"});
+    spit(m / "config.json", slurp(m / "config.json").substr(0, slurp(m / "config.json").rfind('}')) +
+                                ", \"rope_theta\": " + deep + "}");
+    expect_input_error(score(m, good_data()), {(m / "config.json").string(), "rope_theta"});
+}
+
+// Results that cannot be written are a run-time failure (exit 1), not a silent success.
+TEST_F(Cli, ScoreToFullDeviceFails) {
+    std::string cmd = shell_quote(kPaft) + " score --model " + shell_quote(make_tiny_model().string()) + " --data " +
+                      shell_quote(good_data().string()) + " >/dev/full 2>/dev/null </dev/null";
+    const int status = std::system(cmd.c_str());
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 1);
 }
 
 TEST_F(Cli, DataLineWithoutInputIds) {

@@ -48,7 +48,8 @@ TEST(Config, Llama3RopeScalingAndEosList) {
 
 TEST(Config, MistralWindowDefaultsAsTransformers) {
     const std::string base = R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64,
-        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100)";
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 32, "vocab_size": 100)";
+    EXPECT_EQ(parse_model_config(base + "}", "c").num_kv_heads, 8);  // MistralConfig's default
     EXPECT_EQ(parse_model_config(base + "}", "c").sliding_window, 4096);
     EXPECT_EQ(parse_model_config(base + R"(, "sliding_window": null})", "c").sliding_window, 0);
     EXPECT_EQ(parse_model_config(base + R"(, "sliding_window": 32})", "c").sliding_window, 32);
@@ -57,7 +58,7 @@ TEST(Config, MistralWindowDefaultsAsTransformers) {
 TEST(Config, Qwen2HasQkvBiasesOnly) {
     ModelConfig c = parse_model_config(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64,
         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
-        "use_sliding_window": false, "sliding_window": 32768})",
+        "num_key_value_heads": 2, "use_sliding_window": false, "sliding_window": 32768})",
                                        "c");
     EXPECT_TRUE(c.attention_bias);
     EXPECT_FALSE(c.o_proj_bias);
@@ -84,10 +85,19 @@ TEST(Config, ErrorsNameTheFileAndField) {
               std::string::npos);
     EXPECT_NE(message(llama_json(R"(, "hidden_size": "64")")).find("hidden_size"), std::string::npos);
     EXPECT_NE(message(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "use_sliding_window": true})")
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 100,
+        "use_sliding_window": true})")
                   .find("use_sliding_window"),
               std::string::npos);
     EXPECT_NE(message("[1, 2]").find("dir/config.json"), std::string::npos);
+    // sizes whose products overflow the kernels' ints
+    EXPECT_NE(message(llama_json(R"(, "num_key_value_heads": 65536, "num_attention_heads": 65536,
+                                    "head_dim": 65536)"))
+                  .find("too large"),
+              std::string::npos);
+    // a deeply nested value is reported by kind, never dumped (dump() would recurse)
+    std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    EXPECT_NE(message(llama_json(R"(, "rope_theta": )" + deep)).find("rope_theta"), std::string::npos);
 }
 
 TEST(Batch, RightPaddingTargetsAndPositions) {

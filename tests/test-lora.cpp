@@ -10,6 +10,8 @@
 #include "model/parallel.h"
 #include "model/transformer.h"
 
+#include "test_util.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -100,7 +102,7 @@ void check_lora_gradients(float dropout) {
         double minus         = mean_nll(t, batch, adapter);
         adapter.params()[i]  = saved;
         double numeric       = (plus - minus) / (2.0 * h);
-        max_diff             = std::max(max_diff, std::fabs(numeric - analytic[i]));
+        max_diff             = nan_max(max_diff, std::fabs(numeric - analytic[i]));
         max_ref              = std::max(max_ref, std::fabs(numeric));
     }
     ASSERT_GT(max_ref, 1e-3);
@@ -216,6 +218,94 @@ TEST(ParallelTransformer, ErrorsInWorkersAreRethrown) {
     t.forward(batch, &adapter);
     // backward with another adapter than the forward's: each worker refuses
     EXPECT_THROW(t.backward(batch, nullptr, dlogp.data(), {}), RuntimeFailure);
+}
+
+}  // namespace
+
+namespace {
+
+Batch random_batch(int B, int T, int vocab, uint64_t seed) {
+    Random                            rng(seed);
+    std::vector<std::vector<int32_t>> rows(B, std::vector<int32_t>(T));
+    for (auto & row : rows) {
+        for (auto & id : row) {
+            id = (int32_t) (rng.next_u64() % vocab);
+        }
+    }
+    return batch_from_rows(rows, nullptr, 0, false, vocab);
+}
+
+// One engine reused over batches of other shapes and adapters with other targets gives exactly
+// what a fresh engine gives: nothing stale survives from the previous call.
+TEST(ParallelTransformer, ReuseMatchesFreshInstances) {
+    auto       model = tiny_model();
+    LoraConfig qv;
+    qv.r       = 2;
+    qv.targets = parse_lora_targets("q_proj,v_proj");
+    LoraAdapter small(model->config(), qv);
+    Random      rng(4);
+    for (float & p : small.params()) {
+        p = 0.3f * rng.normal();
+    }
+    LoraAdapter                      all = random_adapter(model->config(), 0.0f);
+    auto                             backend = make_cpu_backend(2);
+    ParallelTransformer              reused(*backend, model, 2);
+    const std::vector<LoraAdapter *> adapters = {&all, &small, nullptr, &all};
+    const int                        shapes[][2] = {{3, 9}, {2, 5}, {1, 70}, {3, 9}};
+    for (int k = 0; k < 4; k++) {
+        Batch              b     = random_batch(shapes[k][0], shapes[k][1], model->config().vocab_size, 20 + k);
+        std::vector<float> dlogp = mean_nll_gradient(b);
+        LoraAdapter *      a     = adapters[k];
+        std::vector<float> g1(a ? a->params().size() : 0), g2(g1.size());
+        std::vector<float> logp1 = reused.forward_backward(b, a, dlogp.data(), {a ? g1.data() : nullptr, nullptr});
+        ParallelTransformer fresh(*backend, model, 2);
+        std::vector<float>  logp2 = fresh.forward_backward(b, a, dlogp.data(), {a ? g2.data() : nullptr, nullptr});
+        EXPECT_EQ(logp1, logp2) << "call " << k;
+        EXPECT_EQ(g1, g2) << "call " << k;
+    }
+}
+
+TEST(ParallelTransformer, BackwardNeedsTheForwardsBatchShape) {
+    auto                model   = tiny_model();
+    LoraAdapter         adapter = random_adapter(model->config(), 0.0f);
+    auto                backend = make_cpu_backend(2);
+    ParallelTransformer t(*backend, model, 2);
+    Batch               b2x6 = random_batch(2, 6, model->config().vocab_size, 1);
+    Batch               b3x4 = random_batch(3, 4, model->config().vocab_size, 2);
+    std::vector<float>  dlogp = mean_nll_gradient(b3x4);
+    t.forward(b2x6, &adapter);
+    EXPECT_THROW(t.backward(b3x4, &adapter, dlogp.data(), {adapter.grads().data(), nullptr}), RuntimeFailure);
+}
+
+}  // namespace
+
+namespace {
+
+// target_modules as PEFT reads it: a list of names or suffixes, or a full-match regex.
+TEST(Lora, PeftTargetModulesForms) {
+    auto       model = tiny_model();
+    LoraConfig qv;
+    qv.r       = 2;
+    qv.targets = parse_lora_targets("q_proj,v_proj");
+    LoraAdapter adapter(model->config(), qv);
+    std::string dir = (std::filesystem::temp_directory_path() / "paft-test-lora-targets").string();
+    std::filesystem::remove_all(dir);
+    adapter.save(dir, "");
+    auto load_with = [&](const nlohmann::json & targets) {
+        auto j              = nlohmann::json::parse(read_file(dir + "/adapter_config.json"));
+        j["target_modules"] = targets;
+        write_file_atomic(dir + "/adapter_config.json", j.dump());
+        return LoraAdapter::load(dir, model->config()).config().targets;
+    };
+    const auto want = qv.targets;
+    using json = nlohmann::json;
+    EXPECT_EQ(load_with(json::array({"self_attn.q_proj", "v_proj"})), want);
+    EXPECT_EQ(load_with(json(".*\\.(q_proj|v_proj)")), want);
+    EXPECT_THROW(load_with(json("q_proj")), InputError);  // a regex must match the whole path
+    EXPECT_THROW(load_with(json("model\\.layers\\.0\\..*_proj")), InputError);  // only some layers
+    EXPECT_THROW(load_with(json::array()), InputError);
+    EXPECT_THROW(load_with(json("(")), InputError);  // not a valid expression
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 #include "model/parallel.h"
 #include "model/transformer.h"
 
+#include "test_util.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -33,7 +35,7 @@ double rel_error(const float * got, const std::vector<float> & want, const std::
         if (keep && !(*keep)[i]) {
             continue;
         }
-        max_diff = std::max(max_diff, (double) std::fabs(got[i] - want[i]));
+        max_diff = nan_max(max_diff, std::fabs((double) got[i] - want[i]));
         max_ref  = std::max(max_ref, (double) std::fabs(want[i]));
     }
     return max_ref > 0 ? max_diff / max_ref : max_diff;

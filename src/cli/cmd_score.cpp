@@ -1,6 +1,7 @@
 // paft score: per-sequence log-probability, token count and perplexity of token sequences.
 #include "cli/commands.h"
 #include "core/error.h"
+#include "io/json_snippet.h"
 #include "core/progress.h"
 #include "eval/score.h"
 #include "io/fs.h"
@@ -52,7 +53,7 @@ std::vector<std::vector<int32_t>> read_token_lines(const std::string & path, int
             if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab) {
                 throw InputError(fmt::format("{}:{}: 'input_ids' must hold integers in [0, {}) (the model's "
                                              "vocabulary), found {}",
-                                             path, number, vocab, v.dump()));
+                                             path, number, vocab, json_snippet(v)));
             }
             ids.push_back(v.get<int32_t>());
         }
@@ -107,7 +108,9 @@ void register_score(CLI::App & app) {
             out += score_to_json_line(i, scores[i], opt->per_token);
         }
         if (opt->out.empty()) {
-            std::fwrite(out.data(), 1, out.size(), stdout);
+            if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0) {
+                throw RuntimeFailure("cannot write the results to standard output");
+            }
         } else {
             write_file_atomic(opt->out, out);
         }

@@ -1,7 +1,8 @@
 // The compute interface between the model and the hardware.
 //
 // The model code (src/model) calls only these functions; it never touches BLAS or threads
-// itself. A CUDA backend implements the same interface over device pointers. All tensors are
+// itself. A CUDA backend would implement the same interface over device pointers (buffers are
+// still host vectors today; moving their allocation here is part of that work). All tensors are
 // row-major f32; shapes use N = tokens (B*T), C = hidden, F = intermediate, V = vocabulary,
 // Hq/Hkv = query/key-value heads, D = head dimension, S = row stride of a packed buffer.
 // Backward functions ACCUMULATE (+=) into their gradient outputs, so a tensor used twice

@@ -81,6 +81,10 @@ void weights_row(float * scores, int k0, int L, int i, const int32_t * key_mask,
 class CpuBackend final : public Backend {
 public:
     explicit CpuBackend(int threads) {
+        // A fixed team size (partial sums are split by thread) and no nested teams: BLAS and loops
+        // called inside a parallel region (ParallelTransformer's workers) run on the calling thread.
+        omp_set_dynamic(0);
+        omp_set_max_active_levels(1);
         if (threads > 0) {
             omp_set_num_threads(threads);
             openblas_set_num_threads(threads);
@@ -244,9 +248,13 @@ public:
         const int   O     = a.Hq * a.D;
         const int   group = a.Hq / a.Hkv;
         const float scale = 1.0f / std::sqrt((float) a.D);
+        // Per-thread [block, keys] tiles (row stride T), allocated outside the parallel region so
+        // that running out of memory is an exception, not a termination.
+        const size_t       tile = (size_t) kQueryBlock * a.T;
+        std::vector<float> tiles(tile * omp_get_max_threads());
 #pragma omp parallel
         {
-            std::vector<float> P((size_t) kQueryBlock * a.T);  // [block, keys], row stride T
+            float * P = tiles.data() + tile * omp_get_thread_num();
 #pragma omp for schedule(static)
             for (int bh = 0; bh < a.B * a.Hq; bh++) {
                 const int       b   = bh / a.Hq, h = bh % a.Hq, kvh = h / group;
@@ -261,12 +269,12 @@ public:
                     const int L  = i1 - k0;
                     // P = Q[i0:i1] K[k0:i1]^T, then the softmax of each row
                     gemm(false, true, i1 - i0, L, a.D, 1.0f, q + (size_t) i0 * S, S, k + (size_t) k0 * S, S, 0.0f,
-                         P.data(), a.T);
+                         P, a.T);
                     for (int i = i0; i < i1; i++) {
-                        lrow[i] = softmax_row(P.data() + (size_t) (i - i0) * a.T, k0, L, i, km, a.sliding_window, scale);
+                        lrow[i] = softmax_row(P + (size_t) (i - i0) * a.T, k0, L, i, km, a.sliding_window, scale);
                     }
                     // out[i0:i1] = P V[k0:i1]
-                    gemm(false, false, i1 - i0, a.D, L, 1.0f, P.data(), a.T, v + (size_t) k0 * S, S, 0.0f,
+                    gemm(false, false, i1 - i0, a.D, L, 1.0f, P, a.T, v + (size_t) k0 * S, S, 0.0f,
                          o + (size_t) i0 * O, O);
                 }
             }
@@ -281,9 +289,12 @@ public:
         const float scale = 1.0f / std::sqrt((float) a.D);
         // One task per (sequence, kv head): the query heads of a group add into the same dK, dV,
         // so they run in order inside one task rather than racing.
+        const size_t       tile = (size_t) kQueryBlock * a.T;  // [block, keys] tiles, row stride T
+        std::vector<float> tiles(2 * tile * omp_get_max_threads());
 #pragma omp parallel
         {
-            std::vector<float> P((size_t) kQueryBlock * a.T), dS((size_t) kQueryBlock * a.T);  // row stride T
+            float * P  = tiles.data() + 2 * tile * omp_get_thread_num();
+            float * dS = P + tile;
 #pragma omp for schedule(static)
             for (int bk = 0; bk < a.B * a.Hkv; bk++) {
                 const int       b     = bk / a.Hkv, kvh = bk % a.Hkv;
@@ -305,18 +316,18 @@ public:
                         const float * dOb = dO + (size_t) i0 * O;
                         // P: the forward's weights, recomputed
                         gemm(false, true, i1 - i0, L, a.D, 1.0f, q + (size_t) i0 * S, S, k + (size_t) k0 * S, S, 0.0f,
-                             P.data(), a.T);
+                             P, a.T);
                         for (int i = i0; i < i1; i++) {
-                            weights_row(P.data() + (size_t) (i - i0) * a.T, k0, L, i, km, a.sliding_window, scale,
+                            weights_row(P + (size_t) (i - i0) * a.T, k0, L, i, km, a.sliding_window, scale,
                                         lrow[i]);
                         }
                         // dP = dO V^T; dV += P^T dO
-                        gemm(false, true, i1 - i0, L, a.D, 1.0f, dOb, O, v + (size_t) k0 * S, S, 0.0f, dS.data(), a.T);
-                        gemm(true, false, L, a.D, i1 - i0, 1.0f, P.data(), a.T, dOb, O, 1.0f, dv + (size_t) k0 * S, S);
+                        gemm(false, true, i1 - i0, L, a.D, 1.0f, dOb, O, v + (size_t) k0 * S, S, 0.0f, dS, a.T);
+                        gemm(true, false, L, a.D, i1 - i0, 1.0f, P, a.T, dOb, O, 1.0f, dv + (size_t) k0 * S, S);
                         // dS = P * (dP - sum_j P dP) * scale (softmax backward, then the score scale)
                         for (int r = 0; r < i1 - i0; r++) {
-                            float *       row  = dS.data() + (size_t) r * a.T;
-                            const float * prow = P.data() + (size_t) r * a.T;
+                            float *       row  = dS + (size_t) r * a.T;
+                            const float * prow = P + (size_t) r * a.T;
                             float         dot  = 0.0f;
 #pragma omp simd reduction(+ : dot)
                             for (int j = 0; j < L; j++) {
@@ -328,9 +339,9 @@ public:
                             }
                         }
                         // dQ += dS K; dK += dS^T Q
-                        gemm(false, false, i1 - i0, a.D, L, 1.0f, dS.data(), a.T, k + (size_t) k0 * S, S, 1.0f,
+                        gemm(false, false, i1 - i0, a.D, L, 1.0f, dS, a.T, k + (size_t) k0 * S, S, 1.0f,
                              dq + (size_t) i0 * S, S);
-                        gemm(true, false, L, a.D, i1 - i0, 1.0f, dS.data(), a.T, q + (size_t) i0 * S, S, 1.0f,
+                        gemm(true, false, L, a.D, i1 - i0, 1.0f, dS, a.T, q + (size_t) i0 * S, S, 1.0f,
                              dk + (size_t) k0 * S, S);
                     }
                 }

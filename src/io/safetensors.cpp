@@ -1,5 +1,7 @@
 #include "io/safetensors.h"
 
+#include "io/json_snippet.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -69,14 +71,6 @@ std::string shape_str(const std::vector<int64_t> & shape) {
     return text + "]";
 }
 
-// A JSON value for an error message, cut short so that garbage input cannot flood the terminal.
-std::string snippet(const json & value) {
-    constexpr size_t kMaxChars = 80;
-    std::string      text      = value.dump();
-    if (text.size() > kMaxChars) text = text.substr(0, kMaxChars) + "...";
-    return text;
-}
-
 // Bytes taken by `shape` x `elem_size`; nullopt for a negative dimension or when the element
 // count overflows int64 or the byte count overflows uint64.
 std::optional<uint64_t> checked_bytes(const std::vector<int64_t> & shape, size_t elem_size) {
@@ -116,13 +110,13 @@ DType parse_dtype_field(const std::string & path, const std::string & name, cons
     if (!dtype)
         fail_tensor(path, name,
                     fmt::format("unknown dtype {} (expected one of F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
-                                snippet(value)));
+                                json_snippet(value)));
     return *dtype;
 }
 
 std::vector<int64_t> parse_shape_field(const std::string & path, const std::string & name, const json & value) {
     const auto bad = [&] {
-        fail_tensor(path, name, fmt::format("shape must be a list of non-negative integers, got {}", snippet(value)));
+        fail_tensor(path, name, fmt::format("shape must be a list of non-negative integers, got {}", json_snippet(value)));
     };
     if (!value.is_array()) bad();
     std::vector<int64_t> shape;
@@ -139,7 +133,7 @@ std::pair<uint64_t, uint64_t> parse_offsets_field(const std::string & path, cons
                                                   const json & value) {
     const auto bad = [&] {
         fail_tensor(path, name,
-                    fmt::format("data_offsets must be [begin, end] with 0 <= begin <= end, got {}", snippet(value)));
+                    fmt::format("data_offsets must be [begin, end] with 0 <= begin <= end, got {}", json_snippet(value)));
     };
     if (!value.is_array() || value.size() != 2) bad();
     const std::optional<uint64_t> begin = as_u64(value[0]);
@@ -152,7 +146,7 @@ std::pair<uint64_t, uint64_t> parse_offsets_field(const std::string & path, cons
 // `data_size` its length in bytes.
 TensorInfo parse_tensor_entry(const std::string & path, const std::string & name, const json & entry,
                               uint64_t data_start, uint64_t data_size) {
-    if (!entry.is_object()) fail_tensor(path, name, fmt::format("entry must be a JSON object, got {}", snippet(entry)));
+    if (!entry.is_object()) fail_tensor(path, name, fmt::format("entry must be a JSON object, got {}", json_snippet(entry)));
     for (const auto & field : entry.items())
         if (field.key() != "dtype" && field.key() != "shape" && field.key() != "data_offsets")
             fail_tensor(path, name, fmt::format("unknown field '{}'", field.key()));
@@ -182,7 +176,7 @@ TensorInfo parse_tensor_entry(const std::string & path, const std::string & name
 std::map<std::string, std::string> parse_metadata(const std::string & path, const json & value) {
     const auto bad = [&] {
         throw InputError(
-            fmt::format("{}: __metadata__ must map strings to strings, got {}", path, snippet(value)));
+            fmt::format("{}: __metadata__ must map strings to strings, got {}", path, json_snippet(value)));
     };
     if (!value.is_object()) bad();
     std::map<std::string, std::string> metadata;
@@ -232,7 +226,7 @@ Header parse_header_json(const std::string & path, const uint8_t * file, size_t 
     } catch (const json::exception & e) {
         throw InputError(fmt::format("{}: header is not valid JSON: {}", path, e.what()));
     }
-    if (!root.is_object()) throw InputError(fmt::format("{}: header must be a JSON object, got {}", path, snippet(root)));
+    if (!root.is_object()) throw InputError(fmt::format("{}: header must be a JSON object, got {}", path, json_snippet(root)));
 
     const uint64_t data_start = 8 + header_len;
     Header         header;
@@ -353,7 +347,7 @@ std::vector<std::pair<std::string, std::string>> read_weight_map(const std::stri
         if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos)
             throw InputError(fmt::format("{}: weight_map entry for tensor '{}' must be a file name in the same "
                                          "folder, got {}",
-                                         index_path, item.key(), snippet(item.value())));
+                                         index_path, item.key(), json_snippet(item.value())));
         weight_map.emplace_back(item.key(), shard);
     }
     return weight_map;

@@ -1,10 +1,14 @@
 #include "model/config.h"
 
 #include "core/error.h"
+#include "io/json_snippet.h"
 #include "io/fs.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <climits>
+#include <cmath>
 
 namespace paft {
 namespace {
@@ -23,7 +27,7 @@ int get_int(const json & j, const char * key, const std::string & source, int fa
         return fallback;
     }
     if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0 || j[key].get<int64_t>() > (1 << 30)) {
-        fail(source, fmt::format("field '{}' must be a non-negative integer, got {}", key, j[key].dump()));
+        fail(source, fmt::format("field '{}' must be a non-negative integer, got {}", key, json_snippet(j[key])));
     }
     return j[key].get<int>();
 }
@@ -33,7 +37,7 @@ float get_float(const json & j, const char * key, const std::string & source, fl
         return fallback;
     }
     if (!j[key].is_number()) {
-        fail(source, fmt::format("field '{}' must be a number, got {}", key, j[key].dump()));
+        fail(source, fmt::format("field '{}' must be a number, got {}", key, json_snippet(j[key])));
     }
     return j[key].get<float>();
 }
@@ -43,7 +47,7 @@ bool get_bool(const json & j, const char * key, const std::string & source, bool
         return fallback;
     }
     if (!j[key].is_boolean()) {
-        fail(source, fmt::format("field '{}' must be true or false, got {}", key, j[key].dump()));
+        fail(source, fmt::format("field '{}' must be true or false, got {}", key, json_snippet(j[key])));
     }
     return j[key].get<bool>();
 }
@@ -126,6 +130,18 @@ void check_sizes(const ModelConfig & c, const std::string & source) {
     if (c.head_dim <= 0 || c.head_dim % 2 != 0) {
         fail(source, fmt::format("head_dim must be a positive even number, got {}", c.head_dim));
     }
+    // Matrix sides are ints in the kernels: reject products that would overflow them.
+    const int64_t D = c.head_dim, limit = INT32_MAX;
+    const int64_t sides[] = {(c.num_heads + 2 * (int64_t) c.num_kv_heads) * D, 2 * (int64_t) c.intermediate_size,
+                             (int64_t) c.vocab_size * c.hidden_size / limit};
+    if (sides[0] > limit || sides[1] > limit || sides[2] > 0) {
+        fail(source, "the model's sizes (heads x head_dim, intermediate_size, vocab_size x hidden_size) are too "
+                     "large");
+    }
+    if (!(c.rms_norm_eps >= 0.0f) || !(c.rope_theta > 0.0f) || !std::isfinite(c.rope_theta) ||
+        !std::isfinite(c.rope_scaling.factor)) {
+        fail(source, "rms_norm_eps must be >= 0, rope_theta and rope_scaling.factor finite and > 0");
+    }
 }
 
 }  // namespace
@@ -144,13 +160,17 @@ ModelConfig parse_model_config(const std::string & text, const std::string & sou
     try {
         c.architecture = parse_architecture(j, source, &c.architecture_name);
         if (j.contains("hidden_act") && j["hidden_act"] != "silu") {
-            fail(source, fmt::format("unsupported hidden_act {} (supported: \"silu\")", j["hidden_act"].dump()));
+            fail(source, fmt::format("unsupported hidden_act {} (supported: \"silu\")", json_snippet(j["hidden_act"])));
         }
         c.hidden_size       = get_int(j, "hidden_size", source, 0, true);
         c.intermediate_size = get_int(j, "intermediate_size", source, 0, true);
         c.num_layers        = get_int(j, "num_hidden_layers", source, 0, true);
         c.num_heads         = get_int(j, "num_attention_heads", source, 0, true);
-        c.num_kv_heads      = get_int(j, "num_key_value_heads", source, c.num_heads, false);
+        // transformers' defaults when absent: Llama: the query heads; Mistral 8; Qwen2 32.
+        int kv_default      = c.architecture == Architecture::Mistral ? 8
+                              : c.architecture == Architecture::Qwen2 ? 32
+                                                                      : c.num_heads;
+        c.num_kv_heads      = get_int(j, "num_key_value_heads", source, kv_default, false);
         c.vocab_size        = get_int(j, "vocab_size", source, 0, true);
         c.head_dim          = get_int(j, "head_dim", source, c.num_heads ? c.hidden_size / c.num_heads : 0, false);
         c.max_position_embeddings = get_int(j, "max_position_embeddings", source, 2048, false);

@@ -1,6 +1,7 @@
 #include "model/lora.h"
 
 #include "core/error.h"
+#include "io/json_snippet.h"
 #include "core/random.h"
 #include "io/fs.h"
 #include "io/safetensors.h"
@@ -8,7 +9,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <climits>
+#include <regex>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -32,9 +35,69 @@ void target_features(const ModelConfig & m, std::array<int, TARGET_COUNT> * in, 
     *out = {m.q_dim(), m.kv_dim(), m.kv_dim(), C, F, F, C};
 }
 
+float number_field(const nlohmann::json & j, const char * key, float fallback, const std::string & path) {
+    if (!j.contains(key) || j[key].is_null()) {
+        return fallback;
+    }
+    if (!j[key].is_number() || !std::isfinite(j[key].get<double>())) {
+        throw InputError(fmt::format("{}: field '{}' must be a number, got {}", path, key, json_snippet(j[key])));
+    }
+    return j[key].get<float>();
+}
+
+// PEFT's module path of a target in layer l, e.g. "model.layers.3.self_attn.q_proj".
+std::string module_path(int layer, int target) {
+    return fmt::format("model.layers.{}.{}.{}", layer, is_attention(target) ? "self_attn" : "mlp", kTargetNames[target]);
+}
+
+// target_modules as PEFT reads it: "all-linear"; a string is a regular expression that must
+// match a module's whole path; a list names modules by their last part ("q_proj") or a longer
+// suffix ("self_attn.q_proj"). Only targets chosen in every layer are supported.
+std::array<bool, TARGET_COUNT> peft_targets(const nlohmann::json & spec, int layers, const std::string & path) {
+    std::array<bool, TARGET_COUNT> targets{};
+    auto matches = [&](int layer, int t) {
+        const std::string module = module_path(layer, t);
+        if (spec.is_string()) {
+            return spec == "all-linear" || std::regex_match(module, std::regex(spec.get<std::string>()));
+        }
+        for (const auto & entry : spec) {
+            const std::string name = entry.is_string() ? entry.get<std::string>() : "";
+            if (!name.empty() && (module == name || module.ends_with("." + name))) {
+                return true;
+            }
+        }
+        return false;
+    };
+    if (!spec.is_string() && !spec.is_array()) {
+        throw InputError(fmt::format("{}: target_modules must be a list of module names or a regular expression",
+                                     path));
+    }
+    try {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            int chosen = 0;
+            for (int l = 0; l < layers; l++) {
+                chosen += matches(l, t) ? 1 : 0;
+            }
+            if (chosen != 0 && chosen != layers) {
+                throw InputError(fmt::format("{}: target_modules selects {} in only some layers, which is not "
+                                             "supported",
+                                             path, kTargetNames[t]));
+            }
+            targets[t] = chosen == layers;
+        }
+    } catch (const std::regex_error & e) {
+        throw InputError(fmt::format("{}: target_modules is not a valid regular expression: {}", path, e.what()));
+    }
+    if (std::none_of(targets.begin(), targets.end(), [](bool b) { return b; })) {
+        throw InputError(fmt::format("{}: target_modules selects none of q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                                     "up_proj, down_proj",
+                                     path));
+    }
+    return targets;
+}
+
 std::string peft_key_for(int layer, int target, char which) {
-    return fmt::format("base_model.model.model.layers.{}.{}.{}.lora_{}.weight", layer,
-                       is_attention(target) ? "self_attn" : "mlp", kTargetNames[target], which);
+    return fmt::format("base_model.model.{}.lora_{}.weight", module_path(layer, target), which);
 }
 
 }  // namespace
@@ -136,7 +199,7 @@ LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model
     try {
         if (j.value("peft_type", std::string("LORA")) != "LORA") {
             throw InputError(fmt::format("{}: peft_type {} is not supported (only LORA)", config_path,
-                                         j["peft_type"].dump()));
+                                         json_snippet(j["peft_type"])));
         }
         for (const char * unsupported : {"use_dora", "fan_in_fan_out"}) {
             if (j.contains(unsupported) && j[unsupported].is_boolean() && j[unsupported].get<bool>()) {
@@ -145,31 +208,29 @@ LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model
         }
         if (j.contains("bias") && j["bias"] != "none") {
             throw InputError(fmt::format("{}: bias = {} is not supported (only \"none\")", config_path,
-                                         j["bias"].dump()));
+                                         json_snippet(j["bias"])));
         }
         for (const char * unsupported : {"rank_pattern", "alpha_pattern"}) {
             if (j.contains(unsupported) && j[unsupported].is_object() && !j[unsupported].empty()) {
                 throw InputError(fmt::format("{}: a non-empty {} is not supported", config_path, unsupported));
             }
         }
-        c.r       = j.at("r").get<int>();
-        c.alpha   = j.value("lora_alpha", (float) c.r);
-        c.dropout = j.value("lora_dropout", 0.0f);
-        c.rslora  = j.value("use_rslora", false);
-        const json & targets = j.at("target_modules");
-        if (targets.is_string()) {
-            c.targets = parse_lora_targets(targets.get<std::string>());
-        } else {
-            for (const json & name : targets) {
-                int t = lora_target_from_name(name.get<std::string>());
-                if (t < 0) {
-                    throw InputError(fmt::format("{}: unknown target module {}", config_path, name.dump()));
-                }
-                c.targets[t] = true;
-            }
+        if (!j.contains("r") || !j["r"].is_number_integer() || j["r"].get<int64_t>() <= 0 ||
+            j["r"].get<int64_t>() > 65536) {
+            throw InputError(fmt::format("{}: field 'r' must be a positive integer", config_path));
         }
+        c.r = j["r"].get<int>();
+        // PEFT's defaults: lora_alpha 8, lora_dropout 0.
+        c.alpha   = number_field(j, "lora_alpha", 8.0f, config_path);
+        c.dropout = number_field(j, "lora_dropout", 0.0f, config_path);
+        if (!(c.dropout >= 0.0f && c.dropout < 1.0f)) {
+            throw InputError(fmt::format("{}: lora_dropout must be in [0, 1)", config_path));
+        }
+        c.rslora  = j.value("use_rslora", false);
+        c.targets = peft_targets(j.contains("target_modules") ? j["target_modules"] : json(), model.num_layers,
+                                 config_path);
     } catch (const json::exception & e) {
-        throw InputError(fmt::format("{}: bad or missing field: {}", config_path, e.what()));
+        throw InputError(fmt::format("{}: bad field type: {}", config_path, e.what()));
     }
     // Shapes are checked against the base model before anything is allocated.
     TensorStore                   store = TensorStore::open_dir(dir, "adapter_model");

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <climits>
 #include <cmath>
 #include <numbers>
@@ -28,7 +30,7 @@ size_t ParamLayout::add(const std::string & name, std::vector<int64_t> shape) {
     return entries_.back().offset;
 }
 
-ParamLayout::ParamLayout(const ModelConfig & c) : config_(&c) {
+ParamLayout::ParamLayout(const ModelConfig & c) {
     const int64_t C = c.hidden_size, F = c.intermediate_size, Q = c.q_dim(), K = c.kv_dim();
     embed_ = add("model.embed_tokens.weight", {c.vocab_size, C});
     for (int l = 0; l < c.num_layers; l++) {
@@ -103,8 +105,24 @@ std::vector<float> rope_inv_freq(const ModelConfig & c) {
     return inv;
 }
 
+namespace {
+
+// Refuses a parameter buffer larger than the machine's memory before touching it: with Linux's
+// overcommit, zero-filling it would get the process killed instead of failing cleanly.
+size_t checked_size(const ParamLayout & layout) {
+    const double need = (double) layout.size() * sizeof(float);
+    const double have = (double) sysconf(_SC_PHYS_PAGES) * (double) sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > have) {
+        throw RuntimeFailure(fmt::format("the model needs {:.1f} GB for its parameters; this machine has {:.1f} GB",
+                                         need / 1e9, have / 1e9));
+    }
+    return layout.size();
+}
+
+}  // namespace
+
 Model::Model(const ModelConfig & config)
-    : config_(config), layout_(config_), data_(layout_.size(), 0.0f), view_(layout_.view(data_.data())),
+    : config_(config), layout_(config_), data_(checked_size(layout_), 0.0f), view_(layout_.view(data_.data())),
       inv_freq_(rope_inv_freq(config_)) {}
 
 std::shared_ptr<Model> Model::load(const std::string & dir) {

@@ -52,7 +52,6 @@ public:
     ParamView                       view(float * base) const;
 
 private:
-    const ModelConfig *     config_;
     std::vector<ParamEntry> entries_;
     size_t                  size_ = 0;
     size_t                  add(const std::string & name, std::vector<int64_t> shape);
@@ -85,7 +84,10 @@ public:
     // Rotary inverse frequencies [D/2], computed as Hugging Face does (in f32, llama3 scaling).
     const std::vector<float> & inv_freq() const { return inv_freq_; }
 
+    // Allocates zeroed parameters; RuntimeFailure when they cannot fit in this machine's memory.
     explicit Model(const ModelConfig & config);
+    Model(const Model &)             = delete;  // view_ points into data_
+    Model & operator=(const Model &) = delete;
 
 private:
     ModelConfig        config_;

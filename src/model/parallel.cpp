@@ -78,8 +78,10 @@ void ParallelTransformer::run(Mode mode, const Batch & batch, const LoraAdapter 
                               GradBuffers grads) {
     if (mode != BACKWARD) {
         used_ = split(batch);
+        B_    = batch.B;
+        T_    = batch.T;
         logp_.assign((size_t) batch.B * batch.T, 0.0f);
-    } else if (used_ == 0 || batch.B != (int) logp_.size() / std::max(1, batch.T)) {
+    } else if (used_ == 0 || batch.B != B_ || batch.T != T_) {
         throw RuntimeFailure("ParallelTransformer::backward: call forward() on the same batch first");
     }
     const size_t lora_size = adapter && grads.lora ? adapter->params().size() : 0;

@@ -47,6 +47,7 @@ private:
     std::shared_ptr<const Model> model_;
     std::vector<Worker>          workers_;
     int                          used_ = 0;
+    int                          B_ = 0, T_ = 0;  // the last forward's batch shape
     std::vector<float>           logp_;
 };
 

@@ -62,7 +62,7 @@ void Transformer::proj_forward(const Projection & p, const float * x, float * y,
             continue;
         }
         const float * xin = x;
-        if (training_ && lc.dropout > 0.0f) {
+        if (dropout_active_) {
             // Inverted dropout with a mask that depends only on (seed, step, layer, target, index).
             auto & keep = acts.lora_keep[part.target];
             auto & xd   = acts.lora_x[part.target];
@@ -96,7 +96,7 @@ void Transformer::proj_backward(const Projection & p, const float * x, const flo
                 continue;
             }
             const float * h       = acts.lora_h[part.target].data();
-            bool          dropped = training_ && lc.dropout > 0.0f;
+            bool          dropped = dropout_active_;
             const float * xin     = dropped ? acts.lora_x[part.target].data() : x;
             const float * A       = adapter_->A(p.layer, part.target);
             const float * Bm      = adapter_->B(p.layer, part.target);
@@ -136,10 +136,18 @@ void Transformer::proj_backward(const Projection & p, const float * x, const flo
 
 void Transformer::prepare(const Batch & batch, const LoraAdapter * adapter) {
     const ModelConfig & c = model_->config();
-    if (batch.B <= 0 || batch.T <= 0 || batch.input_ids.size() != (size_t) batch.B * batch.T) {
-        throw InputError("empty or malformed batch");
+    const size_t count = (size_t) batch.B * batch.T;
+    if (batch.B <= 0 || batch.T <= 0 || batch.input_ids.size() != count || batch.attention_mask.size() != count ||
+        batch.position_ids.size() != count || batch.targets.size() != count) {
+        throw InputError("empty or malformed batch: every array must hold B*T entries");
     }
-    adapter_ = adapter;
+    for (size_t n = 0; n < count; n++) {
+        if (batch.input_ids[n] < 0 || batch.input_ids[n] >= c.vocab_size || batch.targets[n] >= c.vocab_size) {
+            throw InputError("batch: token id or target outside the vocabulary");
+        }
+    }
+    adapter_        = adapter;
+    dropout_active_ = training_ && adapter && adapter->config().dropout > 0.0f;
     B_       = batch.B;
     T_       = batch.T;
     const size_t N = (size_t) B_ * T_;

@@ -100,6 +100,7 @@ private:
     const LoraAdapter *          adapter_ = nullptr;  // the adapter of the last forward
     float *                      lora_grads_ = nullptr;  // where backward() puts LoRA gradients
     bool                         training_ = false;
+    bool                         dropout_active_ = false;  // whether the last forward applied LoRA dropout
     uint64_t                     seed_ = 0, step_ = 0;
     int                          B_ = 0, T_ = 0;
 
