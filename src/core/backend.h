@@ -84,6 +84,7 @@ public:
 };
 
 // The CPU backend: OpenBLAS for products, OpenMP for the rest. `threads` <= 0 keeps the default.
+// Thread counts are process-wide (OpenMP's and OpenBLAS's): make one CPU backend per process.
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
 
 }  // namespace paft

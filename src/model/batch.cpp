@@ -51,7 +51,15 @@ Batch batch_from_arrays(int B, int T, std::vector<int32_t> input_ids, std::vecto
 Batch batch_from_rows(const std::vector<std::vector<int32_t>> & rows, const std::vector<std::vector<int32_t>> * labels,
                       int pad_id, bool pad_left, int vocab_size) {
     const int B = (int) rows.size();
-    int       T = 0;
+    if (labels && (labels->size() != rows.size())) {
+        throw InputError("labels must have one row per sequence");
+    }
+    for (int b = 0; labels && b < B; b++) {
+        if ((*labels)[b].size() != rows[b].size()) {
+            throw InputError(fmt::format("row {}: {} labels for {} tokens", b, (*labels)[b].size(), rows[b].size()));
+        }
+    }
+    int T = 0;
     for (const auto & r : rows) {
         T = std::max(T, (int) r.size());
     }
