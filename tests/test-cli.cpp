@@ -608,7 +608,7 @@ TEST_P(ScoreParity, WithAdapter) { check("lora", {"--adapter", kCases + "/" + Ge
 
 INSTANTIATE_TEST_SUITE_P(Cases, ScoreParity,
                          ::testing::Values("llama_mha_f32", "llama_gqa_tied_bf16", "llama3_rope_f16",
-                                           "mistral_swa_sharded", "qwen2_bias_tied"));
+                                           "mistral_swa_sharded", "qwen2_bias_tied", "mistral_long_window"));
 
 // ---- output file, determinism, batch size --------------------------------------------------
 

@@ -184,7 +184,7 @@ TEST_P(Parity, Deterministic) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, Parity,
                          ::testing::Values("llama_mha_f32", "llama_gqa_tied_bf16", "llama3_rope_f16",
-                                           "mistral_swa_sharded", "qwen2_bias_tied"));
+                                           "mistral_swa_sharded", "qwen2_bias_tied", "mistral_long_window"));
 
 // The case list above is the generator's list: a case added there must be tested here.
 TEST(ParityCases, ListMatchesGenerator) {
@@ -194,8 +194,8 @@ TEST(ParityCases, ListMatchesGenerator) {
         names.push_back(n.get<std::string>());
     }
     std::sort(names.begin(), names.end());
-    std::vector<std::string> tested = {"llama3_rope_f16", "llama_gqa_tied_bf16", "llama_mha_f32",
-                                       "mistral_swa_sharded", "qwen2_bias_tied"};
+    std::vector<std::string> tested = {"llama3_rope_f16",     "llama_gqa_tied_bf16", "llama_mha_f32",
+                                       "mistral_long_window", "mistral_swa_sharded", "qwen2_bias_tied"};
     EXPECT_EQ(names, tested);
 }
 

@@ -111,6 +111,19 @@ CASES = [
         B=3, T=10, lengths=[10, 10, 10], padding="none",
         lora=dict(r=4, lora_alpha=8, target_modules=ALL7, use_rslora=False),
     ),
+    dict(
+        # Long enough for several of paft's 64-query attention blocks, with a window that
+        # reaches back across a block boundary.
+        name="mistral_long_window",
+        arch="mistral",
+        config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=8, vocab_size=100, rms_norm_eps=1e-5,
+                    rope_theta=10000.0, sliding_window=70, tie_word_embeddings=False,
+                    max_position_embeddings=256),
+        dtype="float32", shards=1,
+        B=2, T=150, lengths=[150, 131], padding="right",
+        lora=dict(r=4, lora_alpha=8, target_modules=ALL7, use_rslora=False),
+    ),
 ]
 
 PROMPT_ROW = 1  # this row's first 2 real tokens are a masked prompt (label -100)
