@@ -103,6 +103,14 @@ void register_score(CLI::App & app) {
         auto scores = score_sequences(transformer, adapter.get(), rows, opt->batch_size, opt->per_token,
                                       [&](long done) { progress.update(done); });
         progress.finish();
+        double logprob = 0;
+        long   tokens  = 0;
+        for (const SequenceScore & score : scores) {
+            logprob += score.logprob;
+            tokens += score.tokens;
+        }
+        fmt::print(stderr, "{} sequences, {} scored tokens: {:.4f} nats/token, perplexity {:.3f}\n", scores.size(),
+                   tokens, tokens ? -logprob / tokens : 0.0, tokens ? std::exp(-logprob / tokens) : 0.0);
         std::string out;
         for (size_t i = 0; i < scores.size(); i++) {
             out += score_to_json_line(i, scores[i], opt->per_token);
