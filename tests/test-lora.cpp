@@ -56,6 +56,19 @@ std::shared_ptr<Model> tiny_model() {
     return model;
 }
 
+// An adapter on q_proj and v_proj only, r = 2, with random A and B.
+LoraAdapter qv_adapter(const ModelConfig & c) {
+    LoraConfig lc;
+    lc.r       = 2;
+    lc.targets = parse_lora_targets("q_proj,v_proj");
+    LoraAdapter adapter(c, lc);
+    Random      rng(4);
+    for (float & p : adapter.params()) {
+        p = 0.3f * rng.normal();
+    }
+    return adapter;
+}
+
 LoraAdapter random_adapter(const ModelConfig & c, float dropout) {
     LoraConfig lc;
     lc.r       = 3;
@@ -202,9 +215,6 @@ TEST(Lora, UnknownTargetIsAnError) {
     EXPECT_TRUE(t[TARGET_Q] && t[TARGET_DOWN]);
 }
 
-}  // namespace
-
-namespace {
 
 // Misuse inside the workers' parallel region comes back as an exception, not a crash.
 TEST(ParallelTransformer, ErrorsInWorkersAreRethrown) {
@@ -220,9 +230,6 @@ TEST(ParallelTransformer, ErrorsInWorkersAreRethrown) {
     EXPECT_THROW(t.backward(batch, nullptr, dlogp.data(), {}), RuntimeFailure);
 }
 
-}  // namespace
-
-namespace {
 
 Batch random_batch(int B, int T, int vocab, uint64_t seed) {
     Random                            rng(seed);
@@ -238,16 +245,9 @@ Batch random_batch(int B, int T, int vocab, uint64_t seed) {
 // One engine reused over batches of other shapes and adapters with other targets gives exactly
 // what a fresh engine gives: nothing stale survives from the previous call.
 TEST(ParallelTransformer, ReuseMatchesFreshInstances) {
-    auto       model = tiny_model();
-    LoraConfig qv;
-    qv.r       = 2;
-    qv.targets = parse_lora_targets("q_proj,v_proj");
-    LoraAdapter small(model->config(), qv);
-    Random      rng(4);
-    for (float & p : small.params()) {
-        p = 0.3f * rng.normal();
-    }
-    LoraAdapter                      all = random_adapter(model->config(), 0.0f);
+    auto                             model = tiny_model();
+    LoraAdapter                      small = qv_adapter(model->config());
+    LoraAdapter                      all   = random_adapter(model->config(), 0.0f);
     auto                             backend = make_cpu_backend(2);
     ParallelTransformer              reused(*backend, model, 2);
     const std::vector<LoraAdapter *> adapters = {&all, &small, nullptr, &all};
@@ -277,17 +277,11 @@ TEST(ParallelTransformer, BackwardNeedsTheForwardsBatchShape) {
     EXPECT_THROW(t.backward(b3x4, &adapter, dlogp.data(), {adapter.grads().data(), nullptr}), RuntimeFailure);
 }
 
-}  // namespace
-
-namespace {
 
 // target_modules as PEFT reads it: a list of names or suffixes, or a full-match regex.
 TEST(Lora, PeftTargetModulesForms) {
-    auto       model = tiny_model();
-    LoraConfig qv;
-    qv.r       = 2;
-    qv.targets = parse_lora_targets("q_proj,v_proj");
-    LoraAdapter adapter(model->config(), qv);
+    auto        model   = tiny_model();
+    LoraAdapter adapter = qv_adapter(model->config());
     std::string dir = (std::filesystem::temp_directory_path() / "paft-test-lora-targets").string();
     std::filesystem::remove_all(dir);
     adapter.save(dir, "");
@@ -297,7 +291,7 @@ TEST(Lora, PeftTargetModulesForms) {
         write_file_atomic(dir + "/adapter_config.json", j.dump());
         return LoraAdapter::load(dir, model->config()).config().targets;
     };
-    const auto want = qv.targets;
+    const auto want = adapter.config().targets;
     using json = nlohmann::json;
     EXPECT_EQ(load_with(json::array({"self_attn.q_proj", "v_proj"})), want);
     EXPECT_EQ(load_with(json(".*\\.(q_proj|v_proj)")), want);
