@@ -201,9 +201,16 @@ LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model
             throw InputError(fmt::format("{}: peft_type {} is not supported (only LORA)", config_path,
                                          json_snippet(j["peft_type"])));
         }
-        for (const char * unsupported : {"use_dora", "fan_in_fan_out"}) {
+        for (const char * unsupported : {"use_dora", "fan_in_fan_out", "lora_bias"}) {
             if (j.contains(unsupported) && j[unsupported].is_boolean() && j[unsupported].get<bool>()) {
                 throw InputError(fmt::format("{}: {} = true is not supported", config_path, unsupported));
+            }
+        }
+        for (const char * unsupported : {"layers_to_transform", "layers_pattern", "modules_to_save"}) {
+            if (j.contains(unsupported) && !j[unsupported].is_null() &&
+                !(j[unsupported].is_array() && j[unsupported].empty())) {
+                throw InputError(fmt::format("{}: {} is not supported (adapters apply to every layer)", config_path,
+                                             unsupported));
             }
         }
         if (j.contains("bias") && j["bias"] != "none") {
