@@ -299,6 +299,14 @@ TEST(Lora, PeftTargetModulesForms) {
     EXPECT_THROW(load_with(json("model\\.layers\\.0\\..*_proj")), InputError);  // only some layers
     EXPECT_THROW(load_with(json::array()), InputError);
     EXPECT_THROW(load_with(json("(")), InputError);  // not a valid expression
+    // Options that would change which layers or modules an adapter covers are refused.
+    for (const char * field : {"layers_to_transform", "modules_to_save"}) {
+        auto j              = nlohmann::json::parse(read_file(dir + "/adapter_config.json"));
+        j["target_modules"] = json::array({"q_proj", "v_proj"});
+        j[field]            = field == std::string("modules_to_save") ? json::array({"lm_head"}) : json::array({0});
+        write_file_atomic(dir + "/adapter_config.json", j.dump());
+        EXPECT_THROW(LoraAdapter::load(dir, model->config()), InputError) << field;
+    }
     std::filesystem::remove_all(dir);
 }
 
