@@ -148,8 +148,8 @@ void Transformer::prepare(const Batch & batch, const LoraAdapter * adapter) {
     }
     adapter_        = adapter;
     dropout_active_ = training_ && adapter && adapter->config().dropout > 0.0f;
-    B_       = batch.B;
-    T_       = batch.T;
+    B_              = batch.B;
+    T_              = batch.T;
     const size_t N = (size_t) B_ * T_;
     for (LayerActs & a : layers_) {
         a.x.resize(N * c.hidden_size);
