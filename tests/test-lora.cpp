@@ -311,3 +311,51 @@ TEST(Lora, PeftTargetModulesForms) {
 }
 
 }  // namespace
+
+namespace {
+
+// With a 140k vocabulary the head works in chunks of ~119 tokens, so a batch of 2 x 90 tokens
+// crosses a chunk boundary inside a row; each row alone fits one chunk. The two ways must agree
+// (the head is per token), for the log-probabilities and, through both head paths, the gradients.
+TEST(Transformer, HeadChunksMatchSingleChunk) {
+    ModelConfig c = tiny_config();
+    c.vocab_size  = 140000;
+    auto        model   = Model::random(c, 8);
+    LoraAdapter adapter = random_adapter(c, 0.0f);
+    auto        backend = make_cpu_backend(2);
+    Batch       both    = random_batch(2, 90, c.vocab_size, 5);
+    // Different weights per token, so that a chunk reading another chunk's weights shows.
+    std::vector<float> dlogp = mean_nll_gradient(both);
+    Random             rng(6);
+    for (float & d : dlogp) {
+        d *= 0.5f + rng.uniform();
+    }
+
+    Transformer        t(*backend, model);
+    std::vector<float> fused(adapter.params().size()), recomputed(fused.size()), rows(fused.size());
+    std::vector<float> logp = t.forward_backward(both, &adapter, dlogp.data(), {fused.data(), nullptr});
+    t.forward(both, &adapter);
+    t.backward(both, &adapter, dlogp.data(), {recomputed.data(), nullptr});
+
+    std::vector<float> logp_rows;
+    for (int b = 0; b < 2; b++) {
+        std::vector<int32_t> ids(both.input_ids.begin() + b * 90, both.input_ids.begin() + (b + 1) * 90);
+        Batch                row = batch_from_rows({ids}, nullptr, 0, false, c.vocab_size);
+        std::vector<float>   d(dlogp.begin() + b * 90, dlogp.begin() + (b + 1) * 90);
+        const auto &         lp = t.forward_backward(row, &adapter, d.data(), {rows.data(), nullptr});
+        logp_rows.insert(logp_rows.end(), lp.begin(), lp.end());
+    }
+    auto rel = [](const std::vector<float> & a, const std::vector<float> & b) {
+        double diff = 0, ref = 0;
+        for (size_t i = 0; i < a.size(); i++) {
+            diff = nan_max(diff, std::fabs((double) a[i] - b[i]));
+            ref  = nan_max(ref, std::fabs((double) b[i]));
+        }
+        return diff / ref;
+    };
+    EXPECT_LE(rel(logp, logp_rows), 1e-5);
+    EXPECT_LE(rel(fused, rows), 1e-4);
+    EXPECT_LE(rel(recomputed, rows), 1e-4);
+}
+
+}  // namespace

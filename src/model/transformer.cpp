@@ -9,7 +9,14 @@
 namespace paft {
 namespace {
 
-constexpr int kHeadChunk = 256;  // tokens per LM-head chunk: [256, V] logits at a time
+// The LM head works on chunks of tokens whose [chunk, V] logits take at most this many bytes:
+// large chunks pack the head's weight matrix fewer times per step, small ones bound the memory
+// (vocab 32k: 512 tokens; 152k: 110 tokens).
+constexpr size_t kHeadChunkBytes = 64ull << 20;
+
+int head_chunk_tokens(int V) {
+    return (int) std::clamp<size_t>(kHeadChunkBytes / ((size_t) V * sizeof(float)), 16, 512);
+}
 
 void zero(std::vector<float> & v, size_t n) {
     v.resize(n);
@@ -224,12 +231,13 @@ void Transformer::head(const Batch & batch, const float * dlogp, float * full_gr
     const int           N  = B_ * T_, C = c.hidden_size, V = c.vocab_size;
     const float *       Wh = model_->params().lm_head;
     float *             dWh = full_grads ? model_->layout().view(full_grads).lm_head : nullptr;
-    logits_.resize((size_t) std::min(N, kHeadChunk) * V);
+    const int chunk = head_chunk_tokens(V);
+    logits_.resize((size_t) std::min(N, chunk) * V);
     if (dlogp) {
         zero(dhf_, (size_t) N * C);
     }
-    for (int n0 = 0; n0 < N; n0 += kHeadChunk) {
-        const int n     = std::min(kHeadChunk, N - n0);
+    for (int n0 = 0; n0 < N; n0 += chunk) {
+        const int n     = std::min(chunk, N - n0);
         bool      any   = std::any_of(batch.targets.begin() + n0, batch.targets.begin() + n0 + n,
                                       [](int32_t t) { return t >= 0; });
         if (!any && !logits_out) {
