@@ -126,6 +126,8 @@ CASES = [
     ),
 ]
 
+TRAIN_STEPS = 5  # AdamW steps of the training-trajectory check (lr, betas, eps, decay: torch's, below)
+TRAIN_LR = 1e-2
 PROMPT_ROW = 1  # this row's first 2 real tokens are a masked prompt (label -100)
 PAD_ID = 0
 
@@ -275,6 +277,22 @@ def write_case(case, root, seed):
     for key, p in model.lora_parameters().items():
         exp[f"lora.grad.{key}"] = p.grad.detach().clone()
     exp.update(full_grads)
+
+    # --- five AdamW steps from this adapter on this batch (llm.c's loss-trajectory check) --
+    params = list(model.lora_parameters().values())
+    for p in params:
+        p.grad = None
+    opt = torch.optim.AdamW(params, lr=TRAIN_LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    losses = []
+    for _ in range(TRAIN_STEPS):
+        step_loss = causal_lm_loss(model(*args), labels)
+        losses.append(step_loss.detach())
+        step_loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    exp["train.losses"] = torch.stack(losses)
+    for key, p in model.lora_parameters().items():
+        exp[f"train.final.{key}"] = p.detach().clone()
     st.save_file(exp, os.path.join(d, "expected.safetensors"), metadata={"case": case["name"]},
                  dtype=torch.float64)
     return exp
