@@ -160,17 +160,6 @@ std::vector<json> parse_lines(const std::string & text) {
     return lines;
 }
 
-// max |got - want| / max |want| over all entries.
-double rel_error(const std::vector<double> & got, const std::vector<double> & want) {
-    EXPECT_EQ(got.size(), want.size());
-    double max_diff = 0, max_ref = 0;
-    for (size_t i = 0; i < std::min(got.size(), want.size()); i++) {
-        max_diff = nan_max(max_diff, std::fabs(got[i] - want[i]));
-        max_ref  = std::max(max_ref, std::fabs(want[i]));
-    }
-    return max_ref > 0 ? max_diff / max_ref : max_diff;
-}
-
 std::vector<double> all_token_logprobs(const std::vector<json> & lines) {
     std::vector<double> v;
     for (const json & l : lines) {

@@ -30,18 +30,6 @@ namespace {
 
 const std::string kCases = std::string(PAFT_TESTDATA);
 
-double rel_error(const float * got, const std::vector<float> & want, const std::vector<uint8_t> * keep = nullptr) {
-    double max_diff = 0, max_ref = 0;
-    for (size_t i = 0; i < want.size(); i++) {
-        if (keep && !(*keep)[i]) {
-            continue;
-        }
-        max_diff = nan_max(max_diff, std::fabs((double) got[i] - want[i]));
-        max_ref  = std::max(max_ref, (double) std::fabs(want[i]));
-    }
-    return max_ref > 0 ? max_diff / max_ref : max_diff;
-}
-
 std::vector<int32_t> flatten(const nlohmann::json & rows) {
     std::vector<int32_t> out;
     for (const auto & row : rows) {

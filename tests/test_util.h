@@ -1,7 +1,10 @@
 // Small helpers shared by the tests.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <limits>
+#include <vector>
 
 // max(a, b) that lets a NaN through (std::max drops it when it is the second argument), so an
 // error measure built from it cannot hide NaN results.
@@ -10,4 +13,30 @@ inline double nan_max(double a, double b) {
         return std::numeric_limits<double>::quiet_NaN();
     }
     return a > b ? a : b;
+}
+
+// The tests' error measure: max |got - want| / max |want| (element-wise relative error means
+// nothing near zero). NaN anywhere, or different sizes, give NaN, which fails any bound.
+inline double rel_error(const std::vector<double> & got, const std::vector<double> & want) {
+    if (got.size() != want.size()) {
+        return std::numeric_limits<double>::quiet_NaN();
+    }
+    double max_diff = 0, max_ref = 0;
+    for (size_t i = 0; i < want.size(); i++) {
+        max_diff = nan_max(max_diff, std::fabs(got[i] - want[i]));
+        max_ref  = nan_max(max_ref, std::fabs(want[i]));
+    }
+    return max_ref > 0 ? max_diff / max_ref : max_diff;
+}
+
+// The same over want.size() floats from `got`, skipping entries whose keep[i] is 0.
+inline double rel_error(const float * got, const std::vector<float> & want, const std::vector<uint8_t> * keep = nullptr) {
+    std::vector<double> g, w;
+    for (size_t i = 0; i < want.size(); i++) {
+        if (!keep || (*keep)[i]) {
+            g.push_back(got[i]);
+            w.push_back(want[i]);
+        }
+    }
+    return rel_error(g, w);
 }

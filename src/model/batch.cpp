@@ -77,6 +77,19 @@ Batch batch_from_rows(const std::vector<std::vector<int32_t>> & rows, const std:
     return batch_from_arrays(B, T, std::move(ids), std::move(mask), {}, lab, vocab_size);
 }
 
+void check_batch(const Batch & batch, int vocab_size) {
+    const size_t count = (size_t) batch.B * batch.T;
+    if (batch.B <= 0 || batch.T <= 0 || batch.input_ids.size() != count || batch.attention_mask.size() != count ||
+        batch.position_ids.size() != count || batch.targets.size() != count) {
+        throw InputError("empty or malformed batch: every array must hold B*T entries");
+    }
+    for (size_t n = 0; n < count; n++) {
+        if (batch.input_ids[n] < 0 || batch.input_ids[n] >= vocab_size || batch.targets[n] >= vocab_size) {
+            throw InputError("batch: token id or target outside the vocabulary");
+        }
+    }
+}
+
 std::vector<float> mean_nll_gradient(const Batch & batch) {
     int                count = batch.target_count();
     std::vector<float> g(batch.targets.size(), 0.0f);

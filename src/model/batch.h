@@ -30,6 +30,9 @@ Batch batch_from_arrays(int B, int T, std::vector<int32_t> input_ids, std::vecto
 Batch batch_from_rows(const std::vector<std::vector<int32_t>> & rows, const std::vector<std::vector<int32_t>> * labels,
                       int pad_id, bool pad_left, int vocab_size);
 
+// InputError unless B, T > 0, every array holds B*T entries, and ids and targets lie in [0, vocab).
+void check_batch(const Batch & batch, int vocab_size);
+
 // d(mean negative log-likelihood)/d(logp): -1/count at positions with a target, else 0.
 std::vector<float> mean_nll_gradient(const Batch & batch);
 

@@ -77,6 +77,7 @@ void ParallelTransformer::run_worker(Worker & w, Mode mode, const Batch & batch,
 void ParallelTransformer::run(Mode mode, const Batch & batch, const LoraAdapter * adapter, const float * dlogp,
                               GradBuffers grads) {
     if (mode != BACKWARD) {
+        check_batch(batch, model_->config().vocab_size);  // before slicing it
         used_ = split(batch);
         B_    = batch.B;
         T_    = batch.T;

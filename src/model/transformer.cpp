@@ -143,16 +143,7 @@ void Transformer::proj_backward(const Projection & p, const float * x, const flo
 
 void Transformer::prepare(const Batch & batch, const LoraAdapter * adapter) {
     const ModelConfig & c = model_->config();
-    const size_t count = (size_t) batch.B * batch.T;
-    if (batch.B <= 0 || batch.T <= 0 || batch.input_ids.size() != count || batch.attention_mask.size() != count ||
-        batch.position_ids.size() != count || batch.targets.size() != count) {
-        throw InputError("empty or malformed batch: every array must hold B*T entries");
-    }
-    for (size_t n = 0; n < count; n++) {
-        if (batch.input_ids[n] < 0 || batch.input_ids[n] >= c.vocab_size || batch.targets[n] >= c.vocab_size) {
-            throw InputError("batch: token id or target outside the vocabulary");
-        }
-    }
+    check_batch(batch, c.vocab_size);
     adapter_        = adapter;
     dropout_active_ = training_ && adapter && adapter->config().dropout > 0.0f;
     B_              = batch.B;
