@@ -168,15 +168,19 @@ DVec rope_ref(const Vec & x, int N, int stride, int heads, int D, const Vec & co
     return out;
 }
 
-// Whether query i may attend to key j of sequence b.
-bool key_allowed(const std::vector<int32_t> & key_mask, const AttentionShape & a, int b, int i, int j) {
-    return j <= i && key_mask[(size_t) b * a.T + j] != 0 && (a.sliding_window == 0 || i - j < a.sliding_window);
+// Whether query i may attend to key j of sequence b (doc_start: empty, or where query i's packed
+// example starts).
+bool key_allowed(const std::vector<int32_t> & key_mask, const std::vector<int32_t> & doc_start,
+                 const AttentionShape & a, int b, int i, int j) {
+    const size_t row = (size_t) b * a.T;
+    return j <= i && key_mask[row + j] != 0 && (a.sliding_window == 0 || i - j < a.sliding_window) &&
+           (doc_start.empty() || j >= doc_start[row + i]);
 }
 
 // out [B*T, Hq*D]: masked softmax of q k^T / sqrt(D) times v; no allowed key -> 0.
 // lse [B, Hq, T]: log sum_j exp(q_i k_j / sqrt(D)) over the allowed keys; -inf when there is none.
 void attention_ref(DVec & out, DVec & lse, const Vec & qkv, const std::vector<int32_t> & key_mask,
-                   const AttentionShape & a) {
+                   const std::vector<int32_t> & doc_start, const AttentionShape & a) {
     const int S = (a.Hq + 2 * a.Hkv) * a.D, O = a.Hq * a.D, group = a.Hq / a.Hkv;
     out.assign((size_t) a.B * a.T * O, 0.0);
     DVec probs((size_t) a.B * a.Hq * a.T * a.T, 0.0);  // [B, Hq, T, T]
@@ -189,7 +193,7 @@ void attention_ref(DVec & out, DVec & lse, const Vec & qkv, const std::vector<in
                 double * p = probs.data() + (((size_t) b * a.Hq + h) * a.T + i) * a.T;
                 double   maxv = -INFINITY;
                 for (int j = 0; j < a.T; j++) {
-                    if (key_allowed(key_mask, a, b, i, j)) {
+                    if (key_allowed(key_mask, doc_start, a, b, i, j)) {
                         double s = 0.0;
                         for (int d = 0; d < a.D; d++) {
                             s += at(i, h, d) * at(j, a.Hq + kvh, d);
@@ -203,7 +207,7 @@ void attention_ref(DVec & out, DVec & lse, const Vec & qkv, const std::vector<in
                 }
                 double sum = 0.0;
                 for (int j = 0; j < a.T; j++) {
-                    p[j] = key_allowed(key_mask, a, b, i, j) ? std::exp(p[j] - maxv) : 0.0;
+                    p[j] = key_allowed(key_mask, doc_start, a, b, i, j) ? std::exp(p[j] - maxv) : 0.0;
                     sum += p[j];
                 }
                 lse[((size_t) b * a.Hq + h) * a.T + i] = maxv + std::log(sum);
@@ -444,37 +448,52 @@ TEST(Ops, RopeInverseIsTheBackward) {
 // ---------------------------------------------------------------- attention
 
 // B = 2 sequences of T (6 by default); sequence 1 is left-padded by two, so its query rows 0 and 1
-// have no allowed key (causal, and both keys they could see are padding).
+// have no allowed key (causal, and both keys they could see are padding). `packed`: each sequence
+// holds several examples (T = 150: starts 0, 37, 94 and, after the padding, 2, 70), across the
+// kernel's 64-query blocks.
 struct AttentionCase {
     AttentionShape       a;
     int                  S, O;
-    std::vector<int32_t> key_mask;
+    std::vector<int32_t> key_mask, doc_start;
     Vec                  qkv, out, lse;  // [B*T, S], [B*T, Hq*D], [B, Hq, T]
 
-    AttentionCase(std::mt19937 & rng, int Hq, int Hkv, int window, int T = 6) {
+    AttentionCase(std::mt19937 & rng, int Hq, int Hkv, int window, int T = 6, bool packed = false) {
         a = AttentionShape{2, T, Hq, Hkv, 4, window};
         key_mask.assign((size_t) 2 * T, 1);
         key_mask[T] = key_mask[T + 1] = 0;
+        if (packed) {
+            const std::vector<std::vector<int>> starts = {{0, 37, 94}, {0, 2, 70}};
+            for (int b = 0; b < 2; b++) {
+                for (int t = 0; t < T; t++) {
+                    int start = 0;
+                    for (int s0 : starts[b]) {
+                        start = s0 <= t ? s0 : start;
+                    }
+                    doc_start.push_back(start);
+                }
+            }
+        }
         S                = (Hq + 2 * Hkv) * a.D;
         O                = Hq * a.D;
         qkv              = uniform(rng, (size_t) a.B * a.T * S);
         out.resize((size_t) a.B * a.T * O);
         lse.resize((size_t) a.B * a.Hq * a.T);
     }
-    void forward() { cpu().attention_forward(out.data(), lse.data(), qkv.data(), key_mask.data(), a); }
+    const int32_t * starts() const { return doc_start.empty() ? nullptr : doc_start.data(); }
+    void            forward() { cpu().attention_forward(out.data(), lse.data(), qkv.data(), key_mask.data(), starts(), a); }
     Vec  backward(const Vec & dout, const Vec & prior) {
         Vec dqkv = prior;
-        cpu().attention_backward(dqkv.data(), dout.data(), qkv.data(), lse.data(), key_mask.data(), a);
+        cpu().attention_backward(dqkv.data(), dout.data(), qkv.data(), lse.data(), key_mask.data(), starts(), a);
         return dqkv;
     }
 };
 
-void check_attention_forward(int Hq, int Hkv, int window, int T = 6) {
+void check_attention_forward(int Hq, int Hkv, int window, int T = 6, bool packed = false) {
     std::mt19937  rng(9);
-    AttentionCase ac(rng, Hq, Hkv, window, T);
+    AttentionCase ac(rng, Hq, Hkv, window, T, packed);
     ac.forward();
     DVec ref_out, ref_lse;
-    attention_ref(ref_out, ref_lse, ac.qkv, ac.key_mask, ac.a);
+    attention_ref(ref_out, ref_lse, ac.qkv, ac.key_mask, ac.doc_start, ac.a);
     EXPECT_TRUE(close(ac.out, ref_out, kFwdTol)) << "out";
     // lse: -inf exactly where the reference has no allowed key, else close to it.
     Vec  finite_lse;
@@ -495,9 +514,9 @@ void check_attention_forward(int Hq, int Hkv, int window, int T = 6) {
     }
 }
 
-void check_attention_gradient(int Hq, int Hkv, int window, int T = 6) {
+void check_attention_gradient(int Hq, int Hkv, int window, int T = 6, bool packed = false) {
     std::mt19937  rng(10);
-    AttentionCase ac(rng, Hq, Hkv, window, T);
+    AttentionCase ac(rng, Hq, Hkv, window, T, packed);
     const Vec     R     = uniform(rng, ac.out.size());
     const Vec     prior = uniform(rng, ac.qkv.size());
     ac.forward();
@@ -534,6 +553,9 @@ TEST(Ops, AttentionForwardLongBlocks) { check_attention_forward(2, 1, 0, 150); }
 TEST(Ops, AttentionForwardLongBlocksWindow70) { check_attention_forward(2, 1, 70, 150); }
 TEST(Ops, AttentionGradientLongBlocks) { check_attention_gradient(2, 1, 0, 150); }
 TEST(Ops, AttentionGradientLongBlocksWindow70) { check_attention_gradient(2, 1, 70, 150); }
+TEST(Ops, AttentionForwardPacked) { check_attention_forward(2, 1, 0, 150, true); }
+TEST(Ops, AttentionForwardPackedWindow50) { check_attention_forward(2, 1, 50, 150, true); }
+TEST(Ops, AttentionGradientPacked) { check_attention_gradient(2, 1, 0, 150, true); }
 
 TEST(Ops, AttentionBackwardIsDeterministic) {
     std::mt19937  rng(11);

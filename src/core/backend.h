@@ -59,14 +59,16 @@ public:
                       bool inverse) = 0;
 
     // Causal attention with key padding. qkv [B*T, S] (after RoPE), key_mask [B*T] (1 = real),
+    // doc_start [B*T] or null: query t sees no key before doc_start[t] (packed examples),
     // out [B*T, Hq*D], lse [B, Hq, T]: each query row's log-sum-exp of its scaled scores, saved so
     // the backward can recompute the attention weights instead of storing [T, T] per head
     // (-inf for a row with no allowed key, whose output is zero).
     virtual void attention_forward(float * out, float * lse, const float * qkv, const int32_t * key_mask,
-                                   const AttentionShape & shape) = 0;
+                                   const int32_t * doc_start, const AttentionShape & shape) = 0;
     // dqkv [B*T, S] += gradients of q, k, v given dout [B*T, Hq*D].
     virtual void attention_backward(float * dqkv, const float * dout, const float * qkv, const float * lse,
-                                    const int32_t * key_mask, const AttentionShape & shape) = 0;
+                                    const int32_t * key_mask, const int32_t * doc_start,
+                                    const AttentionShape & shape) = 0;
 
     // out[N,F] = silu(gu[:, :F]) * gu[:, F:]        gu [N, 2F] (gate then up)
     virtual void swiglu_forward(float * out, const float * gu, int N, int F) = 0;

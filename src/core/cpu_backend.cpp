@@ -34,18 +34,20 @@ int first_key(int i0, int window) {
     return window > 0 ? std::max(0, i0 - window + 1) : 0;
 }
 
-// The keys query i may see: j in [first_key(i), i] with key_mask[j] set.
-bool key_allowed(int i, int j, const int32_t * key_mask, int window) {
-    return j <= i && j >= first_key(i, window) && key_mask[j];
+// The keys query i may see: j in [first_key(i), i] with key_mask[j] set, and not before the start
+// of query i's example in a packed row.
+bool key_allowed(int i, int j, const int32_t * key_mask, const int32_t * doc_start, int window) {
+    return j <= i && j >= first_key(i, window) && key_mask[j] && (!doc_start || j >= doc_start[i]);
 }
 
 // One attention row: scores[j] holds q_i . k_(k0+j) for j < L. Overwrites them with the softmax
 // weights over the allowed keys (0 elsewhere) and returns the log-sum-exp of the scaled scores,
 // or -inf when no key is allowed (the row is then all zero).
-float softmax_row(float * scores, int k0, int L, int i, const int32_t * key_mask, int window, float scale) {
+float softmax_row(float * scores, int k0, int L, int i, const int32_t * key_mask, const int32_t * doc_start,
+                  int window, float scale) {
     float maxv = -INFINITY;
     for (int j = 0; j < L; j++) {
-        maxv = key_allowed(i, k0 + j, key_mask, window) ? std::max(maxv, scores[j] * scale) : maxv;
+        maxv = key_allowed(i, k0 + j, key_mask, doc_start, window) ? std::max(maxv, scores[j] * scale) : maxv;
     }
     if (maxv == -INFINITY) {
         std::fill(scores, scores + L, 0.0f);
@@ -54,7 +56,7 @@ float softmax_row(float * scores, int k0, int L, int i, const int32_t * key_mask
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < L; j++) {
-        float e   = key_allowed(i, k0 + j, key_mask, window) ? fast_exp(scores[j] * scale - maxv) : 0.0f;
+        float e   = key_allowed(i, k0 + j, key_mask, doc_start, window) ? fast_exp(scores[j] * scale - maxv) : 0.0f;
         scores[j] = e;
         sum += e;
     }
@@ -67,14 +69,15 @@ float softmax_row(float * scores, int k0, int L, int i, const int32_t * key_mask
 }
 
 // The backward's recomputation of the same weights from the saved log-sum-exp.
-void weights_row(float * scores, int k0, int L, int i, const int32_t * key_mask, int window, float scale, float lse) {
+void weights_row(float * scores, int k0, int L, int i, const int32_t * key_mask, const int32_t * doc_start, int window,
+                 float scale, float lse) {
     if (lse == -INFINITY) {
         std::fill(scores, scores + L, 0.0f);
         return;
     }
 #pragma omp simd
     for (int j = 0; j < L; j++) {
-        scores[j] = key_allowed(i, k0 + j, key_mask, window) ? fast_exp(scores[j] * scale - lse) : 0.0f;
+        scores[j] = key_allowed(i, k0 + j, key_mask, doc_start, window) ? fast_exp(scores[j] * scale - lse) : 0.0f;
     }
 }
 
@@ -243,7 +246,7 @@ public:
     // most of the masked upper triangle, and only a [block, T] tile of weights exists at a time.
     // The backward recomputes each tile from the saved log-sum-exp.
     void attention_forward(float * out, float * lse, const float * qkv, const int32_t * key_mask,
-                           const AttentionShape & a) override {
+                           const int32_t * doc_start, const AttentionShape & a) override {
         const int   S     = (a.Hq + 2 * a.Hkv) * a.D;
         const int   O     = a.Hq * a.D;
         const int   group = a.Hq / a.Hkv;
@@ -262,6 +265,7 @@ public:
                 const float *   k   = qkv + (size_t) b * a.T * S + (size_t) (a.Hq + kvh) * a.D;
                 const float *   v   = qkv + (size_t) b * a.T * S + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
                 const int32_t * km  = key_mask + (size_t) b * a.T;
+                const int32_t * ds  = doc_start ? doc_start + (size_t) b * a.T : nullptr;
                 float *         o   = out + (size_t) b * a.T * O + (size_t) h * a.D;
                 float *         lrow = lse + (size_t) bh * a.T;
                 for (int i0 = 0; i0 < a.T; i0 += kQueryBlock) {
@@ -271,7 +275,7 @@ public:
                     gemm(false, true, i1 - i0, L, a.D, 1.0f, q + (size_t) i0 * S, S, k + (size_t) k0 * S, S, 0.0f,
                          P, a.T);
                     for (int i = i0; i < i1; i++) {
-                        lrow[i] = softmax_row(P + (size_t) (i - i0) * a.T, k0, L, i, km, a.sliding_window, scale);
+                        lrow[i] = softmax_row(P + (size_t) (i - i0) * a.T, k0, L, i, km, ds, a.sliding_window, scale);
                     }
                     // out[i0:i1] = P V[k0:i1]
                     gemm(false, false, i1 - i0, a.D, L, 1.0f, P, a.T, v + (size_t) k0 * S, S, 0.0f,
@@ -282,7 +286,7 @@ public:
     }
 
     void attention_backward(float * dqkv, const float * dout, const float * qkv, const float * lse,
-                            const int32_t * key_mask, const AttentionShape & a) override {
+                            const int32_t * key_mask, const int32_t * doc_start, const AttentionShape & a) override {
         const int   S     = (a.Hq + 2 * a.Hkv) * a.D;
         const int   O     = a.Hq * a.D;
         const int   group = a.Hq / a.Hkv;
@@ -305,6 +309,7 @@ public:
                 float *         dk    = dbase + (size_t) (a.Hq + kvh) * a.D;
                 float *         dv    = dbase + (size_t) (a.Hq + a.Hkv + kvh) * a.D;
                 const int32_t * km    = key_mask + (size_t) b * a.T;
+                const int32_t * ds    = doc_start ? doc_start + (size_t) b * a.T : nullptr;
                 for (int h = kvh * group; h < (kvh + 1) * group; h++) {
                     const float * q    = base + (size_t) h * a.D;
                     float *       dq   = dbase + (size_t) h * a.D;
@@ -318,7 +323,7 @@ public:
                         gemm(false, true, i1 - i0, L, a.D, 1.0f, q + (size_t) i0 * S, S, k + (size_t) k0 * S, S, 0.0f,
                              P, a.T);
                         for (int i = i0; i < i1; i++) {
-                            weights_row(P + (size_t) (i - i0) * a.T, k0, L, i, km, a.sliding_window, scale,
+                            weights_row(P + (size_t) (i - i0) * a.T, k0, L, i, km, ds, a.sliding_window, scale,
                                         lrow[i]);
                         }
                         // dP = dO V^T; dV += P^T dO

@@ -19,7 +19,7 @@ Batch batch_from_arrays(int B, int T, std::vector<int32_t> input_ids, std::vecto
         (!position_ids.empty() && position_ids.size() != N)) {
         throw InputError(fmt::format("batch arrays must all have B*T = {} entries", N));
     }
-    Batch batch{B, T, std::move(input_ids), std::move(attention_mask), std::move(position_ids), std::vector<int32_t>(N)};
+    Batch batch{B, T, std::move(input_ids), std::move(attention_mask), std::move(position_ids), std::vector<int32_t>(N), {}};
     for (size_t n = 0; n < N; n++) {
         if (batch.input_ids[n] < 0 || batch.input_ids[n] >= vocab_size) {
             throw InputError(fmt::format("token id {} at row {}, position {} is outside the vocabulary [0, {})",
@@ -80,12 +80,16 @@ Batch batch_from_rows(const std::vector<std::vector<int32_t>> & rows, const std:
 void check_batch(const Batch & batch, int vocab_size) {
     const size_t count = (size_t) batch.B * batch.T;
     if (batch.B <= 0 || batch.T <= 0 || batch.input_ids.size() != count || batch.attention_mask.size() != count ||
-        batch.position_ids.size() != count || batch.targets.size() != count) {
+        batch.position_ids.size() != count || batch.targets.size() != count ||
+        (!batch.doc_start.empty() && batch.doc_start.size() != count)) {
         throw InputError("empty or malformed batch: every array must hold B*T entries");
     }
     for (size_t n = 0; n < count; n++) {
         if (batch.input_ids[n] < 0 || batch.input_ids[n] >= vocab_size || batch.targets[n] >= vocab_size) {
             throw InputError("batch: token id or target outside the vocabulary");
+        }
+        if (!batch.doc_start.empty() && (batch.doc_start[n] < 0 || (size_t) batch.doc_start[n] > n % batch.T)) {
+            throw InputError("batch: an example starts after its own position (doc_start)");
         }
     }
 }

@@ -15,6 +15,9 @@ struct Batch {
     std::vector<int32_t> attention_mask;  // [B*T] 1 = real token, 0 = padding
     std::vector<int32_t> position_ids;    // [B*T]
     std::vector<int32_t> targets;         // [B*T] token predicted at each position (labels shifted left), -1 = none
+    // [B*T] or empty: in rows that pack several examples, the position (within the row) where the
+    // example holding each position starts; attention never reaches before it. Empty = 0.
+    std::vector<int32_t> doc_start;
     int                  tokens() const { return B * T; }
     int                  target_count() const;  // positions with a target
 };
@@ -30,7 +33,7 @@ Batch batch_from_arrays(int B, int T, std::vector<int32_t> input_ids, std::vecto
 Batch batch_from_rows(const std::vector<std::vector<int32_t>> & rows, const std::vector<std::vector<int32_t>> * labels,
                       int pad_id, bool pad_left, int vocab_size);
 
-// InputError unless B, T > 0, every array holds B*T entries, and ids and targets lie in [0, vocab).
+// InputError unless B, T > 0, every array holds B*T entries (doc_start may be empty), and ids and targets lie in [0, vocab).
 void check_batch(const Batch & batch, int vocab_size);
 
 // d(mean negative log-likelihood)/d(logp): -1/count at positions with a target, else 0.

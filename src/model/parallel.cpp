@@ -12,9 +12,11 @@ namespace {
 
 Batch slice_rows(const Batch & batch, int first, int count) {
     const size_t begin = (size_t) first * batch.T, end = begin + (size_t) count * batch.T;
-    auto         cut   = [&](const std::vector<int32_t> & v) { return std::vector<int32_t>(v.begin() + begin, v.begin() + end); };
-    return Batch{count, batch.T, cut(batch.input_ids), cut(batch.attention_mask), cut(batch.position_ids),
-                 cut(batch.targets)};
+    auto         cut   = [&](const std::vector<int32_t> & v) {
+        return v.empty() ? v : std::vector<int32_t>(v.begin() + begin, v.begin() + end);
+    };
+    return Batch{count,    batch.T,    cut(batch.input_ids), cut(batch.attention_mask), cut(batch.position_ids),
+                 cut(batch.targets), cut(batch.doc_start)};
 }
 
 void add_into(float * dst, const std::vector<float> & src) {

@@ -23,6 +23,10 @@ void zero(std::vector<float> & v, size_t n) {
     std::fill(v.begin(), v.begin() + n, 0.0f);
 }
 
+const int32_t * doc_start(const Batch & batch) {
+    return batch.doc_start.empty() ? nullptr : batch.doc_start.data();
+}
+
 }  // namespace
 
 Transformer::Transformer(Backend & backend, std::shared_ptr<const Model> model)
@@ -201,7 +205,8 @@ void Transformer::run_layers(const Batch & batch) {
         proj_forward(projection(l, QKV, nullptr), a.h1.data(), a.qkv.data(), a);
         backend_.rope(a.qkv.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), false);
         backend_.rope(a.qkv.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), false);
-        backend_.attention_forward(a.attn.data(), a.lse.data(), a.qkv.data(), batch.attention_mask.data(), shape);
+        backend_.attention_forward(a.attn.data(), a.lse.data(), a.qkv.data(), batch.attention_mask.data(),
+                                   doc_start(batch), shape);
         proj_forward(projection(l, O, nullptr), a.attn.data(), a.x2.data(), a);
         backend_.add(a.x2.data(), a.x.data(), (size_t) N * C);
         // MLP block: x_out = x2 + down(silu(gate(norm(x2))) * up(norm(x2)))
@@ -280,7 +285,7 @@ void Transformer::backward_layers(const Batch & batch, float * full_grads) {
         proj_backward(projection(l, O, dwl), a.attn.data(), dx_.data(), dattn_.data(), a);
         zero(dqkv_, (size_t) N * S);
         backend_.attention_backward(dqkv_.data(), dattn_.data(), a.qkv.data(), a.lse.data(),
-                                    batch.attention_mask.data(), shape);
+                                    batch.attention_mask.data(), doc_start(batch), shape);
         backend_.rope(dqkv_.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), true);
         backend_.rope(dqkv_.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), true);
         zero(dh_, (size_t) N * C);
