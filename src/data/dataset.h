@@ -54,6 +54,11 @@ struct DataReport {
 
 DataFormat detect_format(const Record & record);  // preference when it has chosen and rejected
 
+// The chat template to use: `choice` names a built-in template or a Jinja file; empty = the
+// tokenizer's own (nullopt when it has none).
+std::optional<ChatTemplate> choose_chat_template(const std::string & choice, const Tokenizer & tokenizer,
+                                                 const std::string & tokenizer_dir);
+
 class ExampleEncoder {
 public:
     // `chat_template` may be null: conversational records are then an InputError asking for one.
