@@ -46,11 +46,11 @@ std::vector<int32_t> ids_of(const json & j) {
 }
 
 // A tokenizer from the npm oracle's files, with its own template or one of tests/data/datasets.
-struct Setup {
+struct Pipeline {
     Tokenizer                   tokenizer;
     std::optional<ChatTemplate> chat_template;
 
-    Setup(const std::string & package, const std::string & template_file) :
+    Pipeline(const std::string & package, const std::string & template_file) :
         tokenizer(Tokenizer::load(npm_models(package))) {
         if (template_file.empty()) {
             chat_template = ChatTemplate::parse(tokenizer.config().chat_template, package + " chat_template");
@@ -77,7 +77,7 @@ class DatasetGolden : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(DatasetGolden, MatchesOracle) {
     const GoldenCase & c = GetParam();
-    Setup              s(c.package, c.template_file);
+    Pipeline              s(c.package, c.template_file);
     ExampleEncoder     enc     = s.encoder(no_truncation());
     auto               golden  = read_jsonl(kData + "/golden-" + c.name + ".jsonl");
     auto               sft     = read_records(kData + "/sft.jsonl");
@@ -113,7 +113,7 @@ INSTANTIATE_TEST_SUITE_P(Oracle, DatasetGolden,
 // ------------------------------------------------------------------ truncation
 
 TEST(Dataset, SftTruncationKeepsTheStartAndSkipsWhatHasNothingLeftToTrain) {
-    Setup       s("qwen3", "");
+    Pipeline       s("qwen3", "");
     auto        golden = read_jsonl(kData + "/golden-qwen3.jsonl");
     auto        sft    = read_records(kData + "/sft.jsonl");
     DataOptions o;
@@ -141,7 +141,7 @@ TEST(Dataset, SftTruncationKeepsTheStartAndSkipsWhatHasNothingLeftToTrain) {
 }
 
 TEST(Dataset, PreferenceTruncation) {
-    Setup       s("llama3", "");
+    Pipeline       s("llama3", "");
     auto        golden = read_jsonl(kData + "/golden-llama3.jsonl");
     auto        sft    = read_records(kData + "/sft.jsonl");
     auto        pref   = read_records(kData + "/pref.jsonl");
@@ -276,7 +276,7 @@ std::string temp_file(const std::string & name, const std::string & content) {
     return path;
 }
 
-std::string sft_error(const Setup & s, const std::string & content) {
+std::string sft_error(const Pipeline & s, const std::string & content) {
     std::string path = temp_file("bad.jsonl", content);
     DataReport  report;
     try {
@@ -288,7 +288,7 @@ std::string sft_error(const Setup & s, const std::string & content) {
 }
 
 TEST(DatasetInput, BadRecordsNameFileAndLine) {
-    Setup s("qwen3", "");
+    Pipeline s("qwen3", "");
     const std::string ok = R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]})";
     struct Case {
         std::string line, expect;
@@ -315,7 +315,7 @@ TEST(DatasetInput, BadRecordsNameFileAndLine) {
 }
 
 TEST(DatasetInput, ArrayFilesNameTheElement) {
-    Setup       s("qwen3", "");
+    Pipeline       s("qwen3", "");
     std::string path = temp_file("bad.json", R"([{"text": "fine"}, {"text": 5}])");
     DataReport  report;
     try {
@@ -361,7 +361,7 @@ TEST(DatasetInput, DoubleBosIsReported) {
 }
 
 TEST(DatasetInput, PreferenceNeedsBothCompletions) {
-    Setup          s("qwen3", "");
+    Pipeline          s("qwen3", "");
     ExampleEncoder enc = s.encoder();
     DataReport     report;
     EXPECT_THROW(enc.encode_preference(Record{ojson::parse(R"({"prompt":"a","chosen":"b"})"), "p:1"}, report),
