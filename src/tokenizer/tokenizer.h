@@ -18,6 +18,9 @@ struct TokenizerConfig {
     std::optional<std::string> bos_token, eos_token, pad_token, unk_token;  // token strings
     std::vector<std::string>   additional_special_tokens;
     std::string                chat_template;  // the default template's Jinja source; empty if none
+    // decode() then removes the space before punctuation and contractions (" ." -> "."), as
+    // transformers does.
+    bool                       clean_up_tokenization_spaces = false;
 };
 
 class Tokenizer {

@@ -1,0 +1,240 @@
+#include "tokenizer/bpe.h"
+
+#include "io/json_snippet.h"
+#include "tokenizer/utf8.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <queue>
+
+namespace paft::tok {
+namespace {
+
+// Pieces longer than this are not cached (they are rare, and would crowd the cache).
+constexpr size_t kMaxCachedPiece = 256;
+// Entries per thread before the cache is emptied and refilled.
+constexpr size_t kMaxCacheEntries = 1 << 16;
+
+std::atomic<uint64_t> next_instance{1};
+
+// A thread's cache of piece -> ids for one model at a time.
+struct PieceCache {
+    uint64_t                                                                        owner = 0;
+    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> entries;
+};
+
+PieceCache & thread_cache(uint64_t owner) {
+    thread_local PieceCache cache;
+    if (cache.owner != owner) {
+        cache.entries.clear();
+        cache.owner = owner;
+    }
+    return cache;
+}
+
+// A symbol of the piece being merged: a token id over a byte range, in a linked list.
+struct Symbol {
+    int32_t id;
+    int32_t prev, next;  // indices, -1 at the ends
+    size_t  len;         // bytes covered; 0 once merged into its left neighbour
+};
+
+struct Candidate {
+    int32_t rank;
+    int32_t left;    // index of the left symbol; ties go to the leftmost pair
+    int32_t result;
+    bool operator>(const Candidate & o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+};
+
+}  // namespace
+
+BpeModel::BpeModel(const json & config, const JsonReader & reader) : instance_(next_instance++) {
+    const std::string path = "model";
+    if (const json * dropout = reader.find(config, path, "dropout"); dropout && !(dropout->is_number() && dropout->get<double>() == 0)) {
+        reader.fail(path + ".dropout", "must be null or 0 (BPE dropout is not supported), got " + json_snippet(*dropout));
+    }
+    for (const char * key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+        if (auto affix = reader.opt_string(config, path, key); affix && !affix->empty()) {
+            reader.fail(path + "." + key, "'" + *affix + "' is not supported (only empty or null)");
+        }
+    }
+    fuse_unk_      = reader.boolean(config, path, "fuse_unk", false);
+    byte_fallback_ = reader.boolean(config, path, "byte_fallback", false);
+    ignore_merges_ = reader.boolean(config, path, "ignore_merges", false);
+
+    const json & vocab = reader.require(config, path, "vocab");
+    if (!vocab.is_object()) {
+        reader.fail(path + ".vocab", "must be an object, got " + json_snippet(vocab));
+    }
+    vocab_.reserve(vocab.size());
+    for (const auto & [token, id] : vocab.items()) {
+        vocab_.emplace(token, reader.token_id(id, path + ".vocab[\"" + token + "\"]"));
+    }
+    if (auto unk = reader.opt_string(config, path, "unk_token")) {
+        const auto it = vocab_.find(*unk);
+        if (it == vocab_.end()) {
+            reader.fail(path + ".unk_token", "'" + *unk + "' is not in the vocabulary");
+        }
+        unk_id_ = it->second;
+    }
+    if (byte_fallback_) {
+        for (int b = 0; b < 256; ++b) {
+            const auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
+            byte_ids_[b]  = it == vocab_.end() ? -1 : it->second;
+        }
+    }
+    parse_merges(reader.require(config, path, "merges"), reader);
+}
+
+void BpeModel::parse_merges(const json & merges, const JsonReader & reader) {
+    if (!merges.is_array()) {
+        reader.fail("model.merges", "must be a list, got " + json_snippet(merges));
+    }
+    merges_.reserve(merges.size());
+    auto id_of = [&](const std::string & token, const std::string & where) {
+        const auto it = vocab_.find(token);
+        if (it == vocab_.end()) {
+            reader.fail(where, "names '" + token + "', which is not in the vocabulary");
+        }
+        return it->second;
+    };
+    for (size_t rank = 0; rank < merges.size(); ++rank) {
+        const json &      merge = merges[rank];
+        const std::string where = fmt::format("model.merges[{}]", rank);
+        std::string       a, b;
+        if (merge.is_string()) {
+            // "a b": the two tokens, which cannot contain spaces in this form.
+            const std::string & text  = merge.get_ref<const std::string &>();
+            const size_t        space = text.find(' ');
+            if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
+                reader.fail(where, "must be two tokens separated by one space, got " + json_snippet(merge));
+            }
+            a = text.substr(0, space);
+            b = text.substr(space + 1);
+        } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+            a = merge[0].get<std::string>();
+            b = merge[1].get<std::string>();
+        } else {
+            reader.fail(where, "must be \"a b\" or [\"a\", \"b\"], got " + json_snippet(merge));
+        }
+        const int32_t result = id_of(a + b, where);
+        // A repeated pair keeps its first (lowest) rank, as a map built in order would.
+        merges_.try_emplace(pair_key(id_of(a, where), id_of(b, where)), Merge{static_cast<int32_t>(rank), result});
+    }
+}
+
+void BpeModel::encode(std::string_view piece, std::vector<int32_t> & out) const {
+    if (piece.empty()) {
+        return;
+    }
+    if (ignore_merges_) {
+        if (const auto it = vocab_.find(piece); it != vocab_.end()) {
+            out.push_back(it->second);
+            return;
+        }
+    }
+    if (piece.size() > kMaxCachedPiece) {
+        encode_uncached(piece, out);
+        return;
+    }
+    PieceCache & cache = thread_cache(instance_);
+    if (const auto it = cache.entries.find(piece); it != cache.entries.end()) {
+        out.insert(out.end(), it->second.begin(), it->second.end());
+        return;
+    }
+    const size_t first = out.size();
+    encode_uncached(piece, out);
+    if (cache.entries.size() >= kMaxCacheEntries) {
+        cache.entries.clear();
+    }
+    cache.entries.emplace(std::string(piece), std::vector<int32_t>(out.begin() + static_cast<long>(first), out.end()));
+}
+
+void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t> & out) const {
+    // Initial symbols: one per character; a character outside the vocabulary becomes its byte
+    // tokens (byte_fallback), else the unknown token (consecutive ones fused with fuse_unk), else
+    // nothing, as tokenizers' BPE does.
+    std::vector<Symbol> symbols;
+    symbols.reserve(piece.size());
+    auto push = [&](int32_t id, size_t len) {
+        const auto n = static_cast<int32_t>(symbols.size());
+        symbols.push_back({id, n - 1, -1, len});
+        if (n > 0) {
+            symbols[n - 1].next = n;
+        }
+    };
+    bool last_unk = false;
+    for (size_t i = 0; i < piece.size();) {
+        const size_t len = utf8_length(static_cast<unsigned char>(piece[i]));
+        const auto   it  = vocab_.find(piece.substr(i, len));
+        if (it != vocab_.end()) {
+            push(it->second, len);
+            last_unk = false;
+        } else if (byte_fallback_ &&
+                   std::all_of(piece.begin() + static_cast<long>(i), piece.begin() + static_cast<long>(i + len),
+                               [&](char c) { return byte_ids_[static_cast<unsigned char>(c)] >= 0; })) {
+            for (size_t k = i; k < i + len; ++k) {
+                push(byte_ids_[static_cast<unsigned char>(piece[k])], 1);
+            }
+            last_unk = false;
+        } else if (unk_id_) {
+            if (fuse_unk_ && last_unk) {
+                symbols.back().len += len;
+            } else {
+                push(*unk_id_, len);
+            }
+            last_unk = true;
+        }
+        i += len;
+    }
+    if (symbols.empty()) {
+        return;
+    }
+    symbols.back().next = -1;
+
+    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+    auto consider = [&](int32_t left) {
+        const int32_t right = symbols[left].next;
+        if (right < 0) {
+            return;
+        }
+        const auto it = merges_.find(pair_key(symbols[left].id, symbols[right].id));
+        if (it != merges_.end()) {
+            queue.push({it->second.rank, left, it->second.result});
+        }
+    };
+    for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) {
+        consider(i);
+    }
+    while (!queue.empty()) {
+        const Candidate top = queue.top();
+        queue.pop();
+        Symbol & left = symbols[top.left];
+        // Stale entries: the left symbol was merged away, or its right neighbour changed.
+        if (left.len == 0 || left.next < 0) {
+            continue;
+        }
+        Symbol &   right = symbols[left.next];
+        const auto it    = merges_.find(pair_key(left.id, right.id));
+        if (it == merges_.end() || it->second.result != top.result || it->second.rank != top.rank) {
+            continue;
+        }
+        left.id  = top.result;
+        left.len += right.len;
+        right.len = 0;
+        left.next = right.next;
+        if (right.next >= 0) {
+            symbols[right.next].prev = top.left;
+        }
+        if (left.prev >= 0) {
+            consider(left.prev);
+        }
+        consider(top.left);
+    }
+    for (int32_t i = 0; i >= 0; i = symbols[i].next) {
+        out.push_back(symbols[i].id);
+    }
+}
+
+}  // namespace paft::tok

@@ -1,0 +1,145 @@
+#include "tokenizer/nfc.h"
+
+#include "tokenizer/unicode_tables.h"
+#include "tokenizer/utf8.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace paft::tok {
+namespace {
+
+using namespace paft::unicode;
+
+// Hangul syllables are composed arithmetically (Unicode §3.12).
+constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
+constexpr char32_t kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount, kSCount = kLCount * kNCount;
+
+uint8_t combining_class(char32_t cp) {
+    if (cp < 0x300) {
+        return 0;
+    }
+    const CombiningClass * end = kCombiningClasses + kCombiningClassCount;
+    const CombiningClass * it  = std::lower_bound(kCombiningClasses, end, cp,
+                                                  [](const CombiningClass & e, char32_t c) { return e.cp < c; });
+    return it != end && it->cp == cp ? it->ccc : 0;
+}
+
+void decompose(char32_t cp, std::vector<char32_t> & out) {
+    if (cp >= kSBase && cp < kSBase + kSCount) {
+        const char32_t s = cp - kSBase;
+        out.push_back(kLBase + s / kNCount);
+        out.push_back(kVBase + (s % kNCount) / kTCount);
+        if (s % kTCount != 0) {
+            out.push_back(kTBase + s % kTCount);
+        }
+        return;
+    }
+    const Decomposition * end = kDecompositions + kDecompositionCount;
+    const Decomposition * it =
+        cp < 0xC0 ? end : std::lower_bound(kDecompositions, end, cp, [](const Decomposition & e, char32_t c) { return e.cp < c; });
+    if (it != end && it->cp == cp) {
+        out.insert(out.end(), kDecompositionData + it->offset, kDecompositionData + it->offset + it->length);
+    } else {
+        out.push_back(cp);
+    }
+}
+
+// The primary composite of (a, b), or 0.
+char32_t compose(char32_t a, char32_t b) {
+    if (a >= kLBase && a < kLBase + kLCount && b >= kVBase && b < kVBase + kVCount) {
+        return kSBase + ((a - kLBase) * kVCount + (b - kVBase)) * kTCount;
+    }
+    if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase && b < kTBase + kTCount) {
+        return a + (b - kTBase);
+    }
+    const Composition * end = kCompositions + kCompositionCount;
+    const Composition * it  = std::lower_bound(kCompositions, end, std::make_pair(a, b), [](const Composition & e, auto key) {
+        return e.first < key.first || (e.first == key.first && e.second < key.second);
+    });
+    return it != end && it->first == a && it->second == b ? it->composite : 0;
+}
+
+bool needs_attention(char32_t cp) {
+    if (cp < 0x300) {
+        return false;
+    }
+    const CodePointRange * end = kNfcAttention + kNfcAttentionCount;
+    const CodePointRange * it =
+        std::upper_bound(kNfcAttention, end, cp, [](char32_t c, const CodePointRange & r) { return c < r.lo; });
+    return it != kNfcAttention && cp <= (it - 1)->hi;
+}
+
+}  // namespace
+
+bool nfc_quick_check(std::string_view text) {
+    size_t i = 0;
+    while (i < text.size()) {
+        // Bytes below 0xCC start code points below U+0300, which never need attention.
+        if (static_cast<unsigned char>(text[i]) < 0xCC) {
+            i += utf8_length(static_cast<unsigned char>(text[i]));
+            continue;
+        }
+        if (needs_attention(next_code_point(text, i))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string nfc(std::string_view text) {
+    if (nfc_quick_check(text)) {
+        return std::string(text);
+    }
+    std::vector<char32_t> cps;
+    cps.reserve(text.size());
+    for (size_t i = 0; i < text.size();) {
+        decompose(next_code_point(text, i), cps);
+    }
+    // Canonical ordering: a stable sort by class of each run of non-starters.
+    for (size_t i = 0; i < cps.size();) {
+        if (combining_class(cps[i]) == 0) {
+            ++i;
+            continue;
+        }
+        size_t j = i;
+        while (j < cps.size() && combining_class(cps[j]) != 0) {
+            ++j;
+        }
+        std::stable_sort(cps.begin() + static_cast<long>(i), cps.begin() + static_cast<long>(j),
+                         [](char32_t a, char32_t b) { return combining_class(a) < combining_class(b); });
+        i = j;
+    }
+    // Composition: each character joins the last starter unless blocked by a character in between
+    // with a class of 0 or not lower than its own.
+    std::vector<char32_t> out;
+    out.reserve(cps.size());
+    size_t starter  = 0;
+    bool   has_start = false;
+    int    last_cc  = -1;  // class of the last character kept after the starter; -1 when none
+    for (char32_t cp : cps) {
+        const int cc = combining_class(cp);
+        if (has_start && (last_cc == -1 || last_cc < cc)) {
+            if (const char32_t composite = compose(out[starter], cp)) {
+                out[starter] = composite;
+                continue;
+            }
+        }
+        out.push_back(cp);
+        if (cc == 0) {
+            starter   = out.size() - 1;
+            has_start = true;
+            last_cc   = -1;
+        } else {
+            last_cc = cc;
+        }
+    }
+    std::string result;
+    result.reserve(text.size());
+    for (char32_t cp : out) {
+        append_utf8(result, cp);
+    }
+    return result;
+}
+
+}  // namespace paft::tok
