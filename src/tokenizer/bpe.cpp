@@ -15,6 +15,8 @@ namespace {
 constexpr size_t kMaxCachedPiece = 256;
 // Entries per thread before the cache is emptied and refilled.
 constexpr size_t kMaxCacheEntries = 1 << 16;
+// Characters below this code point (one or two UTF-8 bytes) have their ids in a table.
+constexpr char32_t kSmallChars = 0x800;
 
 std::atomic<uint64_t> next_instance{1};
 
@@ -49,6 +51,44 @@ struct Candidate {
 
 }  // namespace
 
+void BpeModel::MergeTable::reserve(size_t n) {
+    // At most half full.
+    size_t capacity = 16;
+    shift_          = 60;
+    while (capacity < 2 * n) {
+        capacity *= 2;
+        --shift_;
+    }
+    slots_.assign(capacity, Slot{});
+}
+
+void BpeModel::MergeTable::insert(int32_t a, int32_t b, Merge merge) {
+    const uint64_t k    = key(a, b);
+    const size_t   mask = slots_.size() - 1;
+    for (size_t i = slot_of(k);; i = (i + 1) & mask) {
+        if (slots_[i].key == k) {
+            return;
+        }
+        if (slots_[i].key == kEmpty) {
+            slots_[i] = {k, merge};
+            return;
+        }
+    }
+}
+
+const BpeModel::Merge * BpeModel::MergeTable::find(int32_t a, int32_t b) const {
+    const uint64_t k    = key(a, b);
+    const size_t   mask = slots_.size() - 1;
+    for (size_t i = slot_of(k);; i = (i + 1) & mask) {
+        if (slots_[i].key == k) {
+            return &slots_[i].merge;
+        }
+        if (slots_[i].key == kEmpty) {
+            return nullptr;
+        }
+    }
+}
+
 BpeModel::BpeModel(const json & config, const JsonReader & reader) : instance_(next_instance++) {
     const std::string path = "model";
     if (const json * dropout = reader.find(config, path, "dropout"); dropout && !(dropout->is_number() && dropout->get<double>() == 0)) {
@@ -78,6 +118,16 @@ BpeModel::BpeModel(const json & config, const JsonReader & reader) : instance_(n
         }
         unk_id_ = it->second;
     }
+    small_char_ids_.assign(kSmallChars, -1);
+    for (const auto & [token, id] : vocab_) {
+        size_t i = 0;
+        if (!token.empty() && static_cast<unsigned char>(token[0]) < 0xE0) {
+            const char32_t cp = next_code_point(token, i);
+            if (i == token.size()) {
+                small_char_ids_[cp] = id;
+            }
+        }
+    }
     if (byte_fallback_) {
         for (int b = 0; b < 256; ++b) {
             const auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
@@ -92,47 +142,41 @@ void BpeModel::parse_merges(const json & merges, const JsonReader & reader) {
         reader.fail("model.merges", "must be a list, got " + json_snippet(merges));
     }
     merges_.reserve(merges.size());
-    auto id_of = [&](const std::string & token, const std::string & where) {
+    auto id_of = [&](std::string_view token, size_t rank) {
         const auto it = vocab_.find(token);
         if (it == vocab_.end()) {
-            reader.fail(where, "names '" + token + "', which is not in the vocabulary");
+            reader.fail(fmt::format("model.merges[{}]", rank), "names '" + std::string(token) + "', which is not in the vocabulary");
         }
         return it->second;
     };
+    std::string joined;  // reused: no allocation per merge
     for (size_t rank = 0; rank < merges.size(); ++rank) {
-        const json &      merge = merges[rank];
-        const std::string where = fmt::format("model.merges[{}]", rank);
-        std::string       a, b;
+        const json &     merge = merges[rank];
+        std::string_view a, b;
         if (merge.is_string()) {
             // "a b": the two tokens, which cannot contain spaces in this form.
             const std::string & text  = merge.get_ref<const std::string &>();
             const size_t        space = text.find(' ');
             if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
-                reader.fail(where, "must be two tokens separated by one space, got " + json_snippet(merge));
+                reader.fail(fmt::format("model.merges[{}]", rank), "must be two tokens separated by one space, got " + json_snippet(merge));
             }
-            a = text.substr(0, space);
-            b = text.substr(space + 1);
+            a = std::string_view(text).substr(0, space);
+            b = std::string_view(text).substr(space + 1);
         } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
-            a = merge[0].get<std::string>();
-            b = merge[1].get<std::string>();
+            a = merge[0].get_ref<const std::string &>();
+            b = merge[1].get_ref<const std::string &>();
         } else {
-            reader.fail(where, "must be \"a b\" or [\"a\", \"b\"], got " + json_snippet(merge));
+            reader.fail(fmt::format("model.merges[{}]", rank), "must be \"a b\" or [\"a\", \"b\"], got " + json_snippet(merge));
         }
-        const int32_t result = id_of(a + b, where);
-        // A repeated pair keeps its first (lowest) rank, as a map built in order would.
-        merges_.try_emplace(pair_key(id_of(a, where), id_of(b, where)), Merge{static_cast<int32_t>(rank), result});
+        joined.assign(a).append(b);
+        const int32_t result = id_of(joined, rank);
+        merges_.insert(id_of(a, rank), id_of(b, rank), Merge{static_cast<int32_t>(rank), result});
     }
 }
 
 void BpeModel::encode(std::string_view piece, std::vector<int32_t> & out) const {
     if (piece.empty()) {
         return;
-    }
-    if (ignore_merges_) {
-        if (const auto it = vocab_.find(piece); it != vocab_.end()) {
-            out.push_back(it->second);
-            return;
-        }
     }
     if (piece.size() > kMaxCachedPiece) {
         encode_uncached(piece, out);
@@ -152,6 +196,12 @@ void BpeModel::encode(std::string_view piece, std::vector<int32_t> & out) const 
 }
 
 void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t> & out) const {
+    if (ignore_merges_) {
+        if (const auto it = vocab_.find(piece); it != vocab_.end()) {
+            out.push_back(it->second);
+            return;
+        }
+    }
     // Initial symbols: one per character; a character outside the vocabulary becomes its byte
     // tokens (byte_fallback), else the unknown token (consecutive ones fused with fuse_unk), else
     // nothing, as tokenizers' BPE does.
@@ -166,10 +216,18 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t> & ou
     };
     bool last_unk = false;
     for (size_t i = 0; i < piece.size();) {
-        const size_t len = utf8_length(static_cast<unsigned char>(piece[i]));
-        const auto   it  = vocab_.find(piece.substr(i, len));
-        if (it != vocab_.end()) {
-            push(it->second, len);
+        const size_t start = i;
+        const char32_t cp  = next_code_point(piece, i);
+        const size_t   len = i - start;
+        i                  = start;
+        int32_t id         = -1;
+        if (cp < kSmallChars) {
+            id = small_char_ids_[cp];
+        } else if (const auto it = vocab_.find(piece.substr(i, len)); it != vocab_.end()) {
+            id = it->second;
+        }
+        if (id >= 0) {
+            push(id, len);
             last_unk = false;
         } else if (byte_fallback_ &&
                    std::all_of(piece.begin() + static_cast<long>(i), piece.begin() + static_cast<long>(i + len),
@@ -199,9 +257,8 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t> & ou
         if (right < 0) {
             return;
         }
-        const auto it = merges_.find(pair_key(symbols[left].id, symbols[right].id));
-        if (it != merges_.end()) {
-            queue.push({it->second.rank, left, it->second.result});
+        if (const Merge * m = merges_.find(symbols[left].id, symbols[right].id)) {
+            queue.push({m->rank, left, m->result});
         }
     };
     for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) {
@@ -216,8 +273,8 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t> & ou
             continue;
         }
         Symbol &   right = symbols[left.next];
-        const auto it    = merges_.find(pair_key(left.id, right.id));
-        if (it == merges_.end() || it->second.result != top.result || it->second.rank != top.rank) {
+        const Merge * m     = merges_.find(left.id, right.id);
+        if (!m || m->result != top.result || m->rank != top.rank) {
             continue;
         }
         left.id  = top.result;

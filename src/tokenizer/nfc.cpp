@@ -60,14 +60,24 @@ char32_t compose(char32_t a, char32_t b) {
     return it != end && it->first == a && it->second == b ? it->composite : 0;
 }
 
-bool needs_attention(char32_t cp) {
-    if (cp < 0x300) {
-        return false;
-    }
+bool in_attention_ranges(char32_t cp) {
     const CodePointRange * end = kNfcAttention + kNfcAttentionCount;
     const CodePointRange * it =
         std::upper_bound(kNfcAttention, end, cp, [](char32_t c, const CodePointRange & r) { return c < r.lo; });
     return it != kNfcAttention && cp <= (it - 1)->hi;
+}
+
+// The attention set of the Basic Multilingual Plane as a bitmap (8 KiB), so that the quick check
+// of CJK or Cyrillic text costs a load per character.
+bool needs_attention(char32_t cp) {
+    static const std::vector<bool> bmp = [] {
+        std::vector<bool> bits(0x10000);
+        for (char32_t c = 0; c < 0x10000; ++c) {
+            bits[c] = in_attention_ranges(c);
+        }
+        return bits;
+    }();
+    return cp < 0x10000 ? bmp[cp] : in_attention_ranges(cp);
 }
 
 }  // namespace

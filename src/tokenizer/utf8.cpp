@@ -1,5 +1,8 @@
 #include "tokenizer/utf8.h"
 
+#include <cstdint>
+#include <cstring>
+
 namespace paft::tok {
 namespace {
 
@@ -42,6 +45,12 @@ long sequence_at(std::string_view s, size_t i) {
 size_t valid_utf8_prefix(std::string_view s) {
     size_t i = 0;
     while (i < s.size()) {
+        // Eight ASCII bytes at a time.
+        uint64_t word;
+        if (i + 8 <= s.size() && (std::memcpy(&word, s.data() + i, 8), (word & 0x8080808080808080ull) == 0)) {
+            i += 8;
+            continue;
+        }
         if (static_cast<unsigned char>(s[i]) < 0x80) {
             ++i;
             continue;
