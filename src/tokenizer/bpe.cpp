@@ -89,7 +89,47 @@ const BpeModel::Merge * BpeModel::MergeTable::find(int32_t a, int32_t b) const {
     }
 }
 
-BpeModel::BpeModel(const json & config, const JsonReader & reader) : instance_(next_instance++) {
+json parse_tokenizer_json(const std::string & text, const JsonReader & reader, BpeTables & tables) {
+    // Depths of nlohmann's parser callback: root keys at 1, the model's keys at 2, the entries of
+    // model.vocab and model.merges at 3.
+    std::string root_key, model_key, vocab_key;
+    bool        in_vocab = false, in_merges = false;
+    auto        callback = [&](int depth, json::parse_event_t event, json & parsed) {
+        using E = json::parse_event_t;
+        if (event == E::key && depth == 1) {
+            root_key = parsed.get<std::string>();
+        } else if (event == E::key && depth == 2 && root_key == "model") {
+            model_key = parsed.get<std::string>();
+        } else if (depth == 2 && root_key == "model" && (event == E::object_start || event == E::array_start)) {
+            in_vocab  = event == E::object_start && model_key == "vocab";
+            in_merges = event == E::array_start && model_key == "merges";
+        } else if (depth == 2 && (event == E::object_end || event == E::array_end)) {
+            in_vocab = in_merges = false;
+        } else if (depth == 3 && in_vocab && event == E::key) {
+            vocab_key = std::move(parsed.get_ref<std::string &>());
+            return false;
+        } else if (depth == 3 && in_vocab && event == E::value) {
+            tables.vocab.emplace_back(std::move(vocab_key), std::move(parsed));
+            return false;
+        } else if (depth == 3 && in_merges && (event == E::value || event == E::array_end)) {
+            tables.merges.push_back(std::move(parsed));
+            return false;
+        }
+        return true;
+    };
+    json root;
+    try {
+        root = json::parse(text, callback);
+    } catch (const json::parse_error & e) {
+        reader.fail("", std::string("invalid JSON: ") + e.what());
+    }
+    if (!root.is_object()) {
+        reader.fail("", "must be a JSON object, got " + json_snippet(root));
+    }
+    return root;
+}
+
+BpeModel::BpeModel(const json & config, BpeTables tables, const JsonReader & reader) : instance_(next_instance++) {
     const std::string path = "model";
     if (const json * dropout = reader.find(config, path, "dropout"); dropout && !(dropout->is_number() && dropout->get<double>() == 0)) {
         reader.fail(path + ".dropout", "must be null or 0 (BPE dropout is not supported), got " + json_snippet(*dropout));
@@ -107,9 +147,11 @@ BpeModel::BpeModel(const json & config, const JsonReader & reader) : instance_(n
     if (!vocab.is_object()) {
         reader.fail(path + ".vocab", "must be an object, got " + json_snippet(vocab));
     }
-    vocab_.reserve(vocab.size());
-    for (const auto & [token, id] : vocab.items()) {
-        vocab_.emplace(token, reader.token_id(id, path + ".vocab[\"" + token + "\"]"));
+    vocab_.reserve(tables.vocab.size());
+    for (auto & [token, id] : tables.vocab) {
+        // A repeated key: the last one wins, as in a JSON object.
+        const int32_t value = reader.token_id(id, path + ".vocab[\"" + token + "\"]");
+        vocab_.insert_or_assign(std::move(token), value);
     }
     if (auto unk = reader.opt_string(config, path, "unk_token")) {
         const auto it = vocab_.find(*unk);
@@ -134,13 +176,13 @@ BpeModel::BpeModel(const json & config, const JsonReader & reader) : instance_(n
             byte_ids_[b]  = it == vocab_.end() ? -1 : it->second;
         }
     }
-    parse_merges(reader.require(config, path, "merges"), reader);
+    if (const json & merges = reader.require(config, path, "merges"); !merges.is_array()) {
+        reader.fail(path + ".merges", "must be a list, got " + json_snippet(merges));
+    }
+    parse_merges(tables.merges, reader);
 }
 
-void BpeModel::parse_merges(const json & merges, const JsonReader & reader) {
-    if (!merges.is_array()) {
-        reader.fail("model.merges", "must be a list, got " + json_snippet(merges));
-    }
+void BpeModel::parse_merges(const std::vector<json> & merges, const JsonReader & reader) {
     merges_.reserve(merges.size());
     auto id_of = [&](std::string_view token, size_t rank) {
         const auto it = vocab_.find(token);

@@ -15,10 +15,22 @@
 
 namespace paft::tok {
 
+// model.vocab and model.merges, taken out of a tokenizer.json while it is parsed, so that their
+// hundreds of thousands of entries never become JSON objects held in a map.
+struct BpeTables {
+    std::vector<std::pair<std::string, json>> vocab;   // in file order
+    std::vector<json>                         merges;  // each "a b" or ["a", "b"]
+};
+
+// Parses a whole tokenizer.json, moving the vocabulary's entries and the merges into `tables`
+// (the returned document keeps model.vocab and model.merges, emptied). InputError when invalid.
+json parse_tokenizer_json(const std::string & text, const JsonReader & reader, BpeTables & tables);
+
 class BpeModel {
 public:
-    // Parses config (the "model" object); InputError naming the field when invalid or unsupported.
-    BpeModel(const json & config, const JsonReader & reader);
+    // Parses config (the "model" object, its vocabulary and merges in `tables`); InputError naming
+    // the field when invalid or unsupported.
+    BpeModel(const json & config, BpeTables tables, const JsonReader & reader);
 
     // Appends the ids of `piece` (valid UTF-8) to `out`. Results of short pieces are cached per
     // thread, so this is thread-safe.
@@ -53,7 +65,7 @@ private:
         std::vector<Slot> slots_;
         int               shift_ = 64;
     };
-    void parse_merges(const json & merges, const JsonReader & reader);
+    void parse_merges(const std::vector<json> & merges, const JsonReader & reader);
     void encode_uncached(std::string_view piece, std::vector<int32_t> & out) const;
 
     TokenMap                              vocab_;

@@ -44,17 +44,6 @@ struct Tokenizer::Impl {
 
 namespace {
 
-json parse_json_file(const std::string & path) {
-    json root = json::parse(read_file(path), nullptr, false);
-    if (root.is_discarded()) {
-        throw InputError(path + ": invalid JSON");
-    }
-    if (!root.is_object()) {
-        throw InputError(path + ": must be a JSON object, got " + json_snippet(root));
-    }
-    return root;
-}
-
 // The object at root[key], or null when it is missing or null.
 const json * component(const json & root, const char * key, const tok::JsonReader & reader) {
     const json * value = reader.find(root, "", key);
@@ -128,7 +117,8 @@ Tokenizer Tokenizer::load(const std::string & dir) {
 
 Tokenizer Tokenizer::from_files(const std::string & tokenizer_json_path, const std::string & config_path) {
     const tok::JsonReader reader(tokenizer_json_path);
-    const json            root = parse_json_file(tokenizer_json_path);
+    tok::BpeTables        tables;
+    const json            root = tok::parse_tokenizer_json(read_file(tokenizer_json_path), reader, tables);
     auto                  impl = std::make_unique<Impl>();
 
     const json * model = component(root, "model", reader);
@@ -138,7 +128,7 @@ Tokenizer Tokenizer::from_files(const std::string & tokenizer_json_path, const s
     if (const std::string type = reader.type(*model, "model"); type != "BPE") {
         reader.unsupported("model", type);
     }
-    impl->model = std::make_unique<tok::BpeModel>(*model, reader);
+    impl->model = std::make_unique<tok::BpeModel>(*model, std::move(tables), reader);
     if (const json * list = reader.find(root, "", "added_tokens")) {
         impl->added = tok::parse_added_tokens(*list, reader);
     }
