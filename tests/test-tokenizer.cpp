@@ -100,9 +100,11 @@ TEST_P(RealTokenizer, LoadsQuickly) {
     EXPECT_GE(tok.vocab_size(), 32000);
 }
 
-INSTANTIATE_TEST_SUITE_P(Oracle, RealTokenizer, ::testing::Values("llama2", "llama3", "qwen3"));
+// Named so that `ctest -R tokenizer` selects them: tokenizer/RealTokenizer.MatchesGoldensOnCorpus/llama2, ...
+INSTANTIATE_TEST_SUITE_P(tokenizer, RealTokenizer, ::testing::Values("llama2", "llama3", "qwen3"),
+                         [](const auto & info) { return info.param; });
 
-TEST(RealTokenizerConfig, SpecialTokensAndTemplate) {
+TEST(tokenizerRealFiles, SpecialTokensAndTemplate) {
     const Tokenizer & llama2 = real_tokenizer("llama2");
     EXPECT_EQ(llama2.bos_id(), 1);
     EXPECT_EQ(llama2.eos_id(), 2);
@@ -127,7 +129,7 @@ TEST(RealTokenizerConfig, SpecialTokensAndTemplate) {
     EXPECT_FALSE(llama3.config().chat_template.empty());
 }
 
-TEST(RealTokenizerDecode, SkipSpecialTokens) {
+TEST(tokenizerRealFiles, DecodeSkipsSpecialTokens) {
     const Tokenizer & qwen3 = real_tokenizer("qwen3");
     const auto        ids   = qwen3.encode("<|im_start|>user\nHi<|im_end|>", false);
     ASSERT_EQ(ids.front(), 151644);
@@ -140,7 +142,7 @@ TEST(RealTokenizerDecode, SkipSpecialTokens) {
     EXPECT_EQ(llama2.decode(with, true), "Hello world");
 }
 
-TEST(RealTokenizerEncode, InvalidUtf8IsAnInputError) {
+TEST(tokenizerRealFiles, InvalidUtf8IsAnInputError) {
     const Tokenizer & qwen3 = real_tokenizer("qwen3");
     for (const std::string bad : {std::string("ab\xff"), std::string("\xc3"), std::string("\xed\xa0\x80"),
                                   std::string("\xc0\xaf"), std::string("x\xf4\x90\x80\x80")}) {
@@ -148,8 +150,9 @@ TEST(RealTokenizerEncode, InvalidUtf8IsAnInputError) {
     }
 }
 
-// A fresh folder per test, removed afterwards, for hand-written tokenizer files.
-class TinyTokenizer : public ::testing::Test {
+// A fresh folder per test, removed afterwards, for hand-written tokenizer files. (The lower-case
+// name lets `ctest -R tokenizer` select these tests.)
+class tokenizerTiny : public ::testing::Test {
 protected:
     void SetUp() override {
         const auto * test = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -200,7 +203,7 @@ protected:
     fs::path dir_;
 };
 
-TEST_F(TinyTokenizer, MergesByRankAndFusesUnknowns) {
+TEST_F(tokenizerTiny, MergesByRankAndFusesUnknowns) {
     const Tokenizer tok = load(base());
     EXPECT_EQ(tok.encode("abcab", false), (std::vector<int32_t>{7, 6}));
     EXPECT_EQ(tok.encode("xyz a", false), (std::vector<int32_t>{0, 5, 1}));  // x, y, z fused into one "?"
@@ -210,7 +213,7 @@ TEST_F(TinyTokenizer, MergesByRankAndFusesUnknowns) {
     EXPECT_EQ(tok.piece_to_id("zz"), std::nullopt);
 }
 
-TEST_F(TinyTokenizer, AddedTokenStripOptions) {
+TEST_F(tokenizerTiny, AddedTokenStripOptions) {
     json j            = base();
     j["added_tokens"] = {added(20, "<x>", false, false, false), added(21, "<L>", true, false, false),
                          added(22, "<R>", false, true, false), added(23, "<x>y", false, false, false)};
@@ -226,7 +229,7 @@ TEST_F(TinyTokenizer, AddedTokenStripOptions) {
     EXPECT_EQ(tok.encode("<x", false), (std::vector<int32_t>{0}));
 }
 
-TEST_F(TinyTokenizer, AddedTokenSingleWord) {
+TEST_F(tokenizerTiny, AddedTokenSingleWord) {
     json j            = base();
     j["added_tokens"] = {added(20, "ab", false, false, true, false)};
     const Tokenizer tok = load(j);
@@ -238,7 +241,7 @@ TEST_F(TinyTokenizer, AddedTokenSingleWord) {
     EXPECT_EQ(tok.encode("_ab", false), (std::vector<int32_t>{8, 6}));
 }
 
-TEST_F(TinyTokenizer, TemplateAndDecodeSkipsSpecialTokens) {
+TEST_F(tokenizerTiny, TemplateAndDecodeSkipsSpecialTokens) {
     json j            = base();
     j["added_tokens"] = {added(20, "<s>", false, false, false), added(21, "</s>", false, false, false),
                          added(22, "cd", false, false, false, false)};
@@ -257,7 +260,7 @@ TEST_F(TinyTokenizer, TemplateAndDecodeSkipsSpecialTokens) {
     EXPECT_FALSE(tok.is_special(22));
 }
 
-TEST_F(TinyTokenizer, MetaspaceAndDecoders) {
+TEST_F(tokenizerTiny, MetaspaceAndDecoders) {
     json j             = base();
     j["model"]["vocab"]["\xe2\x96\x81"] = 9;  // "▁"
     j["model"]["vocab"]["\xe2\x96\x81" "a"] = 10;
@@ -270,7 +273,7 @@ TEST_F(TinyTokenizer, MetaspaceAndDecoders) {
     EXPECT_EQ(tok.decode(ids, false), "a ab");
 }
 
-TEST_F(TinyTokenizer, ReadsConfigForms) {
+TEST_F(tokenizerTiny, ReadsConfigForms) {
     const std::string tj = write("tokenizer.json", base().dump());
     const std::string cj = write("tokenizer_config.json", R"({"bos_token": {"content": "a", "lstrip": false},
         "eos_token": "b", "additional_special_tokens": ["c", {"content": "d"}],
@@ -284,7 +287,7 @@ TEST_F(TinyTokenizer, ReadsConfigForms) {
     EXPECT_EQ(Tokenizer::load(dir_.string()).config().chat_template, "D");
 }
 
-TEST_F(TinyTokenizer, UnsupportedComponentsAreNamed) {
+TEST_F(tokenizerTiny, UnsupportedComponentsAreNamed) {
     json j             = base();
     j["pre_tokenizer"] = {{"type", "Whitespace"}};
     expect_load_error(j.dump(), {"tokenizer.json", "pre_tokenizer type 'Whitespace' is not supported"});
@@ -311,7 +314,7 @@ TEST_F(TinyTokenizer, UnsupportedComponentsAreNamed) {
     expect_load_error(j.dump(), {"pre_tokenizer.pattern.Regex is not a valid regular expression"});
 }
 
-TEST_F(TinyTokenizer, BadFilesAreNamed) {
+TEST_F(tokenizerTiny, BadFilesAreNamed) {
     expect_load_error("{\"model\": ", {"tokenizer.json", "invalid JSON"});
     expect_load_error("[1]", {"tokenizer.json", "must be a JSON object"});
     json j = base();
