@@ -66,6 +66,9 @@ HAND = [
     "ok\u2028line\u2029para", "mixed: English, Русский, 中文, العربية, עברית, हिन्दी, ไทย, 한국어, 日本語",
     "\u0000null", "bell\u0007", "del\u007f", "\u00a0nbsp\u00a0", "ideographic\u3000space",
     "!" * 40, "=" * 64, "-" * 100, " " * 50, "\n" * 20, "\t" * 10, "ab" * 200, "9" * 300,
+    "x \ufeff\ufeff y", "a\u0085\u0085 b", "1\u0085 2", "\u0085", "end\ufeff", "\u180e x", "a\u200b\u200b b",
+    "\u1680x\u2007y\u202fz\u205f", "\ufeff\ufeff", " \ufeff ", "a \u0085", "\u0085\u0085\n", "x\u0085\u0085",
+    "IT'\u017f", "it'\u212a", "we'\u017fll", "x\u00a0\u00a0", "\u00a0 \u00a0",
     "\r\n\r\n", "\r", "a\rb", " \n ", "x \n\n y", "   \n", "\n   ", "end.\n",
 ]
 
