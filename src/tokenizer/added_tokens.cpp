@@ -3,6 +3,8 @@
 #include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
 
+#include <algorithm>
+
 namespace paft::tok {
 namespace {
 

@@ -36,8 +36,7 @@ public:
     // thread, so this is thread-safe.
     void encode(std::string_view piece, std::vector<int32_t> & out) const;
 
-    const TokenMap &                 vocab() const { return vocab_; }
-    std::optional<int32_t>           unk_id() const { return unk_id_; }
+    const TokenMap & vocab() const { return vocab_; }
 
 private:
     struct Merge {

@@ -2,6 +2,9 @@
 
 #include "tokenizer/utf8.h"
 
+#include <array>
+#include <cstdint>
+
 namespace paft::tok {
 namespace {
 
@@ -28,8 +31,6 @@ const Tables & tables() {
 }
 
 }  // namespace
-
-const std::array<std::string, 256> & byte_to_char() { return tables().to_char; }
 
 int char_to_byte(char32_t cp) { return cp < tables().from_char.size() ? tables().from_char[cp] : -1; }
 

@@ -3,15 +3,10 @@
 // byte-level vocabularies are written in text.
 #pragma once
 
-#include <array>
-#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace paft::tok {
-
-// UTF-8 of each byte's character.
-const std::array<std::string, 256> & byte_to_char();
 
 // The byte a character stands for, or -1 when it is not one of the 256.
 int char_to_byte(char32_t cp);

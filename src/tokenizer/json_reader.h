@@ -16,8 +16,6 @@ class JsonReader {
 public:
     explicit JsonReader(std::string file) : file_(std::move(file)) {}
 
-    const std::string & file() const { return file_; }
-
     // Throws "FILE: PATH WHAT".
     [[noreturn]] void fail(const std::string & path, const std::string & what) const;
 

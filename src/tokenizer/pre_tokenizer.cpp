@@ -4,6 +4,8 @@
 #include "tokenizer/pattern.h"
 #include "tokenizer/utf8.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 
 namespace paft::tok {
@@ -123,7 +125,7 @@ public:
         if (add_prefix_space_) {
             for (std::string & piece : pieces) {
                 if (piece.empty() || piece[0] != ' ') {
-                    piece.insert(0, " ");
+                    piece.insert(piece.begin(), ' ');
                 }
             }
         }
