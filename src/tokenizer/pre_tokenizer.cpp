@@ -89,17 +89,31 @@ std::vector<Span> group(const std::vector<Span> & in, Behavior behavior) {
 }
 
 void split_pieces(std::vector<std::string> & pieces, const Pattern & pattern, Behavior behavior) {
+    thread_local Ranges      matches;
     std::vector<std::string> out;
-    Ranges                   matches;
-    for (const std::string & piece : pieces) {
+    out.reserve(pieces.size() * 4);
+    for (std::string & piece : pieces) {
         matches.clear();
         pattern.find_all(piece, matches);
         if (matches.empty()) {
-            out.push_back(piece);
-            continue;
-        }
-        for (const Span & s : group(spans(piece, matches), behavior)) {
-            out.emplace_back(piece, s.begin, s.end - s.begin);
+            out.push_back(std::move(piece));
+        } else if (behavior == Behavior::Isolated) {
+            // The common case, without building the spans: gaps and matches in order.
+            size_t last = 0;
+            for (const auto & [b, e] : matches) {
+                if (b > last) {
+                    out.emplace_back(piece, last, b - last);
+                }
+                out.emplace_back(piece, b, e - b);
+                last = e;
+            }
+            if (last < piece.size()) {
+                out.emplace_back(piece, last, piece.size() - last);
+            }
+        } else {
+            for (const Span & s : group(spans(piece, matches), behavior)) {
+                out.emplace_back(piece, s.begin, s.end - s.begin);
+            }
         }
     }
     pieces = std::move(out);

@@ -86,6 +86,10 @@ void Tokenizer::Impl::encode_normalized(std::string_view text, bool starts_text,
 }
 
 void Tokenizer::Impl::encode_text(std::string_view text, bool starts_text, std::vector<int32_t> & ids) const {
+    if (!normalizer && normalized_matcher->empty()) {
+        encode_normalized(text, starts_text, ids);
+        return;
+    }
     std::string normalized(text);
     if (normalizer) {
         normalizer->apply(normalized);

