@@ -305,6 +305,23 @@ TEST_F(tokenizerTiny, MetaspaceAndDecoders) {
     EXPECT_EQ(tok.decode(ids, false), "a ab");
 }
 
+// Split on " " with each behavior, over merges chosen so that the pieces show in the ids:
+// " a" (rank 0) and "b " (rank 1) outrank "a b" (rank 2).
+TEST_F(tokenizerTiny, SplitBehaviors) {
+    auto with_behavior = [&](const std::string & behavior) {
+        json j                       = base();
+        j["model"]["vocab"]["b "]    = 11;
+        j["model"]["vocab"][" a"]    = 12;
+        j["model"]["merges"]         = json::parse(R"([[" ", "a"], ["b", " "], "a b", ["ab", "c"]])");
+        j["pre_tokenizer"]           = {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", behavior}, {"invert", false}};
+        return load(j).encode("ab ab", false);
+    };
+    EXPECT_EQ(with_behavior("Removed"), (std::vector<int32_t>{6, 6}));                // "ab" "ab"
+    EXPECT_EQ(with_behavior("Isolated"), (std::vector<int32_t>{6, 5, 6}));            // "ab" " " "ab"
+    EXPECT_EQ(with_behavior("MergedWithPrevious"), (std::vector<int32_t>{1, 11, 6}));  // "ab " "ab"
+    EXPECT_EQ(with_behavior("MergedWithNext"), (std::vector<int32_t>{6, 12, 2}));      // "ab" " ab"
+}
+
 TEST_F(tokenizerTiny, ReadsConfigForms) {
     const std::string tj = write("tokenizer.json", base().dump());
     const std::string cj = write("tokenizer_config.json", R"({"bos_token": {"content": "a", "lstrip": false},
@@ -370,6 +387,10 @@ TEST_F(tokenizerTiny, BadFilesAreNamed) {
     j                 = base();
     j["added_tokens"] = {{{"id", 99999999}, {"content", "<x>"}}};
     expect_load_error(j.dump(), {"added_tokens[0].id must be a token id"});
+    j                   = base();
+    j["post_processor"] = json::parse(R"({"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}},
+        {"SpecialToken": {"id": "</s>", "type_id": 0}}], "special_tokens": {"</s>": {"id": "</s>", "ids": [99]}}})");
+    expect_load_error(j.dump(), {"post_processor names token id 99, which has no token"});
     j               = base();
     j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"Glob", "*"}}}, {"content", ""}};
     expect_load_error(j.dump(), {"normalizer.pattern must be"});

@@ -1,5 +1,6 @@
 #include "tokenizer/regex.h"
 
+#include "core/error.h"
 #include "tokenizer/utf8.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -86,7 +87,7 @@ void Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size_t
         if (rc < 0) {
             PCRE2_UCHAR message[256];
             pcre2_get_error_message(rc, message, sizeof(message));
-            throw std::runtime_error(fmt::format("regular expression match failed: {}", reinterpret_cast<const char *>(message)));
+            throw RuntimeFailure(fmt::format("regular expression match failed: {}", reinterpret_cast<const char *>(message)));
         }
         const PCRE2_SIZE * ov = pcre2_get_ovector_pointer(state.data);
         if (ov[1] > ov[0]) {

@@ -171,9 +171,11 @@ Tokenizer Tokenizer::from_files(const std::string & tokenizer_json_path, const s
         impl->is_special[t.id]  = t.special;
         impl->added_ids.emplace(t.content, t.id);
     }
-    for (int32_t id : impl->special_template.prefix) {
-        if (impl->id_to_token[id].empty()) {
-            reader.fail("post_processor", fmt::format("names token id {}, which has no token", id));
+    for (const auto * ids : {&impl->special_template.prefix, &impl->special_template.suffix}) {
+        for (int32_t id : *ids) {
+            if (id >= static_cast<int32_t>(impl->id_to_token.size()) || impl->id_to_token[id].empty()) {
+                reader.fail("post_processor", fmt::format("names token id {}, which has no token", id));
+            }
         }
     }
     if (!config_path.empty()) {
