@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "tokenizer/nfc.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -179,6 +180,29 @@ TEST(tokenizerRealFiles, InvalidUtf8IsAnInputError) {
     for (const std::string & bad : {std::string("ab\xff"), std::string("\xc3"), std::string("\xed\xa0\x80"),
                                   std::string("\xc0\xaf"), std::string("x\xf4\x90\x80\x80")}) {
         EXPECT_THROW(qwen3.encode(bad, false), InputError) << bad.size() << " bytes";
+    }
+}
+
+// NFC by the Unicode rules: composition (also of Hangul jamo), singletons (Angstrom sign), canonical
+// reordering (dot below, class 220, before dot above, 230), blocking, and exclusions (U+0958).
+TEST(tokenizerNfc, HandCheckedCases) {
+    const std::pair<std::string, std::string> cases[] = {
+        {"e\u0301", "\u00e9"},
+        {"\u212b", "\u00c5"},
+        {"A\u030a", "\u00c5"},
+        {"\u1100\u1161\u11a8", "\uac01"},
+        {"\uac00\u11a8", "\uac01"},
+        {"q\u0307\u0323", "q\u0323\u0307"},
+        {"a\u0301\u0301", "\u00e1\u0301"},
+        {"A\u0300\u0315\u0301", "\u00c0\u0301\u0315"},
+        {"x\u0308\u0301e\u0301\u0327 ok", "\u1e8d\u0301\u0229\u0301 ok"},
+        {"\u0958", "\u0915\u093c"},
+        {"plain caf\u00e9 \u4e2d\u6587", "plain caf\u00e9 \u4e2d\u6587"},
+    };
+    for (const auto & [in, want] : cases) {
+        std::string text = in;
+        tok::nfc_in_place(text);
+        EXPECT_EQ(text, want) << json(in).dump();
     }
 }
 

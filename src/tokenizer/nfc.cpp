@@ -82,27 +82,11 @@ bool needs_attention(char32_t cp) {
 
 }  // namespace
 
-bool nfc_quick_check(std::string_view text) {
-    size_t i = 0;
-    while (i < text.size()) {
-        // Bytes below 0xCC start code points below U+0300, which never need attention.
-        if (static_cast<unsigned char>(text[i]) < 0xCC) {
-            i += utf8_length(static_cast<unsigned char>(text[i]));
-            continue;
-        }
-        if (needs_attention(next_code_point(text, i))) {
-            return false;
-        }
-    }
-    return true;
-}
+namespace {
 
-std::string nfc(std::string_view text) {
-    if (nfc_quick_check(text)) {
-        return std::string(text);
-    }
+// NFC of a stretch that begins at a normalization boundary and ends before one.
+void nfc_stretch(std::string_view text, std::string & out) {
     std::vector<char32_t> cps;
-    cps.reserve(text.size());
     for (size_t i = 0; i < text.size();) {
         decompose(next_code_point(text, i), cps);
     }
@@ -122,34 +106,73 @@ std::string nfc(std::string_view text) {
     }
     // Composition: each character joins the last starter unless blocked by a character in between
     // with a class of 0 or not lower than its own.
-    std::vector<char32_t> out;
-    out.reserve(cps.size());
-    size_t starter  = 0;
-    bool   has_start = false;
-    int    last_cc  = -1;  // class of the last character kept after the starter; -1 when none
+    std::vector<char32_t> composed;
+    size_t                starter   = 0;
+    bool                  has_start = false;
+    int                   last_cc   = -1;  // class of the last character kept after the starter; -1 when none
     for (char32_t cp : cps) {
         const int cc = combining_class(cp);
         if (has_start && (last_cc == -1 || last_cc < cc)) {
-            if (const char32_t composite = compose(out[starter], cp)) {
-                out[starter] = composite;
+            if (const char32_t composite = compose(composed[starter], cp)) {
+                composed[starter] = composite;
                 continue;
             }
         }
-        out.push_back(cp);
+        composed.push_back(cp);
         if (cc == 0) {
-            starter   = out.size() - 1;
+            starter   = composed.size() - 1;
             has_start = true;
             last_cc   = -1;
         } else {
             last_cc = cc;
         }
     }
-    std::string result;
-    result.reserve(text.size());
-    for (char32_t cp : out) {
-        append_utf8(result, cp);
+    for (char32_t cp : composed) {
+        append_utf8(out, cp);
     }
-    return result;
+}
+
+}  // namespace
+
+void nfc_in_place(std::string & text) {
+    // A character outside the attention set (class 0, quick check Yes) starts a normalization
+    // boundary: NFC never reaches across it, so only the stretches between such characters that
+    // hold an attention character need the full algorithm.
+    std::string out;
+    size_t      copied = 0, boundary = 0, i = 0;
+    bool        changed = false;
+    while (i < text.size()) {
+        const size_t start = i;
+        // Bytes below 0xCC start code points below U+0300, never in the attention set.
+        if (static_cast<unsigned char>(text[i]) < 0xCC) {
+            i += utf8_length(static_cast<unsigned char>(text[i]));
+            boundary = start;
+            continue;
+        }
+        if (!needs_attention(next_code_point(text, i))) {
+            boundary = start;
+            continue;
+        }
+        size_t end = i;
+        while (end < text.size()) {
+            size_t next = end;
+            if (static_cast<unsigned char>(text[end]) < 0xCC || !needs_attention(next_code_point(text, next))) {
+                break;
+            }
+            end = next;
+        }
+        if (!changed) {
+            out.reserve(text.size());
+            changed = true;
+        }
+        out.append(text, copied, boundary - copied);
+        nfc_stretch(std::string_view(text).substr(boundary, end - boundary), out);
+        copied = boundary = i = end;
+    }
+    if (changed) {
+        out.append(text, copied, std::string::npos);
+        text = std::move(out);
+    }
 }
 
 }  // namespace paft::tok

@@ -7,11 +7,9 @@
 
 namespace paft::tok {
 
-// NFC of valid UTF-8 text.
-std::string nfc(std::string_view text);
-
-// True when `text` (valid UTF-8) is certainly unchanged by NFC: no character in it has a non-zero
-// combining class or an NFC quick-check value other than Yes.
-bool nfc_quick_check(std::string_view text);
+// Rewrites valid UTF-8 text into NFC. Only the stretches around characters with a non-zero
+// combining class or an NFC quick-check value other than Yes are worked on; text without any is
+// left untouched.
+void nfc_in_place(std::string & text);
 
 }  // namespace paft::tok

@@ -10,11 +10,7 @@ namespace {
 
 class Nfc : public Normalizer {
 public:
-    void apply(std::string & text) const override {
-        if (!nfc_quick_check(text)) {
-            text = nfc(text);
-        }
-    }
+    void apply(std::string & text) const override { nfc_in_place(text); }
 };
 
 // Prepends a string to non-empty text (SentencePiece's leading "▁").
