@@ -21,6 +21,11 @@ constexpr char32_t kSmallChars = 0x800;
 
 std::atomic<uint64_t> next_instance{1};
 
+struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 // A thread's cache of piece -> ids for one model at a time.
 struct PieceCache {
     uint64_t                                                                        owner = 0;
@@ -148,21 +153,23 @@ BpeModel::BpeModel(const json & config, BpeTables tables, const JsonReader & rea
     if (!vocab.is_object()) {
         reader.fail(path + ".vocab", "must be an object, got " + json_snippet(vocab));
     }
-    vocab_.reserve(tables.vocab.size());
-    for (auto & [token, id] : tables.vocab) {
+    size_t bytes = 0;
+    for (const auto & entry : tables.vocab) {
+        bytes += entry.first.size();
+    }
+    vocab_.reserve(tables.vocab.size(), bytes);
+    for (const auto & [token, id] : tables.vocab) {
         // A repeated key: the last one wins, as in a JSON object.
-        const int32_t value = reader.token_id(id, path + ".vocab[\"" + token + "\"]");
-        vocab_.insert_or_assign(std::move(token), value);
+        vocab_.set(token, reader.token_id(id, path + ".vocab[\"" + token + "\"]"));
     }
     if (auto unk = reader.opt_string(config, path, "unk_token")) {
-        const auto it = vocab_.find(*unk);
-        if (it == vocab_.end()) {
+        unk_id_ = vocab_.find(*unk);
+        if (*unk_id_ < 0) {
             reader.fail(path + ".unk_token", "'" + *unk + "' is not in the vocabulary");
         }
-        unk_id_ = it->second;
     }
     small_char_ids_.assign(kSmallChars, -1);
-    for (const auto & [token, id] : vocab_) {
+    vocab_.for_each([&](std::string_view token, int32_t id) {
         size_t i = 0;
         if (!token.empty() && static_cast<unsigned char>(token[0]) < 0xE0) {
             const char32_t cp = next_code_point(token, i);
@@ -170,11 +177,10 @@ BpeModel::BpeModel(const json & config, BpeTables tables, const JsonReader & rea
                 small_char_ids_[cp] = id;
             }
         }
-    }
+    });
     if (byte_fallback_) {
         for (int b = 0; b < 256; ++b) {
-            const auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
-            byte_ids_[b]  = it == vocab_.end() ? -1 : it->second;
+            byte_ids_[b] = vocab_.find(fmt::format("<0x{:02X}>", b));
         }
     }
     if (const json & merges = reader.require(config, path, "merges"); !merges.is_array()) {
@@ -186,11 +192,11 @@ BpeModel::BpeModel(const json & config, BpeTables tables, const JsonReader & rea
 void BpeModel::parse_merges(const std::vector<json> & merges, const JsonReader & reader) {
     merges_.reserve(merges.size());
     auto id_of = [&](std::string_view token, size_t rank) {
-        const auto it = vocab_.find(token);
-        if (it == vocab_.end()) {
+        const int32_t id = vocab_.find(token);
+        if (id < 0) {
             reader.fail(fmt::format("model.merges[{}]", rank), "names '" + std::string(token) + "', which is not in the vocabulary");
         }
-        return it->second;
+        return id;
     };
     std::string joined;  // reused: no allocation per merge
     for (size_t rank = 0; rank < merges.size(); ++rank) {
@@ -240,8 +246,8 @@ void BpeModel::encode(std::string_view piece, std::vector<int32_t> & out) const 
 
 void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t> & out) const {
     if (ignore_merges_) {
-        if (const auto it = vocab_.find(piece); it != vocab_.end()) {
-            out.push_back(it->second);
+        if (const int32_t id = vocab_.find(piece); id >= 0) {
+            out.push_back(id);
             return;
         }
     }
@@ -266,8 +272,8 @@ void BpeModel::encode_uncached(std::string_view piece, std::vector<int32_t> & ou
         int32_t id         = -1;
         if (cp < kSmallChars) {
             id = small_char_ids_[cp];
-        } else if (const auto it = vocab_.find(piece.substr(i, len)); it != vocab_.end()) {
-            id = it->second;
+        } else {
+            id = vocab_.find(piece.substr(i, len));
         }
         if (id >= 0) {
             push(id, len);

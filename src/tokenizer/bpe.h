@@ -36,7 +36,7 @@ public:
     // thread, so this is thread-safe.
     void encode(std::string_view piece, std::vector<int32_t> & out) const;
 
-    const TokenMap & vocab() const { return vocab_; }
+    const Vocab & vocab() const { return vocab_; }
 
 private:
     struct Merge {
@@ -67,7 +67,7 @@ private:
     void parse_merges(const std::vector<json> & merges, const JsonReader & reader);
     void encode_uncached(std::string_view piece, std::vector<int32_t> & out) const;
 
-    TokenMap                              vocab_;
+    Vocab                                 vocab_;
     MergeTable                            merges_;
     std::optional<int32_t>                unk_id_;
     bool                                  fuse_unk_      = false;

@@ -34,7 +34,7 @@ struct Tokenizer::Impl {
     std::unique_ptr<tok::PreTokenizer> pre_tokenizer;
     std::unique_ptr<tok::Decoder>      decoder;
     tok::SpecialTemplate               special_template;
-    tok::TokenMap                      added_ids;    // added tokens' content -> id (they win over the vocabulary)
+    tok::Vocab                         added_ids;    // added tokens' content -> id (they win over the vocabulary)
     std::vector<std::string_view>      id_to_token;  // views into the vocabulary's keys and `added`
     std::vector<uint8_t>               is_added, is_special;
     TokenizerConfig                    config;
@@ -153,23 +153,19 @@ Tokenizer Tokenizer::from_files(const std::string & tokenizer_json_path, const s
     }
 
     int32_t max_id = -1;
-    for (const auto & [token, id] : impl->model->vocab()) {
-        max_id = std::max(max_id, id);
-    }
+    impl->model->vocab().for_each([&](std::string_view, int32_t id) { max_id = std::max(max_id, id); });
     for (const tok::AddedToken & t : impl->added) {
         max_id = std::max(max_id, t.id);
     }
     impl->id_to_token.resize(static_cast<size_t>(max_id + 1));
     impl->is_added.assign(impl->id_to_token.size(), 0);
     impl->is_special.assign(impl->id_to_token.size(), 0);
-    for (const auto & [token, id] : impl->model->vocab()) {
-        impl->id_to_token[id] = token;
-    }
+    impl->model->vocab().for_each([&](std::string_view token, int32_t id) { impl->id_to_token[id] = token; });
     for (const tok::AddedToken & t : impl->added) {
         impl->id_to_token[t.id] = t.content;
         impl->is_added[t.id]    = 1;
         impl->is_special[t.id]  = t.special;
-        impl->added_ids.emplace(t.content, t.id);
+        impl->added_ids.set(t.content, t.id);
     }
     for (const auto * ids : {&impl->special_template.prefix, &impl->special_template.suffix}) {
         for (int32_t id : *ids) {
@@ -245,11 +241,11 @@ std::string Tokenizer::id_to_piece(int32_t id) const {
 }
 
 std::optional<int32_t> Tokenizer::piece_to_id(std::string_view piece) const {
-    if (const auto it = impl_->added_ids.find(piece); it != impl_->added_ids.end()) {
-        return it->second;
+    if (const int32_t id = impl_->added_ids.find(piece); id >= 0) {
+        return id;
     }
-    if (const auto it = impl_->model->vocab().find(piece); it != impl_->model->vocab().end()) {
-        return it->second;
+    if (const int32_t id = impl_->model->vocab().find(piece); id >= 0) {
+        return id;
     }
     return std::nullopt;
 }
