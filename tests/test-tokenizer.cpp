@@ -346,6 +346,33 @@ TEST_F(tokenizerTiny, SplitBehaviors) {
     EXPECT_EQ(with_behavior("MergedWithNext"), (std::vector<int32_t>{6, 12, 2}));      // "ab" " ab"
 }
 
+// An added token with normalized=true is matched in the normalized text, one with false in the raw
+// text (tokenizers' two passes).
+TEST_F(tokenizerTiny, NormalizedAddedTokens) {
+    json j            = base();
+    j["normalizer"]   = json::parse(R"({"type": "Replace", "pattern": {"Regex": "x+"}, "content": "a"})");
+    j["added_tokens"] = {added(20, "ab", false, false, false, false), added(21, "xd", false, false, false)};
+    j["added_tokens"][0]["normalized"] = true;
+    const Tokenizer tok = load(j);
+    EXPECT_EQ(tok.encode("xxb", false), (std::vector<int32_t>{20}));        // "xxb" -> "ab" after normalization
+    EXPECT_EQ(tok.encode("xd xb", false), (std::vector<int32_t>{21, 5, 20}));  // "xd" before normalization
+}
+
+// ByteLevel with GPT-2's split and a prefix space: "a  b!" -> " a", " ", " b", "!" in the byte
+// alphabet ("\u0120" is the space's character).
+TEST_F(tokenizerTiny, ByteLevelWithRegex) {
+    json j = base();
+    j["model"]["vocab"]  = {{"a", 0}, {"b", 1}, {"!", 2}, {"\u0120", 3}, {"\u0120a", 4}, {"\u0120b", 5}};
+    j["model"]["merges"] = json::array({"\u0120 a", "\u0120 b"});
+    j["model"]["unk_token"] = nullptr;
+    j["pre_tokenizer"] = json::parse(R"({"type": "ByteLevel", "add_prefix_space": true, "use_regex": true, "trim_offsets": true})");
+    j["decoder"]       = json::parse(R"({"type": "ByteLevel", "add_prefix_space": true, "use_regex": true, "trim_offsets": true})");
+    const Tokenizer tok = load(j);
+    const auto      ids = tok.encode("a  b!", false);
+    EXPECT_EQ(ids, (std::vector<int32_t>{4, 3, 5, 2}));
+    EXPECT_EQ(tok.decode(ids, false), " a  b!");
+}
+
 TEST_F(tokenizerTiny, ReadsConfigForms) {
     const std::string tj = write("tokenizer.json", base().dump());
     const std::string cj = write("tokenizer_config.json", R"({"bos_token": {"content": "a", "lstrip": false},
