@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <queue>
+#include <unordered_map>
 
 namespace paft::tok {
 namespace {
