@@ -27,19 +27,29 @@ struct StringHash {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-// A thread's cache of piece -> ids for one model at a time.
+// A thread's cache of piece -> ids for one model.
 struct PieceCache {
     uint64_t                                                                        owner = 0;
     std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> entries;
 };
 
+// Models a thread keeps caches for at once (a pipeline may alternate between two tokenizers).
+constexpr size_t kCachesPerThread = 4;
+
+// This thread's cache for `owner`, the most recently used first; the least recently used one is
+// recycled for a model not seen yet (or destroyed: instance numbers are never reused).
 PieceCache & thread_cache(uint64_t owner) {
-    thread_local PieceCache cache;
-    if (cache.owner != owner) {
-        cache.entries.clear();
-        cache.owner = owner;
+    thread_local std::array<PieceCache, kCachesPerThread> caches;
+    size_t                                                  k = 0;
+    while (k + 1 < caches.size() && caches[k].owner != owner) {
+        ++k;
     }
-    return cache;
+    if (caches[k].owner != owner) {
+        caches[k].entries.clear();
+        caches[k].owner = owner;
+    }
+    std::rotate(caches.begin(), caches.begin() + static_cast<long>(k), caches.begin() + static_cast<long>(k) + 1);
+    return caches[0];
 }
 
 // A symbol of the piece being merged: a token id over a byte range, in a linked list.
