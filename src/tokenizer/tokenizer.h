@@ -18,6 +18,9 @@ struct TokenizerConfig {
     std::optional<std::string> bos_token, eos_token, pad_token, unk_token;  // token strings
     std::vector<std::string>   additional_special_tokens;
     std::string                chat_template;  // the default template's Jinja source; empty if none
+    // decode() then removes the space before punctuation and contractions (" ." -> "."), as
+    // transformers does.
+    bool                       clean_up_tokenization_spaces = false;
 };
 
 class Tokenizer {
@@ -31,7 +34,8 @@ public:
     // file's TemplateProcessing says), as transformers' tokenizer(text) does by default.
     // Invalid UTF-8 is an InputError. Thread-safe.
     std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const;
-    // Text of `ids` through the decoder; special tokens dropped when skip_special_tokens.
+    // Text of `ids` through the decoder; special tokens dropped when skip_special_tokens, ids
+    // without a token skipped (as tokenizers does).
     std::string decode(const std::vector<int32_t> & ids, bool skip_special_tokens) const;
 
     int32_t                vocab_size() const;  // model vocabulary plus added tokens (max id + 1)
