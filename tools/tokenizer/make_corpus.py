@@ -4,8 +4,8 @@ per line. Hand-written cases first (scripts, combining marks, emoji, code, white
 strings of the Llama 2, Llama 3 and Qwen3 tokenizers), then seeded random mixes of the same pieces.
 Deterministic (fixed seed, stdlib only). Regenerate, then the goldens (make_goldens.mjs):
     /usr/bin/python3 tools/tokenizer/make_corpus.py
-Every character is assigned in Unicode 14 (this Python's unicodedata, PCRE2 10.42's tables), so the
-oracle's newer Unicode tables and ours agree on every character used.
+Every character is assigned in Unicode 14 (this Python's unicodedata, PCRE2 10.42's tables; ICU 72's
+NFC has Unicode 15), so the oracle's newer Unicode tables and ours agree on every character used.
 """
 import json
 import os
