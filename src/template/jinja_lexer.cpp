@@ -1,0 +1,318 @@
+#include "template/jinja_lexer.h"
+
+#include "core/error.h"
+
+#include <cstring>
+
+namespace paft::jinja {
+
+namespace {
+
+bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+
+// jinja2 reads the source with universal newlines and drops one trailing newline
+// (keep_trailing_newline is off).
+std::string normalize_newlines(std::string_view source) {
+    std::string out;
+    out.reserve(source.size());
+    for (size_t k = 0; k < source.size(); ++k) {
+        if (source[k] == '\r') {
+            out += '\n';
+            if (k + 1 < source.size() && source[k + 1] == '\n') ++k;
+        } else {
+            out += source[k];
+        }
+    }
+    if (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+}
+
+void append_utf8(uint32_t cp, std::string & out) {
+    if (cp < 0x80) {
+        out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        out += static_cast<char>(0xC0 | (cp >> 6));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xE0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+}
+
+class Lexer {
+public:
+    Lexer(std::string source, const std::string & origin) : src_(std::move(source)), origin_(origin) {}
+
+    std::vector<Token> run() {
+        while (pos_ < src_.size()) {
+            size_t start = find_tag(pos_);
+            std::string text = src_.substr(pos_, start - pos_);
+            if (start == std::string::npos) {
+                emit_text(std::move(text), pos_);
+                pos_ = src_.size();
+                break;
+            }
+            const char kind     = src_[start + 1];
+            const char modifier = start + 2 < src_.size() ? src_[start + 2] : '\0';
+            if (modifier == '-') {
+                while (!text.empty() && is_ws(text.back())) text.pop_back();
+            } else if (modifier != '+' && kind != '{') {
+                lstrip(text, pos_);
+            }
+            emit_text(std::move(text), pos_);
+            pos_ = start + 2 + (modifier == '-' || modifier == '+' ? 1 : 0);
+            if (kind == '#') {
+                skip_comment(start);
+            } else {
+                lex_tag(kind == '{', start);
+            }
+        }
+        push(Token::Type::End, "", line_at(src_.size()));
+        return std::move(tokens_);
+    }
+
+private:
+    size_t find_tag(size_t from) const {
+        for (size_t k = from; k + 1 < src_.size(); ++k) {
+            if (src_[k] == '{' && (src_[k + 1] == '{' || src_[k + 1] == '%' || src_[k + 1] == '#')) return k;
+        }
+        return std::string::npos;
+    }
+
+    // lstrip_blocks: drop the spaces and tabs between the line's start and the tag, when nothing
+    // else precedes the tag on its line.
+    void lstrip(std::string & text, size_t text_start) const {
+        const size_t nl           = text.rfind('\n');
+        const size_t line_start   = nl == std::string::npos ? 0 : nl + 1;
+        const bool   at_line_start = line_start > 0 || text_start == 0 || src_[text_start - 1] == '\n';
+        if (!at_line_start) return;
+        if (text.find_first_not_of(" \t", line_start) == std::string::npos) text.resize(line_start);
+    }
+
+    void emit_text(std::string text, size_t at) {
+        if (!text.empty()) push(Token::Type::Text, std::move(text), line_at(at));
+    }
+
+    int line_at(size_t at) {
+        // Lines are counted incrementally: positions only move forward.
+        for (; line_pos_ < at && line_pos_ < src_.size(); ++line_pos_) {
+            if (src_[line_pos_] == '\n') ++line_;
+        }
+        return line_;
+    }
+
+    void push(Token::Type type, std::string text, int line) {
+        Token t;
+        t.type = type;
+        t.text = std::move(text);
+        t.line = line;
+        tokens_.push_back(std::move(t));
+    }
+
+    [[noreturn]] void fail(size_t at, const std::string & what) {
+        throw InputError(origin_ + ":" + std::to_string(line_at(at)) + ": template syntax error: " + what);
+    }
+
+    void skip_comment(size_t start) {
+        const size_t end = src_.find("#}", pos_);
+        if (end == std::string::npos) fail(start, "missing end of comment tag");
+        const char before = end > pos_ ? src_[end - 1] : '\0';
+        pos_              = end + 2;
+        after_tag(before, true);
+    }
+
+    // Whitespace control after a closing delimiter: `-` strips all whitespace, `+` nothing, and
+    // trim_blocks removes one newline after block and comment tags.
+    void after_tag(char modifier, bool block) {
+        if (modifier == '-') {
+            while (pos_ < src_.size() && is_ws(src_[pos_])) ++pos_;
+        } else if (modifier != '+' && block && pos_ < src_.size() && src_[pos_] == '\n') {
+            ++pos_;
+        }
+    }
+
+    void lex_tag(bool variable, size_t start) {
+        push(variable ? Token::Type::VarBegin : Token::Type::BlockBegin, "", line_at(start));
+        const char * close = variable ? "}}" : "%}";
+        int          depth = 0;  // open brackets: an end delimiter inside them is an operator
+        for (;;) {
+            while (pos_ < src_.size() && is_ws(src_[pos_])) ++pos_;
+            if (pos_ >= src_.size()) fail(start, std::string("unexpected end of template, expected '") + close + "'");
+            if (depth == 0 && closes(close)) return;
+            lex_expression_token(depth);
+        }
+    }
+
+    bool closes(const char * close) {
+        char modifier = '\0';
+        size_t at     = pos_;
+        if (src_[at] == '-' || (src_[at] == '+' && close[0] == '%')) modifier = src_[at++];
+        if (src_.compare(at, 2, close) != 0) return false;
+        push(close[0] == '}' ? Token::Type::VarEnd : Token::Type::BlockEnd, "", line_at(pos_));
+        pos_ = at + 2;
+        after_tag(modifier, close[0] == '%');
+        return true;
+    }
+
+    void lex_expression_token(int & depth) {
+        const size_t start = pos_;
+        const char   c     = src_[pos_];
+        if (is_name_start(c)) {
+            while (pos_ < src_.size() && is_name_char(src_[pos_])) ++pos_;
+            push(Token::Type::Name, src_.substr(start, pos_ - start), line_at(start));
+        } else if (is_digit(c)) {
+            lex_number();
+        } else if (c == '\'' || c == '"') {
+            lex_string();
+        } else {
+            static const char * const ops[] = {"//", "**", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%", "~",
+                                               "[",  "]",  "(",  ")",  "{",  "}",  "=", ".", ":", "|", ",", ";",
+                                               "<",  ">"};
+            for (const char * op : ops) {
+                const size_t len = std::strlen(op);
+                if (src_.compare(pos_, len, op) == 0) {
+                    if (op[0] == '(' || op[0] == '[' || op[0] == '{') ++depth;
+                    if (len == 1 && (op[0] == ')' || op[0] == ']' || op[0] == '}')) --depth;
+                    if (depth < 0) fail(start, std::string("unexpected '") + op + "'");
+                    push(Token::Type::Op, op, line_at(start));
+                    pos_ += len;
+                    return;
+                }
+            }
+            fail(start, std::string("unexpected char '") + c + "'");
+        }
+    }
+
+    std::string digits() {
+        std::string out;
+        while (pos_ < src_.size() && (is_digit(src_[pos_]) || (src_[pos_] == '_' && out.size()))) {
+            if (src_[pos_] != '_') out += src_[pos_];
+            ++pos_;
+        }
+        return out;
+    }
+
+    void lex_number() {
+        const size_t start = pos_;
+        // After a dot (`items.0`) a number is an integer attribute, never a float.
+        const bool   after_dot = start > 0 && src_[start - 1] == '.';
+        std::string  text      = digits();
+        bool         is_float  = false;
+        if (!after_dot && pos_ + 1 < src_.size() && src_[pos_] == '.' && is_digit(src_[pos_ + 1])) {
+            ++pos_;
+            text += '.';
+            text += digits();
+            is_float = true;
+        }
+        if (!after_dot && pos_ < src_.size() && (src_[pos_] == 'e' || src_[pos_] == 'E')) {
+            size_t k = pos_ + 1;
+            if (k < src_.size() && (src_[k] == '+' || src_[k] == '-')) ++k;
+            if (k < src_.size() && is_digit(src_[k])) {
+                text += 'e';
+                text.append(src_, pos_ + 1, k - pos_ - 1);
+                pos_ = k;
+                text += digits();
+                is_float = true;
+            }
+        }
+        Token t;
+        t.line = line_at(start);
+        t.text = text;
+        if (is_float) {
+            t.type        = Token::Type::Float;
+            t.float_value = std::stod(text);
+        } else {
+            t.type = Token::Type::Int;
+            try {
+                t.int_value = std::stoll(text);
+            } catch (const std::out_of_range &) {
+                fail(start, "integer literal too large: " + text);
+            }
+        }
+        tokens_.push_back(std::move(t));
+    }
+
+    uint32_t hex_escape(size_t start, int count) {
+        if (pos_ + count > src_.size()) fail(start, "truncated \\x/\\u escape in string");
+        uint32_t cp = 0;
+        for (int k = 0; k < count; ++k) {
+            const char h = src_[pos_ + k];
+            const int  d = is_digit(h) ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : -1;
+            if (d < 0) fail(start, "truncated \\x/\\u escape in string");
+            cp = cp * 16 + static_cast<uint32_t>(d);
+        }
+        pos_ += count;
+        return cp;
+    }
+
+    // Python's unicode-escape decoding, as jinja2 applies it to string literals.
+    void lex_string() {
+        const size_t start = pos_;
+        const char   quote = src_[pos_++];
+        std::string  value;
+        for (;;) {
+            if (pos_ >= src_.size()) fail(start, "unterminated string");
+            const char c = src_[pos_++];
+            if (c == quote) break;
+            if (c != '\\') {
+                value += c;
+                continue;
+            }
+            if (pos_ >= src_.size()) fail(start, "unterminated string");
+            const char e = src_[pos_++];
+            switch (e) {
+            case '\n': break;
+            case '\\': value += '\\'; break;
+            case '\'': value += '\''; break;
+            case '"': value += '"'; break;
+            case 'a': value += '\a'; break;
+            case 'b': value += '\b'; break;
+            case 'f': value += '\f'; break;
+            case 'n': value += '\n'; break;
+            case 'r': value += '\r'; break;
+            case 't': value += '\t'; break;
+            case 'v': value += '\v'; break;
+            case 'x': append_utf8(hex_escape(start, 2), value); break;
+            case 'u': append_utf8(hex_escape(start, 4), value); break;
+            case 'U': append_utf8(hex_escape(start, 8), value); break;
+            default:
+                if (e >= '0' && e <= '7') {
+                    uint32_t cp = static_cast<uint32_t>(e - '0');
+                    for (int k = 0; k < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7'; ++k) {
+                        cp = cp * 8 + static_cast<uint32_t>(src_[pos_++] - '0');
+                    }
+                    append_utf8(cp, value);
+                } else {
+                    // Unknown escapes stay as written, as in Python.
+                    value += '\\';
+                    value += e;
+                }
+            }
+        }
+        push(Token::Type::String, std::move(value), line_at(start));
+    }
+
+    std::string        src_;
+    const std::string & origin_;
+    size_t             pos_      = 0;
+    size_t             line_pos_ = 0;
+    int                line_     = 1;
+    std::vector<Token> tokens_;
+};
+
+}  // namespace
+
+std::vector<Token> tokenize(std::string_view source, const std::string & origin) {
+    return Lexer(normalize_newlines(source), origin).run();
+}
+
+}  // namespace paft::jinja
