@@ -31,10 +31,23 @@ int64_t floor_div(int64_t a, int64_t b) {
     return q;
 }
 
+// CPython's float remainder: the sign of the divisor, signed zeros included.
 double float_mod(double a, double b) {
     double m = std::fmod(a, b);
-    if (m != 0 && ((m < 0) != (b < 0))) m += b;
+    if (m == 0) return std::copysign(0.0, b);
+    if ((m < 0) != (b < 0)) m += b;
     return m;
+}
+
+// CPython's float floor division (float_floor_div), signed zeros included.
+double float_floor_div(double x, double y) {
+    double mod = std::fmod(x, y);
+    double div = (x - mod) / y;
+    if (mod != 0 && ((y < 0) != (mod < 0))) div -= 1.0;
+    if (div == 0) return std::copysign(0.0, x / y);
+    double floored = std::floor(div);
+    if (div - floored > 0.5) floored += 1.0;
+    return floored;
 }
 
 Value int_pow(int64_t base, int64_t exp) {
@@ -69,9 +82,7 @@ Value arithmetic(const std::string & op, const Value & a, const Value & b) {
             const int64_t q = floor_div(a.as_int(), b.as_int());
             return Value::integer(op == "//" ? q : a.as_int() - q * b.as_int());
         }
-        const double m = float_mod(a.as_double(), b.as_double());
-        if (op == "%") return Value::number(m);
-        return Value::number(std::round((a.as_double() - m) / b.as_double()));
+        return Value::number(op == "%" ? float_mod(a.as_double(), b.as_double()) : float_floor_div(a.as_double(), b.as_double()));
     }
     // "**"
     if (ints && b.as_int() >= 0) return int_pow(a.as_int(), b.as_int());
@@ -109,40 +120,101 @@ bool contains(const Value & container, const Value & item) {
 
 // ---- strings ---------------------------------------------------------------------------
 
-std::string ascii_upper(std::string s) {
-    for (char & c : s) {
-        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    }
-    return s;
+// Case mapping of one code point for the scripts chat text commonly has: ASCII, Latin-1,
+// Latin Extended-A, basic Greek and Cyrillic (full Unicode tables are out of scope). `title`
+// gives the title case, which differs from upper case for ß.
+uint32_t upper_code_point(uint32_t c) {
+    if (c >= 'a' && c <= 'z') return c - 32;
+    if (c < 0x80) return c;
+    if (c >= 0xE0 && c <= 0xFE && c != 0xF7) return c - 0x20;
+    if (c == 0xFF) return 0x178;
+    if (c == 0xB5) return 0x39C;
+    if (c == 0x131) return 'I';
+    if (c == 0x17F) return 'S';
+    if ((c >= 0x100 && c <= 0x12F) || (c >= 0x132 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) return c & ~1u;
+    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c & 1) ? c : c - 1;
+    if (c == 0x3C2) return 0x3A3;
+    if ((c >= 0x3B1 && c <= 0x3C1) || (c >= 0x3C3 && c <= 0x3CB)) return c - 0x20;
+    if (c == 0x3AC) return 0x386;
+    if (c >= 0x3AD && c <= 0x3AF) return c - 0x25;
+    if (c == 0x3CC) return 0x38C;
+    if (c == 0x3CD || c == 0x3CE) return c - 0x3F;
+    if (c >= 0x430 && c <= 0x44F) return c - 0x20;
+    if (c >= 0x450 && c <= 0x45F) return c - 0x50;
+    return c;
 }
 
-std::string ascii_lower(std::string s) {
-    for (char & c : s) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
-    return s;
+uint32_t lower_code_point(uint32_t c) {
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    if (c < 0x80) return c;
+    if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 0x20;
+    if (c == 0x178) return 0xFF;
+    if ((c >= 0x100 && c <= 0x12F) || (c >= 0x132 && c <= 0x137) || (c >= 0x14A && c <= 0x177)) return c | 1u;
+    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c & 1) ? c + 1 : c;
+    if ((c >= 0x391 && c <= 0x3A1) || (c >= 0x3A3 && c <= 0x3AB)) return c + 0x20;
+    if (c == 0x386) return 0x3AC;
+    if (c >= 0x388 && c <= 0x38A) return c + 0x25;
+    if (c == 0x38C) return 0x3CC;
+    if (c == 0x38E || c == 0x38F) return c + 0x3F;
+    if (c >= 0x410 && c <= 0x42F) return c + 0x20;
+    if (c >= 0x400 && c <= 0x40F) return c + 0x50;
+    return c;
+}
+
+std::string upper_cp(const std::string & cp, bool title = false) {
+    const uint32_t c = first_code_point(cp);
+    if (c == 0xDF) return title ? "Ss" : "SS";
+    if (c == 0x149) return "\u02BCN";
+    const uint32_t u = upper_code_point(c);
+    return u == c ? cp : encode_utf8(u);
+}
+
+std::string lower_cp(const std::string & cp) {
+    const uint32_t c = first_code_point(cp);
+    if (c == 0x130) return "i\u0307";
+    const uint32_t l = lower_code_point(c);
+    return l == c ? cp : encode_utf8(l);
+}
+
+// A letter with case (Python's "cased"), within the scripts mapped above.
+bool is_cased(const std::string & cp) {
+    const uint32_t c = first_code_point(cp);
+    return upper_code_point(c) != c || lower_code_point(c) != c || c == 0xDF || c == 0x138 || c == 0x149 || c == 0x130;
+}
+
+std::string py_upper(const std::string & s) {
+    std::string out;
+    for (const std::string & cp : code_points(s)) out += upper_cp(cp);
+    return out;
+}
+
+std::string py_lower(const std::string & s) {
+    std::string out;
+    for (const std::string & cp : code_points(s)) out += lower_cp(cp);
+    return out;
 }
 
 bool is_alpha(const std::string & cp) {
     return cp.size() > 1 || (cp[0] >= 'a' && cp[0] <= 'z') || (cp[0] >= 'A' && cp[0] <= 'Z');
 }
 
-// Python's str.title(): a letter after a non-letter is upper-cased, the others lower-cased.
+// Python's str.title(): a cased letter after an uncased character is title-cased, the others
+// lower-cased.
 std::string py_title(const std::string & s) {
     std::string out;
     bool        prev_cased = false;
     for (const std::string & cp : code_points(s)) {
-        out += prev_cased ? ascii_lower(cp) : ascii_upper(cp);
-        prev_cased = is_alpha(cp);
+        out += prev_cased ? lower_cp(cp) : upper_cp(cp, true);
+        prev_cased = is_cased(cp);
     }
     return out;
 }
 
 std::string py_capitalize(const std::string & s) {
     if (s.empty()) return s;
-    auto cps = code_points(s);
-    std::string out = ascii_upper(cps[0]);
-    for (size_t k = 1; k < cps.size(); ++k) out += ascii_lower(cps[k]);
+    auto        cps = code_points(s);
+    std::string out = upper_cp(cps[0], true);
+    for (size_t k = 1; k < cps.size(); ++k) out += lower_cp(cps[k]);
     return out;
 }
 
@@ -152,7 +224,7 @@ std::string jinja_title(const std::string & s) {
     bool        word_start = true;
     for (const std::string & cp : code_points(s)) {
         const bool sep = is_space(cp) || cp == "-" || cp == "(" || cp == "{" || cp == "[" || cp == "<";
-        out += sep ? cp : word_start ? ascii_upper(cp) : ascii_lower(cp);
+        out += sep ? cp : word_start ? upper_cp(cp) : lower_cp(cp);
         word_start = sep;
     }
     return out;
@@ -325,8 +397,8 @@ Value string_method(const std::string & s, const std::string & name, const CallA
     if (name == "startswith" || name == "endswith") {
         return Value::boolean(affix_match(s, arg(args, 0, "prefix", name), name == "startswith"));
     }
-    if (name == "upper") return Value::string(ascii_upper(s));
-    if (name == "lower") return Value::string(ascii_lower(s));
+    if (name == "upper") return Value::string(py_upper(s));
+    if (name == "lower") return Value::string(py_lower(s));
     if (name == "title") return Value::string(py_title(s));
     if (name == "capitalize") return Value::string(py_capitalize(s));
     if (name == "replace") {
@@ -421,7 +493,7 @@ Value attribute_path(const Value & item, const Value & attribute) {
 }
 
 Value lower_if_string(const Value & v, bool case_sensitive) {
-    return !case_sensitive && v.is_string() ? Value::string(ascii_lower(v.str)) : v;
+    return !case_sensitive && v.is_string() ? Value::string(py_lower(v.str)) : v;
 }
 
 // The test a select-like filter applies: args from `first` on are the test name and its args.
@@ -536,8 +608,15 @@ bool parse_int(const std::string & text, int64_t & out) {
 }
 
 bool parse_float(const std::string & text, double & out) {
-    const std::string s = py_strip(text, nullptr, true, true);
-    if (s.empty() || s.find('_') != std::string::npos) return false;
+    std::string s = py_strip(text, nullptr, true, true);
+    // Python allows single underscores between digits.
+    for (size_t k = 0; k < s.size(); ++k) {
+        if (s[k] != '_') continue;
+        auto digit = [&](size_t at) { return at < s.size() && s[at] >= '0' && s[at] <= '9'; };
+        if (k == 0 || !digit(k - 1) || !digit(k + 1)) return false;
+        s.erase(k, 1);
+    }
+    if (s.empty()) return false;
     char * end = nullptr;
     out        = std::strtod(s.c_str(), &end);
     // strtod accepts hex floats, Python does not.
@@ -812,8 +891,8 @@ bool is_test(const std::string & name) { return is_method_of(kTests, std::size(k
 Value apply_filter(const std::string & name, const Value & v, const CallArgs & args) {
     if (name == "length" || name == "count") return Value::integer(length(v));
     if (name == "trim") return Value::string(py_strip(to_str(v), args.get(0, "chars"), true, true));
-    if (name == "upper") return Value::string(ascii_upper(to_str(v)));
-    if (name == "lower") return Value::string(ascii_lower(to_str(v)));
+    if (name == "upper") return Value::string(py_upper(to_str(v)));
+    if (name == "lower") return Value::string(py_lower(to_str(v)));
     if (name == "title") return Value::string(jinja_title(to_str(v)));
     if (name == "capitalize") return Value::string(py_capitalize(to_str(v)));
     if (name == "first" || name == "last") {
@@ -893,8 +972,9 @@ bool apply_test(const std::string & name, const Value & v, const CallArgs & args
     if (name == "callable") return v.kind == K::Function;
     if (name == "lower" || name == "upper") {
         const std::string s = to_str(v);
-        const bool has_cased = std::any_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); });
-        return has_cased && s == (name == "lower" ? ascii_lower(s) : ascii_upper(s));
+        const auto cps       = code_points(s);
+        const bool has_cased = std::any_of(cps.begin(), cps.end(), [](const std::string & cp) { return is_cased(cp); });
+        return has_cased && s == (name == "lower" ? py_lower(s) : py_upper(s));
     }
     if (name == "odd" || name == "even") {
         if (!v.is_integral()) type_error("unsupported operand type(s) for %: '" + type_name(v) + "' and 'int'");

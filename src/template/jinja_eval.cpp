@@ -203,12 +203,12 @@ private:
 
     void exec_for(const Node & node, std::string & out, const ScopePtr & scope) {
         List items = iterate(eval(*node.expr, scope));
-        auto loop_scope = child(scope);
         if (node.cond) {
             List kept;
             for (const Value & item : items) {
-                assign(node.targets, item, *loop_scope);
-                if (truthy(eval(*node.cond, loop_scope))) kept.push_back(item);
+                auto filter_scope = child(scope);
+                assign(node.targets, item, *filter_scope);
+                if (truthy(eval(*node.cond, filter_scope))) kept.push_back(item);
             }
             items = std::move(kept);
         }
@@ -218,6 +218,8 @@ private:
         }
         const int64_t n = static_cast<int64_t>(items.size());
         for (int64_t k = 0; k < n; ++k) {
+            // Each iteration starts afresh: a `set` in one is not seen by the next (jinja2).
+            auto loop_scope = child(scope);
             assign(node.targets, items[static_cast<size_t>(k)], *loop_scope);
             loop_scope->set("loop", loop_value(items, k));
             if (exec(node.body, out, loop_scope) == Flow::Break) break;
@@ -368,6 +370,17 @@ private:
             const Value b = eval(*e.children[1], scope);
             line_ = e.line;
             return binary_op(e.name, a, b);
+        }
+        case Expr::Kind::Compare: {
+            // a < b < c is a < b and b < c, each operand evaluated once.
+            Value left = eval(*e.children[0], scope);
+            for (size_t k = 0; k < e.ops.size(); ++k) {
+                Value right = eval(*e.children[k + 1], scope);
+                line_       = e.line;
+                if (!truthy(binary_op(e.ops[k], left, right))) return Value::boolean(false);
+                left = std::move(right);
+            }
+            return Value::boolean(true);
         }
         case Expr::Kind::And: {
             Value a = eval(*e.children[0], scope);

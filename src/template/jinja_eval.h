@@ -1,5 +1,5 @@
-// Renders a parsed template: statements, scopes (a for loop's body and a macro call get their
-// own, as in jinja2; if and set do not), loop variables, macros and the globals transformers
+// Renders a parsed template: statements, scopes (each iteration of a for loop and each macro call
+// get their own, as in jinja2; if and set do not), loop variables, macros and the globals transformers
 // provides (raise_exception, strftime_now) besides jinja2's (range, namespace, dict).
 #pragma once
 

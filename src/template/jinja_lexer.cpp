@@ -1,7 +1,9 @@
 #include "template/jinja_lexer.h"
 
 #include "core/error.h"
+#include "template/jinja_value.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace paft::jinja {
@@ -9,6 +11,26 @@ namespace paft::jinja {
 namespace {
 
 bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+// Python's str.rstrip(): whitespace is Unicode's, as jinja2 strips it.
+void rstrip_unicode(std::string & text) {
+    size_t end = 0, pos = 0;
+    for (const std::string & cp : code_points(text)) {
+        pos += cp.size();
+        if (!is_space(cp)) end = pos;
+    }
+    text.resize(end);
+}
+
+// The length of the Unicode whitespace at the start of `s` (jinja2's `\s*`).
+size_t leading_space(std::string_view s) {
+    size_t len = 0;
+    for (const std::string & cp : code_points(s)) {
+        if (!is_space(cp)) break;
+        len += cp.size();
+    }
+    return len;
+}
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
@@ -30,24 +52,6 @@ std::string normalize_newlines(std::string_view source) {
     return out;
 }
 
-void append_utf8(uint32_t cp, std::string & out) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-}
-
 class Lexer {
 public:
     Lexer(std::string source, const std::string & origin) : src_(std::move(source)), origin_(origin) {}
@@ -64,7 +68,7 @@ public:
             const char kind     = src_[start + 1];
             const char modifier = start + 2 < src_.size() ? src_[start + 2] : '\0';
             if (modifier == '-') {
-                while (!text.empty() && is_ws(text.back())) text.pop_back();
+                rstrip_unicode(text);
             } else if (modifier != '+' && kind != '{') {
                 lstrip(text, pos_);
             }
@@ -72,6 +76,8 @@ public:
             pos_ = start + 2 + (modifier == '-' || modifier == '+' ? 1 : 0);
             if (kind == '#') {
                 skip_comment(start);
+            } else if (kind == '%' && lex_raw(start)) {
+                continue;
             } else {
                 lex_tag(kind == '{', start);
             }
@@ -88,14 +94,56 @@ private:
         return std::string::npos;
     }
 
-    // lstrip_blocks: drop the spaces and tabs between the line's start and the tag, when nothing
-    // else precedes the tag on its line.
+    // lstrip_blocks: drop the whitespace between the line's start and the tag, when nothing else
+    // precedes the tag on its line.
     void lstrip(std::string & text, size_t text_start) const {
         const size_t nl           = text.rfind('\n');
         const size_t line_start   = nl == std::string::npos ? 0 : nl + 1;
         const bool   at_line_start = line_start > 0 || text_start == 0 || src_[text_start - 1] == '\n';
         if (!at_line_start) return;
-        if (text.find_first_not_of(" \t", line_start) == std::string::npos) text.resize(line_start);
+        if (leading_space(std::string_view(text).substr(line_start)) == text.size() - line_start) text.resize(line_start);
+    }
+
+    // Matches `word` after optional whitespace at `at`; returns the position after it or npos.
+    size_t match_word(size_t at, std::string_view word) const {
+        at += leading_space(std::string_view(src_).substr(at));
+        if (src_.compare(at, word.size(), word) != 0) return std::string::npos;
+        at += word.size();
+        if (at < src_.size() && is_name_char(src_[at])) return std::string::npos;
+        return at + leading_space(std::string_view(src_).substr(at));
+    }
+
+    // `{% raw %}...{% endraw %}`: the body is text, whitespace control applying at both tags as
+    // at any block tag (except that the opening tag keeps the newline after it, as in jinja2).
+    bool lex_raw(size_t start) {
+        size_t at = match_word(pos_, "raw");
+        if (at == std::string::npos) return false;
+        if (src_.compare(at, 3, "-%}") == 0) {
+            pos_ = at + 3;
+            after_tag('-', true);
+        } else if (src_.compare(at, 2, "%}") == 0) {
+            pos_ = at + 2;
+        } else {
+            return false;
+        }
+        for (size_t end = src_.find("{%", pos_); end != std::string::npos; end = src_.find("{%", end + 2)) {
+            const char modifier = end + 2 < src_.size() ? src_[end + 2] : '\0';
+            const size_t name   = end + 2 + (modifier == '-' || modifier == '+' ? 1 : 0);
+            const size_t after  = match_word(name, "endraw");
+            if (after == std::string::npos) continue;
+            char close = '\0';
+            if (src_[after] == '-' || src_[after] == '+') close = src_[after];
+            const size_t tag_end = after + (close ? 1 : 0);
+            if (src_.compare(tag_end, 2, "%}") != 0) continue;
+            std::string body = src_.substr(pos_, end - pos_);
+            if (modifier == '-') rstrip_unicode(body);
+            else if (modifier != '+') lstrip(body, pos_);
+            emit_text(std::move(body), pos_);
+            pos_ = tag_end + 2;
+            after_tag(close, true);
+            return true;
+        }
+        fail(start, "missing end of raw directive");
     }
 
     void emit_text(std::string text, size_t at) {
@@ -134,7 +182,7 @@ private:
     // trim_blocks removes one newline after block and comment tags.
     void after_tag(char modifier, bool block) {
         if (modifier == '-') {
-            while (pos_ < src_.size() && is_ws(src_[pos_])) ++pos_;
+            pos_ += leading_space(std::string_view(src_).substr(pos_));
         } else if (modifier != '+' && block && pos_ < src_.size() && src_[pos_] == '\n') {
             ++pos_;
         }
@@ -229,7 +277,7 @@ private:
         t.text = text;
         if (is_float) {
             t.type        = Token::Type::Float;
-            t.float_value = std::stod(text);
+            t.float_value = std::strtod(text.c_str(), nullptr);  // subnormals and overflow as Python reads them
         } else {
             t.type = Token::Type::Int;
             try {
@@ -281,16 +329,16 @@ private:
             case 'r': value += '\r'; break;
             case 't': value += '\t'; break;
             case 'v': value += '\v'; break;
-            case 'x': append_utf8(hex_escape(start, 2), value); break;
-            case 'u': append_utf8(hex_escape(start, 4), value); break;
-            case 'U': append_utf8(hex_escape(start, 8), value); break;
+            case 'x': value += encode_utf8(hex_escape(start, 2)); break;
+            case 'u': value += encode_utf8(hex_escape(start, 4)); break;
+            case 'U': value += encode_utf8(hex_escape(start, 8)); break;
             default:
                 if (e >= '0' && e <= '7') {
                     uint32_t cp = static_cast<uint32_t>(e - '0');
                     for (int k = 0; k < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7'; ++k) {
                         cp = cp * 8 + static_cast<uint32_t>(src_[pos_++] - '0');
                     }
-                    append_utf8(cp, value);
+                    value += encode_utf8(cp);
                 } else {
                     // Unknown escapes stay as written, as in Python.
                     value += '\\';

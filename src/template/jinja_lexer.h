@@ -1,6 +1,6 @@
 // Splits Jinja source into text and tag tokens with jinja2's whitespace rules as transformers
 // configures them: trim_blocks (a block or comment tag eats the newline after it), lstrip_blocks
-// (spaces and tabs before a block or comment tag on its line are dropped), `-` on a tag side
+// (whitespace before a block or comment tag on its line is dropped), `-` on a tag side
 // strips all whitespace on that side, `+` turns the two options off for that side.
 #pragma once
 

@@ -380,9 +380,10 @@ private:
 
     ExprPtr parse_compare() {
         Depth   depth(*this);
+        const int line = peek().line;
         ExprPtr left = parse_math1();
+        ExprPtr compare;
         for (;;) {
-            const int   line = peek().line;
             std::string op;
             if (peek().type == Type::Op && (is_op("==") || is_op("!=") || is_op("<") || is_op("<=") || is_op(">") || is_op(">="))) {
                 op = next().text;
@@ -393,12 +394,15 @@ private:
                 next();
                 op = "not in";
             } else {
-                return left;
+                return compare ? std::move(compare) : std::move(left);
             }
             depth.deeper();
-            // Python chains comparisons (a < b < c); templates do not, and jinja2 would build
-            // the same chain: each comparison here takes the previous result.
-            left = make_binary(Expr::Kind::Binary, op, std::move(left), parse_math1(), line);
+            if (!compare) {
+                compare = make_expr(Expr::Kind::Compare, line);
+                compare->children.push_back(std::move(left));
+            }
+            compare->ops.push_back(std::move(op));
+            compare->children.push_back(parse_math1());
         }
     }
 

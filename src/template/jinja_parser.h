@@ -29,7 +29,8 @@ struct Expr {
         Filter,      // children[0] | name(children[1..], kwargs); children[0] null in a filter block
         Test,        // children[0] is [not] name(children[1..], kwargs)
         Unary,       // name ("-", "+") children[0]
-        Binary,      // children[0] name children[1]: arithmetic, comparison, in, ~
+        Binary,      // children[0] name children[1]: arithmetic and ~
+        Compare,     // children[0] ops[0] children[1] ops[1] ...: chained as in Python
         And,
         Or,
         Not,
@@ -41,6 +42,7 @@ struct Expr {
     std::string                                  name;
     bool                                         negate = false;  // `is not`, `not in`
     std::vector<ExprPtr>                         children;
+    std::vector<std::string>                     ops;  // Compare's operators
     std::vector<std::pair<std::string, ExprPtr>> kwargs;
 };
 

@@ -484,6 +484,31 @@ List iterate(const Value & v) {
     }
 }
 
+uint32_t first_code_point(std::string_view s) {
+    size_t pos = 0;
+    return s.empty() ? 0 : decode_utf8(s, pos);
+}
+
+std::string encode_utf8(uint32_t cp) {
+    std::string out;
+    if (cp < 0x80) {
+        out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        out += static_cast<char>(0xC0 | (cp >> 6));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xE0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    return out;
+}
+
 std::vector<std::string> code_points(std::string_view s) {
     std::vector<std::string> out;
     size_t                   pos = 0;
@@ -496,8 +521,7 @@ std::vector<std::string> code_points(std::string_view s) {
 }
 
 bool is_space(std::string_view cp) {
-    size_t         pos = 0;
-    const uint32_t c   = decode_utf8(cp, pos);
+    const uint32_t c = first_code_point(cp);
     return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }

@@ -112,6 +112,9 @@ Value from_json(const nlohmann::ordered_json & j);
 // The items of an iterable (a str's characters, a dict's keys); an Undefined is empty.
 List iterate(const Value & v);
 
+// The code point a UTF-8 string starts with, and a code point's UTF-8 bytes.
+uint32_t    first_code_point(std::string_view s);
+std::string encode_utf8(uint32_t cp);
 // UTF-8 code points of a str, each as its own UTF-8 string.
 std::vector<std::string> code_points(std::string_view s);
 // Python's str.isspace() for the code point at the start of `s` of `len` bytes.
