@@ -192,6 +192,9 @@ TEST(ChatTemplateErrors, DeepNestingIsAnErrorNotACrash) {
     for (int k = 0; k < 100000; ++k) sum += " + 1";
     expect_input_error([&] { ChatTemplate::parse(sum + " }}", "deep"); }, {"nesting too deep"});
     expect_input_error([] { render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"); }, {"nested too deeply"});
+    expect_input_error([] { render("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}"); },
+                       {"nested too deeply"});
+    expect_input_error([] { render("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}"); }, {"nested too deeply"});
     ordered_json deep = ordered_json::array();
     for (int k = 0; k < 1000; ++k) deep = ordered_json::array({deep});
     expect_input_error([&] { render("{{ messages }}", deep); }, {"nested too deeply"});

@@ -47,8 +47,21 @@ Value Value::string(std::string x) {
     return v;
 }
 
+namespace {
+
+// Deeper values (built by a template in a loop) are an error; see Value::depth.
+constexpr int kMaxValueDepth = 500;
+
+int nested_depth(const Value & child, int depth) {
+    if (child.depth + 1 > kMaxValueDepth) throw RenderError("value nested too deeply (more than " + std::to_string(kMaxValueDepth) + " levels)");
+    return std::max(depth, child.depth + 1);
+}
+
+}  // namespace
+
 Value Value::make_list(List items) {
     Value v;
+    for (const Value & item : items) v.depth = nested_depth(item, v.depth);
     v.kind = Kind::List;
     v.list = std::make_shared<const List>(std::move(items));
     return v;
@@ -62,6 +75,7 @@ Value Value::make_tuple(List items) {
 
 Value Value::make_dict(Dict d) {
     Value v;
+    for (const auto & [key, item] : d.items) v.depth = nested_depth(item, nested_depth(key, v.depth));
     v.kind = Kind::Dict;
     v.dict = std::make_shared<Dict>(std::move(d));
     return v;
@@ -233,11 +247,13 @@ std::string repr_string(const std::string & s) {
     return out;
 }
 
-std::string repr_items(const List & items, const char * open, const char * close, bool tuple) {
+std::string repr_at(const Value & v, int depth);
+
+std::string repr_items(const List & items, const char * open, const char * close, bool tuple, int depth) {
     std::string out = open;
     for (size_t k = 0; k < items.size(); ++k) {
         if (k) out += ", ";
-        out += repr(items[k]);
+        out += repr_at(items[k], depth + 1);
     }
     if (tuple && items.size() == 1) out += ",";
     return out + close;
@@ -293,7 +309,7 @@ void json_close(const JsonOptions & opt, int level, char bracket, std::string & 
 }
 
 void json_dump(const Value & v, const JsonOptions & opt, int level, std::string & out) {
-    if (level > 256) throw RenderError("value nested too deeply for tojson");
+    if (level > kMaxValueDepth) throw RenderError("value nested too deeply for tojson");
     switch (v.kind) {
     case Value::Kind::None: out += "null"; return;
     case Value::Kind::Bool: out += v.b ? "true" : "false"; return;
@@ -352,12 +368,17 @@ std::string to_str(const Value & v) {
     switch (v.kind) {
     case Value::Kind::Undefined: return "";
     case Value::Kind::String: return v.str;
-    case Value::Kind::Namespace: return "<Namespace " + repr(Value::make_dict(*v.dict)) + ">";
     default: return repr(v);
     }
 }
 
-std::string repr(const Value & v) {
+std::string repr(const Value & v) { return repr_at(v, 0); }
+
+namespace {
+
+std::string repr_at(const Value & v, int depth) {
+    // Only a namespace holding itself (a cycle) can go deeper than values are allowed to nest.
+    if (depth > kMaxValueDepth) throw RenderError("value nested too deeply to print");
     switch (v.kind) {
     case Value::Kind::Undefined: return "Undefined";
     case Value::Kind::None: return "None";
@@ -365,21 +386,23 @@ std::string repr(const Value & v) {
     case Value::Kind::Int: return std::to_string(v.i);
     case Value::Kind::Float: return float_repr(v.f);
     case Value::Kind::String: return repr_string(v.str);
-    case Value::Kind::List: return repr_items(*v.list, "[", "]", false);
-    case Value::Kind::Tuple: return repr_items(*v.list, "(", ")", true);
-    case Value::Kind::Dict: {
-        std::string out = "{";
+    case Value::Kind::List: return repr_items(*v.list, "[", "]", false, depth);
+    case Value::Kind::Tuple: return repr_items(*v.list, "(", ")", true, depth);
+    case Value::Kind::Dict:
+    case Value::Kind::Namespace: {
+        std::string out = v.kind == Value::Kind::Namespace ? "<Namespace {" : "{";
         for (size_t k = 0; k < v.dict->items.size(); ++k) {
             if (k) out += ", ";
-            out += repr(v.dict->items[k].first) + ": " + repr(v.dict->items[k].second);
+            out += repr_at(v.dict->items[k].first, depth + 1) + ": " + repr_at(v.dict->items[k].second, depth + 1);
         }
-        return out + "}";
+        return out + (v.kind == Value::Kind::Namespace ? "}>" : "}");
     }
-    case Value::Kind::Namespace: return to_str(v);
     case Value::Kind::Function: return "<function>";
     }
     return "";
 }
+
+}  // namespace
 
 bool equals(const Value & a, const Value & b) {
     if (a.is_number() && b.is_number()) {

@@ -31,6 +31,7 @@ struct Value {
     enum class Kind { Undefined, None, Bool, Int, Float, String, List, Tuple, Dict, Namespace, Function };
 
     Kind    kind = Kind::Undefined;
+    int     depth = 0;  // nesting of lists and dicts, bounded so that no recursion over a value overflows
     bool    b    = false;
     int64_t i    = 0;
     double  f    = 0;
