@@ -2,6 +2,7 @@
 // oracle, tools/template/render_reference.py, in transformers' environment) and by paft, and the
 // two must agree exactly, errors included. The real templates come from the pinned npm tokenizer
 // packages. Then paft's own error reporting: origin and line, raise_exception, nesting limits.
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -50,16 +51,33 @@ struct Reference {
     ordered_json expected;  // name -> {"output": ...} or {"error": ...}
 };
 
-// Runs the oracle once over all cases.
+const std::string kScript = std::string(PAFT_SOURCE_DIR) + "/tools/template/render_reference.py";
+
+// Everything the oracle's results depend on: the cases, the script and the npm templates.
+std::string oracle_input(const std::string & cases) {
+    std::string key = cases + "\n" + read_file(kScript);
+    for (const auto & c : load_cases()) {
+        if (c.contains("template_file")) key += "\n" + npm_template(c["template_file"].get<std::string>());
+    }
+    return key;
+}
+
+// Runs jinja2 over all cases. ctest runs each case in its own process, so the results are kept
+// in the build folder and reused while their input is unchanged.
 Reference run_reference() {
     Reference         ref;
-    const fs::path    dir = fs::temp_directory_path() / ("paft-chat-template-" + std::to_string(::getpid()));
+    const std::string cases = ordered_json{{"cases", resolved_cases()}}.dump();
+    const std::string input = oracle_input(cases);
+    const fs::path    cache = fs::path(PAFT_TESTDATA) / "chat-templates";
+    if (fs::exists(cache / "input") && read_file((cache / "input").string()) == input && fs::exists(cache / "expected.json")) {
+        ref.expected = ordered_json::parse(read_file((cache / "expected.json").string()));
+        return ref;
+    }
+    const fs::path dir = fs::temp_directory_path() / ("paft-chat-template-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    const std::string cases = (dir / "cases.json").string();
-    std::ofstream(cases) << ordered_json{{"cases", resolved_cases()}}.dump();
-    const std::string command = "/usr/bin/python3 " + std::string(PAFT_SOURCE_DIR) +
-                                "/tools/template/render_reference.py --cases '" + cases + "' --npm '" + PAFT_NPM +
-                                "' --out '" + dir.string() + "' 2>'" + (dir / "stderr").string() + "'";
+    write_file_atomic((dir / "cases.json").string(), cases);
+    const std::string command = "/usr/bin/python3 '" + kScript + "' --cases '" + (dir / "cases.json").string() + "' --npm '" +
+                                PAFT_NPM + "' --out '" + dir.string() + "' 2>'" + (dir / "stderr").string() + "'";
     const int rc = std::system(command.c_str());
     if (rc != 0) {
         std::string err;
@@ -68,9 +86,13 @@ Reference run_reference() {
         } catch (const InputError &) {
         }
         ref.failure = "the jinja2 oracle failed (it needs /usr/bin/python3 and python3-jinja2): `" + command +
-                      "` exited with " + std::to_string(rc) + ": " + err;
+                      "` exited with status " + std::to_string(WIFEXITED(rc) ? WEXITSTATUS(rc) : rc) + ": " + err;
     } else {
-        ref.expected = ordered_json::parse(read_file((dir / "expected.json").string()));
+        const std::string expected = read_file((dir / "expected.json").string());
+        ref.expected               = ordered_json::parse(expected);
+        make_dirs(cache.string());
+        write_file_atomic((cache / "expected.json").string(), expected);
+        write_file_atomic((cache / "input").string(), input);
     }
     fs::remove_all(dir);
     return ref;

@@ -10,7 +10,6 @@ namespace paft::jinja {
 
 namespace {
 
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 // Python's str.rstrip(): whitespace is Unicode's, as jinja2 strips it.
 void rstrip_unicode(std::string & text) {
@@ -25,9 +24,10 @@ void rstrip_unicode(std::string & text) {
 // The length of the Unicode whitespace at the start of `s` (jinja2's `\s*`).
 size_t leading_space(std::string_view s) {
     size_t len = 0;
-    for (const std::string & cp : code_points(s)) {
-        if (!is_space(cp)) break;
-        len += cp.size();
+    while (len < s.size()) {
+        const size_t size = first_code_point_size(s.substr(len));
+        if (!is_space(s.substr(len, size))) break;
+        len += size;
     }
     return len;
 }
@@ -193,7 +193,7 @@ private:
         const char * close = variable ? "}}" : "%}";
         int          depth = 0;  // open brackets: an end delimiter inside them is an operator
         for (;;) {
-            while (pos_ < src_.size() && is_ws(src_[pos_])) ++pos_;
+            pos_ += leading_space(std::string_view(src_).substr(pos_));
             if (pos_ >= src_.size()) fail(start, std::string("unexpected end of template, expected '") + close + "'");
             if (depth == 0 && closes(close)) return;
             lex_expression_token(depth);

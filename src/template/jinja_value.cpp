@@ -512,6 +512,12 @@ uint32_t first_code_point(std::string_view s) {
     return s.empty() ? 0 : decode_utf8(s, pos);
 }
 
+size_t first_code_point_size(std::string_view s) {
+    size_t pos = 0;
+    if (!s.empty()) decode_utf8(s, pos);
+    return pos;
+}
+
 std::string encode_utf8(uint32_t cp) {
     std::string out;
     if (cp < 0x80) {

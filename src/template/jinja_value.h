@@ -115,6 +115,7 @@ List iterate(const Value & v);
 
 // The code point a UTF-8 string starts with, and a code point's UTF-8 bytes.
 uint32_t    first_code_point(std::string_view s);
+size_t      first_code_point_size(std::string_view s);  // in bytes
 std::string encode_utf8(uint32_t cp);
 // UTF-8 code points of a str, each as its own UTF-8 string.
 std::vector<std::string> code_points(std::string_view s);
