@@ -165,6 +165,12 @@ private:
         }
         case Node::Kind::Break: return Flow::Break;
         case Node::Kind::Continue: return Flow::Continue;
+        case Node::Kind::With: {
+            // The values are computed in the enclosing scope, as jinja2 does.
+            auto inner = child(scope);
+            for (const auto & [name, expr] : node.params) inner->set(name, eval(*expr, scope));
+            return exec(node.body, out, inner);
+        }
         case Node::Kind::Passthrough: return exec(node.body, out, scope);
         }
         return Flow::Normal;

@@ -20,10 +20,7 @@ class Parser {
 public:
     Parser(std::vector<Token> tokens, const std::string & origin) : tokens_(std::move(tokens)), origin_(origin) {}
 
-    Body parse() {
-        Body body = parse_body({});
-        return body;
-    }
+    Body parse() { return parse_body({}); }
 
 private:
     // ---- token stream ----------------------------------------------------------------------
@@ -153,6 +150,7 @@ private:
         if (name == "call") return parse_call_block();
         if (name == "filter") return parse_filter_block();
         if (name == "generation") return parse_generation();
+        if (name == "with") return parse_with();
         if (name == "break" || name == "continue") {
             if (loops_ == 0) fail("'" + name + "' outside of a loop");
             auto node = make_node(name == "break" ? Node::Kind::Break : Node::Kind::Continue);
@@ -275,6 +273,22 @@ private:
         expect(Type::BlockEnd, "end of statement block");
         node->body = parse_body({"endfilter"});
         end_tag("endfilter");
+        return node;
+    }
+
+    // `with a = 1, b = 2`: the names hold only inside the block.
+    NodePtr parse_with() {
+        auto node = make_node(Node::Kind::With);
+        next();
+        while (peek().type != Type::BlockEnd) {
+            if (!node->params.empty()) expect_op(",");
+            std::string name = expect_identifier();
+            expect_op("=");
+            node->params.emplace_back(std::move(name), parse_expression());
+        }
+        next();
+        node->body = parse_body({"endwith"});
+        end_tag("endwith");
         return node;
     }
 

@@ -63,6 +63,7 @@ struct Node {
         FilterBlock,  // filter expr: body
         Break,
         Continue,
+        With,         // with params: body, in a scope of its own
         Passthrough,  // transformers' {% generation %}: renders its body
     };
     Kind                                         kind = Kind::Text;
@@ -74,7 +75,7 @@ struct Node {
     ExprPtr                                      cond;
     Body                                         body;
     Body                                         else_body;
-    std::vector<std::pair<std::string, ExprPtr>> params;  // macro parameters and their defaults
+    std::vector<std::pair<std::string, ExprPtr>> params;  // macro parameters and defaults; with's names
 };
 
 // Parses a whole template. InputError "ORIGIN:LINE: template syntax error: ..." on bad syntax,
