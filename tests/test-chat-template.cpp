@@ -197,6 +197,9 @@ TEST(chatTemplateErrors, RuntimeErrorsNameOriginAndLine) {
     expect_input_error([] { render("\n{{ undefined_thing.attr }}"); }, {"t.jinja:2:", "'undefined_thing' is undefined"});
     expect_input_error([] { render("{{ messages.append(1) }}"); }, {"unsafe"});
     expect_input_error([] { render("{{ range(1000000) | length }}"); }, {"Range too big"});
+    // Python's integers are unbounded; paft's are 64-bit and say so rather than wrap.
+    expect_input_error([] { render("{{ 2 ** 64 }}"); }, {"integer overflow"});
+    expect_input_error([] { render("{{ 9223372036854775807 + 1 }}"); }, {"integer overflow"});
 }
 
 TEST(chatTemplateErrors, RaiseExceptionCarriesTheMessage) {

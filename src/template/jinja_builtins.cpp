@@ -21,8 +21,11 @@ void check_defined(const Value & v) {
 
 // ---- numbers ---------------------------------------------------------------------------
 
+// Python's integers are unbounded; paft's are 64-bit and fail rather than wrap.
+[[noreturn]] void overflow_error() { throw RenderError("integer overflow (paft's integers are 64-bit)"); }
+
 int64_t checked(bool overflow, int64_t result) {
-    if (overflow) throw RenderError("integer overflow (paft's integers are 64-bit)");
+    if (overflow) overflow_error();
     return result;
 }
 
@@ -51,11 +54,13 @@ double float_floor_div(double x, double y) {
     return floored;
 }
 
+// base ** exp for exp >= 0 by repeated squaring. Squaring overflows only when the result would.
 Value int_pow(int64_t base, int64_t exp) {
     int64_t result = 1;
-    for (int64_t k = 0; k < exp; ++k) {
-        if (__builtin_mul_overflow(result, base, &result)) throw RenderError("integer overflow (paft's integers are 64-bit)");
-        if (result == 0 || result == 1) break;
+    while (exp > 0) {
+        if ((exp & 1) && __builtin_mul_overflow(result, base, &result)) overflow_error();
+        exp >>= 1;
+        if (exp > 0 && __builtin_mul_overflow(base, base, &base)) overflow_error();
     }
     return Value::integer(result);
 }
