@@ -190,9 +190,9 @@ std::string py_format(const std::string & fmt, const CallArgs & args) {
         if (field.empty()) {
             v = auto_index < args.positional.size() ? &args.positional[auto_index] : nullptr;
             ++auto_index;
-        } else if (std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
-            const size_t index = std::stoul(field);
-            v = index < args.positional.size() ? &args.positional[index] : nullptr;
+        } else if (int64_t index = 0; std::all_of(field.begin(), field.end(), [](char d) { return d >= '0' && d <= '9'; })) {
+            const bool in_range = parse_int(field, index) && static_cast<uint64_t>(index) < args.positional.size();
+            v = in_range ? &args.positional[static_cast<size_t>(index)] : nullptr;
         } else {
             v = args.get(SIZE_MAX, field);
         }
@@ -299,8 +299,10 @@ Value attribute_path(const Value & item, const Value & attribute) {
     for (;;) {
         const size_t      dot  = path.find('.', start);
         const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-        const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
-        v = numeric ? get_item(v, Value::integer(std::stoll(part))) : get_item(v, Value::string(part));
+        int64_t    index   = 0;
+        const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+                             parse_int(part, index);
+        v = numeric ? get_item(v, Value::integer(index)) : get_item(v, Value::string(part));
         if (dot == std::string::npos) return v;
         start = dot + 1;
     }
