@@ -21,32 +21,16 @@ import argparse
 import json
 import os
 import subprocess
-
-import jinja2
-import jinja2.ext
-import jinja2.sandbox
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "template"))
+from render_reference import environment  # noqa: E402  (transformers' Jinja environment)
 DATA = os.path.join(ROOT, "tests", "data", "datasets")
 
 # (name, tokenizer package, template: "npm" = the package's own, else a file in DATA)
 CASES = [("llama2-zephyr", "llama2", "zephyr.jinja"), ("llama3", "llama3", "npm"), ("qwen3", "qwen3", "npm")]
-
-
-def jinja_environment():
-    """The environment transformers renders chat templates in."""
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                       extensions=[jinja2.ext.loopcontrols])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    return env
 
 
 def special_tokens_map(config):
@@ -75,7 +59,7 @@ class Oracle:
         else:
             with open(os.path.join(DATA, template_name), encoding="utf-8") as f:
                 source = f.read()
-        self.template = jinja_environment().from_string(source)
+        self.template = environment().from_string(source)
         self.globals = special_tokens_map(self.config)
         self.eos = self.globals["eos_token"]
         self.npm, self.package = os.path.abspath(npm), package
