@@ -142,9 +142,6 @@ ExampleEncoder::ExampleEncoder(const Tokenizer & tokenizer, const ChatTemplate *
     if (!c.additional_special_tokens.empty()) {
         globals_["additional_special_tokens"] = c.additional_special_tokens;
     }
-    // transformers passes these as None when there are none (so `tools is none` holds).
-    globals_["tools"]     = nullptr;
-    globals_["documents"] = nullptr;
 }
 
 std::optional<ChatTemplate> choose_chat_template(const std::string & choice, const Tokenizer & tokenizer,
