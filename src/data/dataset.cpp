@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 
 namespace paft {
 namespace {
@@ -359,27 +360,32 @@ std::optional<PreferenceExample> ExampleEncoder::encode_preference(const Record 
     return ex;
 }
 
-std::vector<SftExample> load_sft(const std::string & path, const ExampleEncoder & encoder, DataReport & report) {
-    std::vector<SftExample> examples;
+namespace {
+
+// Every record of the file through `encode`; the examples it does not skip.
+template <typename Example>
+std::vector<Example> load_examples(const std::string & path, DataReport & report,
+                                   const std::function<std::optional<Example>(const Record &)> & encode) {
+    std::vector<Example> examples;
     for (const Record & r : read_records(path)) {
         report.records++;
-        if (auto ex = encoder.encode_sft(r, report)) {
+        if (auto ex = encode(r)) {
             examples.push_back(std::move(*ex));
         }
     }
     return examples;
 }
 
+}  // namespace
+
+std::vector<SftExample> load_sft(const std::string & path, const ExampleEncoder & encoder, DataReport & report) {
+    return load_examples<SftExample>(path, report, [&](const Record & r) { return encoder.encode_sft(r, report); });
+}
+
 std::vector<PreferenceExample> load_preferences(const std::string & path, const ExampleEncoder & encoder,
                                                 DataReport & report) {
-    std::vector<PreferenceExample> examples;
-    for (const Record & r : read_records(path)) {
-        report.records++;
-        if (auto ex = encoder.encode_preference(r, report)) {
-            examples.push_back(std::move(*ex));
-        }
-    }
-    return examples;
+    return load_examples<PreferenceExample>(path, report,
+                                            [&](const Record & r) { return encoder.encode_preference(r, report); });
 }
 
 }  // namespace paft

@@ -1,7 +1,7 @@
 #include "tokenizer/added_tokens.h"
 
 #include "tokenizer/regex.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 #include <algorithm>
 

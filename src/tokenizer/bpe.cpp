@@ -1,7 +1,7 @@
 #include "tokenizer/bpe.h"
 
 #include "io/json_snippet.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 #include <fmt/format.h>
 

@@ -2,7 +2,7 @@
 
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pattern.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 #include <algorithm>
 #include <optional>

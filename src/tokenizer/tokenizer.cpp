@@ -15,7 +15,7 @@
 #include "tokenizer/post_processor.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer_config.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 #include <fmt/format.h>
 
@@ -181,7 +181,7 @@ Tokenizer Tokenizer::from_files(const std::string & tokenizer_json_path, const s
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
-    if (const size_t valid = tok::valid_utf8_prefix(text); valid != text.size()) {
+    if (const size_t valid = valid_utf8_prefix(text); valid != text.size()) {
         throw InputError(fmt::format("text to tokenize is not valid UTF-8 (at byte {})", valid));
     }
     std::vector<int32_t> ids;

@@ -1,9 +1,9 @@
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 #include <cstdint>
 #include <cstring>
 
-namespace paft::tok {
+namespace paft {
 namespace {
 
 // Length of the well-formed sequence at s[i], or of its maximal ill-formed subpart as a negative
@@ -105,4 +105,4 @@ bool is_whitespace(char32_t cp) {
            cp == 0x3000;
 }
 
-}  // namespace paft::tok
+}  // namespace paft

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-namespace paft::tok {
+namespace paft {
 
 // Length of the valid UTF-8 prefix of `s` (s.size() when all of it is valid). Refuses overlong
 // forms, surrogates and code points above U+10FFFF, as Rust's str and JS's TextDecoder do.
@@ -45,4 +45,4 @@ std::string utf8_lossy(std::string_view bytes);
 // Unicode White_Space (Rust's char::is_whitespace).
 bool is_whitespace(char32_t cp);
 
-}  // namespace paft::tok
+}  // namespace paft
