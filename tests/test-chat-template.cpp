@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -241,6 +242,26 @@ TEST(chatTemplate, CopiesShareTheParsedTemplate) {
     ChatTemplate       b = a;
     EXPECT_EQ(b.render(ordered_json::array({1, 2}), false, ordered_json::object()), "2");
     EXPECT_EQ(a.origin(), b.origin());
+}
+
+// One parsed template, rendered from several threads at once (a data loader's workers).
+TEST(chatTemplate, RendersConcurrently) {
+    const ChatTemplate tmpl = ChatTemplate::parse(
+        "{% set ns = namespace(n=0) %}{% macro m(x) %}<{{ x }}>{% endmacro %}"
+        "{% for msg in messages %}{% set ns.n = ns.n + 1 %}{{ m(msg.content | upper) }}{{ ns.n }}{% endfor %}",
+        "concurrent");
+    const ordered_json messages = ordered_json::parse(R"([{"role":"user","content":"a"},{"role":"assistant","content":"b"}])");
+    const std::string  want     = tmpl.render(messages, false, ordered_json::object());
+    EXPECT_EQ(want, "<A>1<B>2");
+    std::vector<std::thread> threads;
+    std::vector<int>         mismatches(8, 0);
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            for (int k = 0; k < 200; ++k) mismatches[t] += tmpl.render(messages, false, ordered_json::object()) != want;
+        });
+    }
+    for (auto & thread : threads) thread.join();
+    EXPECT_EQ(mismatches, std::vector<int>(8, 0));
 }
 
 TEST(chatTemplate, InputMustBeAnArray) {

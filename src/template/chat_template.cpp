@@ -7,17 +7,18 @@
 
 namespace paft {
 
+// Parsed once, never changed: copies of a ChatTemplate share it, also across threads.
 struct ChatTemplate::Impl {
-    std::string  origin;
-    jinja::Body  body;
+    std::string origin;
+    jinja::Body body;
 };
 
 ChatTemplate::ChatTemplate(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
-ChatTemplate::ChatTemplate(const ChatTemplate &)             = default;
-ChatTemplate & ChatTemplate::operator=(const ChatTemplate &) = default;
-ChatTemplate::ChatTemplate(ChatTemplate &&) noexcept         = default;
+ChatTemplate::ChatTemplate(const ChatTemplate &)                 = default;
+ChatTemplate & ChatTemplate::operator=(const ChatTemplate &)     = default;
+ChatTemplate::ChatTemplate(ChatTemplate &&) noexcept             = default;
 ChatTemplate & ChatTemplate::operator=(ChatTemplate &&) noexcept = default;
-ChatTemplate::~ChatTemplate()                                = default;
+ChatTemplate::~ChatTemplate()                                    = default;
 
 ChatTemplate ChatTemplate::parse(std::string_view source, std::string origin) {
     auto impl    = std::make_shared<Impl>();

@@ -508,7 +508,7 @@ const char * const kFilters[] = {"length", "count",   "trim",   "upper",   "lowe
                                  "int",    "float",   "list",   "map",     "select",  "reject",     "selectattr",
                                  "rejectattr", "items", "replace", "round", "abs",    "unique",     "sort",
                                  "safe",   "indent",  "reverse", "sum",    "min",     "max",        "attr",
-                                 "escape", "e"};
+                                 "escape", "e",     "format"};
 
 const char * const kTests[] = {"defined", "undefined", "none",    "string",  "mapping", "iterable", "sequence",
                                "number",  "integer",   "float",   "boolean", "true",    "false",    "odd",
@@ -534,6 +534,7 @@ Value binary_op(const std::string & op, const Value & a, const Value & b) {
     if (op == "<=") return Value::boolean(!less(b, a));
     if (op == ">=") return Value::boolean(!less(a, b));
     if (a.is_number() && b.is_number()) return arithmetic(op, a, b);
+    if (op == "%" && a.is_string()) return Value::string(py_percent_format(a.str, b));
     if (op == "+") {
         if (a.is_string() && b.is_string()) return Value::string(a.str + b.str);
         if (a.is_sequence() && a.kind == b.kind) {
@@ -656,6 +657,13 @@ Value apply_filter(const std::string & name, const Value & v, const CallArgs & a
     if (name == "tojson") return tojson_filter(v, args);
     if (name == "string" || name == "safe") return Value::string(to_str(v));
     if (name == "escape" || name == "e") return Value::string(html_escape(to_str(v)));
+    if (name == "format") {
+        // jinja2: value % (kwargs or args).
+        if (!args.positional.empty() && !args.keyword.empty()) type_error("can't handle positional and keyword arguments at the same time");
+        Dict named;
+        for (const auto & [k, val] : args.keyword) named.set(Value::string(k), val);
+        return Value::string(py_percent_format(to_str(v), args.keyword.empty() ? Value::make_tuple(args.positional) : Value::make_dict(std::move(named))));
+    }
     if (name == "int") return int_filter(v, args);
     if (name == "float") return float_filter(v, args);
     if (name == "list") return Value::make_list(iterate(v));

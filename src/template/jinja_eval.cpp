@@ -58,6 +58,13 @@ class Evaluator {
 public:
     explicit Evaluator(const std::string & origin) : origin_(origin) {}
 
+    // A macro is kept in the scope it captures, and a namespace may hold itself: reference
+    // cycles that would outlive the render, so they are cut when it ends.
+    ~Evaluator() {
+        for (const ScopePtr & scope : macro_scopes_) scope->vars.clear();
+        for (const std::shared_ptr<Dict> & ns : namespaces_) ns->items.clear();
+    }
+
     std::string run(const Body & body, const Dict & variables) {
         auto globals = std::make_shared<Scope>();
         add_globals(*globals);
@@ -79,7 +86,11 @@ private:
 
     void add_globals(Scope & scope) {
         scope.set("range", Value::function([](const CallArgs & args) { return range(args); }));
-        scope.set("namespace", Value::function([](const CallArgs & args) { return Value::make_namespace(kwargs_dict(args)); }));
+        scope.set("namespace", Value::function([this](const CallArgs & args) {
+                      Value ns = Value::make_namespace(kwargs_dict(args));
+                      namespaces_.push_back(ns.dict);
+                      return ns;
+                  }));
         scope.set("dict", Value::function([](const CallArgs & args) { return Value::make_dict(kwargs_dict(args)); }));
         scope.set("raise_exception", Value::function([](const CallArgs & args) -> Value {
                       const Value * msg = args.get(0, "message");
@@ -257,6 +268,7 @@ private:
     // ---- macros ----------------------------------------------------------------------------
 
     Value make_macro(const Node & node, const ScopePtr & defined_in) {
+        macro_scopes_.push_back(defined_in);
         const Node * macro = &node;
         return Value::function([this, macro, defined_in](const CallArgs & args) { return call_macro(*macro, defined_in, args); });
     }
@@ -410,6 +422,8 @@ private:
     int                 line_       = 1;
     int                 call_depth_ = 0;
     Value               block_input_;
+    std::vector<ScopePtr>              macro_scopes_;
+    std::vector<std::shared_ptr<Dict>> namespaces_;
 };
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "template/jinja_strings.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 namespace paft::jinja {
@@ -268,6 +270,128 @@ std::string html_escape(const std::string & s) {
         default: out += c;
         }
     }
+    return out;
+}
+
+namespace {
+
+struct PercentSpec {
+    std::string key;    // %(key)s
+    std::string flags;  // of "-+ #0"
+    int         width     = 0;
+    int         precision = -1;
+    char        type      = 's';
+};
+
+// Pads `text` to the spec's width with spaces (left-aligned with '-'), counting code points.
+std::string pad(const std::string & text, const PercentSpec & spec) {
+    const size_t len = code_points(text).size();
+    if (static_cast<size_t>(spec.width) <= len) return text;
+    const std::string fill(static_cast<size_t>(spec.width) - len, ' ');
+    return spec.flags.find('-') != std::string::npos ? text + fill : fill + text;
+}
+
+std::string format_number(const Value & v, const PercentSpec & spec) {
+    const char t = spec.type;
+    const bool integral_type = t == 'd' || t == 'i' || t == 'u' || t == 'x' || t == 'X' || t == 'o';
+    if (!v.is_number()) throw RenderError(std::string("%") + t + " format: a real number is required, not " + type_name(v));
+    std::string fmt = "%";
+    fmt += spec.flags;
+    if (spec.width) fmt += std::to_string(spec.width);
+    if (spec.precision >= 0) {
+        fmt += '.';
+        fmt += std::to_string(spec.precision);
+    }
+    // Sized by a first call: widths and precisions are bounded, but %f of 1e308 is long.
+    auto print = [&](auto x) {
+        std::string out(static_cast<size_t>(std::snprintf(nullptr, 0, fmt.c_str(), x)), '\0');
+        std::snprintf(out.data(), out.size() + 1, fmt.c_str(), x);
+        return out;
+    };
+    if (integral_type) {
+        if (v.kind == Value::Kind::Float && !(std::fabs(v.f) < 9.2e18)) throw RenderError("cannot convert float " + float_repr(v.f) + " to integer");
+        fmt += std::string("ll") + (t == 'i' || t == 'u' ? 'd' : t);
+        return print(v.kind == Value::Kind::Float ? static_cast<long long>(v.f) : static_cast<long long>(v.as_int()));
+    }
+    fmt += t;
+    return print(v.as_double());
+}
+
+std::string format_one(const Value & v, const PercentSpec & spec) {
+    switch (spec.type) {
+    case 's':
+    case 'r':
+    case 'a': {
+        std::string text = spec.type == 's' ? to_str(v) : repr(v);
+        if (spec.precision >= 0) {
+            const auto cps = code_points(text);
+            text.clear();
+            for (size_t k = 0; k < cps.size() && k < static_cast<size_t>(spec.precision); ++k) text += cps[k];
+        }
+        return pad(text, spec);
+    }
+    case 'c':
+        if (v.is_string() && code_points(v.str).size() == 1) return pad(v.str, spec);
+        if (v.is_integral() && v.as_int() >= 0 && v.as_int() <= 0x10FFFF) return pad(encode_utf8(static_cast<uint32_t>(v.as_int())), spec);
+        throw RenderError("%c requires an int or a unicode character");
+    default: return format_number(v, spec);
+    }
+}
+
+}  // namespace
+
+std::string py_percent_format(const std::string & fmt, const Value & args) {
+    const bool   tuple = args.kind == Value::Kind::Tuple;
+    const List   empty;
+    const List & items = tuple ? *args.list : empty;
+    size_t       next  = 0;
+    bool         used_single = false;
+    std::string  out;
+    for (size_t k = 0; k < fmt.size(); ++k) {
+        if (fmt[k] != '%') {
+            out += fmt[k];
+            continue;
+        }
+        if (++k >= fmt.size()) throw RenderError("incomplete format");
+        PercentSpec spec;
+        if (fmt[k] == '(') {
+            const size_t close = fmt.find(')', k);
+            if (close == std::string::npos) throw RenderError("incomplete format key");
+            spec.key = fmt.substr(k + 1, close - k - 1);
+            k        = close + 1;
+        }
+        for (; k < fmt.size() && std::string_view("-+ #0").find(fmt[k]) != std::string_view::npos; ++k) spec.flags += fmt[k];
+        for (; k < fmt.size() && fmt[k] >= '0' && fmt[k] <= '9'; ++k) spec.width = std::min(spec.width * 10 + (fmt[k] - '0'), 10000);
+        if (k < fmt.size() && fmt[k] == '.') {
+            spec.precision = 0;
+            for (++k; k < fmt.size() && fmt[k] >= '0' && fmt[k] <= '9'; ++k) spec.precision = std::min(spec.precision * 10 + (fmt[k] - '0'), 400);
+        }
+        if (k >= fmt.size()) throw RenderError("incomplete format");
+        spec.type = fmt[k];
+        if (spec.type == '%') {
+            out += '%';
+            continue;
+        }
+        if (std::string_view("sradiufFeEgGxXoc").find(spec.type) == std::string_view::npos) {
+            throw RenderError(std::string("unsupported format character '") + spec.type + "'");
+        }
+        const Value * v = nullptr;
+        if (!spec.key.empty()) {
+            if (!args.is_dict()) throw RenderError("format requires a mapping");
+            v = args.dict->find(spec.key);
+            if (!v) throw RenderError("KeyError: '" + spec.key + "'");
+        } else if (tuple) {
+            if (next >= items.size()) throw RenderError("not enough arguments for format string");
+            v = &items[next++];
+        } else {
+            if (used_single) throw RenderError("not enough arguments for format string");
+            used_single = true;
+            v           = &args;
+        }
+        out += format_one(*v, spec);
+    }
+    if (tuple && next < items.size()) throw RenderError("not all arguments converted during string formatting");
+    if (!tuple && !args.is_dict() && !used_single) throw RenderError("not all arguments converted during string formatting");
     return out;
 }
 

@@ -36,6 +36,10 @@ bool parse_int(const std::string & text, int64_t & out);
 bool parse_float(const std::string & text, double & out);
 // str.splitlines(): every Unicode line boundary.
 std::vector<std::string> split_lines(const std::string & s);
+// Python's printf-style `fmt % args`: `args` a tuple (one value per conversion), a dict (for
+// %(name)s) or a single value. Conversions s r a d i u f F e E g G x X o c %, with flags, width
+// and precision.
+std::string py_percent_format(const std::string & fmt, const Value & args);
 // markupsafe's escape: & < > " ' as HTML entities.
 std::string html_escape(const std::string & s);
 
