@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "io/fs.h"
 #include "template/chat_template.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
@@ -157,17 +158,6 @@ std::string case_name(const ::testing::TestParamInfo<std::string> & info) { retu
 INSTANTIATE_TEST_SUITE_P(chatTemplate, OracleCase, ::testing::ValuesIn(case_names()), case_name);
 
 // ---- paft's own checks ---------------------------------------------------------------------
-
-// Runs `fn`, expecting an InputError whose message contains every one of `parts`.
-void expect_input_error(const std::function<void()> & fn, std::initializer_list<std::string> parts) {
-    try {
-        fn();
-        ADD_FAILURE() << "no InputError thrown";
-    } catch (const InputError & e) {
-        const std::string message = e.what();
-        for (const std::string & part : parts) EXPECT_NE(message.find(part), std::string::npos) << message;
-    }
-}
 
 std::string render(const std::string & source, const ordered_json & messages = ordered_json::array(),
                    const ordered_json & globals = ordered_json::object()) {

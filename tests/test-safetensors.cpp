@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "io/fs.h"
 #include "io/safetensors.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace paft;
@@ -66,17 +67,6 @@ protected:
 
     fs::path dir_;
 };
-
-// Runs `fn`, expecting an InputError whose message contains every one of `parts`.
-void expect_input_error(const std::function<void()> & fn, std::initializer_list<std::string> parts) {
-    try {
-        fn();
-        ADD_FAILURE() << "no InputError thrown";
-    } catch (const InputError & e) {
-        const std::string message = e.what();
-        for (const std::string & part : parts) EXPECT_NE(message.find(part), std::string::npos) << message;
-    }
-}
 
 // Little-endian bytes of values of type T.
 template <typename T> std::string le_bytes(std::initializer_list<T> values) {

@@ -1,9 +1,16 @@
 // Small helpers shared by the tests.
 #pragma once
 
+#include "core/error.h"
+
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <limits>
+#include <string>
 #include <vector>
 
 // max(a, b) that lets a NaN through (std::max drops it when it is the second argument), so an
@@ -39,4 +46,17 @@ inline double rel_error(const float * got, const std::vector<float> & want, cons
         }
     }
     return rel_error(g, w);
+}
+
+// Runs `fn`, expecting a paft::InputError whose message contains every one of `parts`.
+inline void expect_input_error(const std::function<void()> & fn, std::initializer_list<std::string> parts) {
+    try {
+        fn();
+        ADD_FAILURE() << "no InputError thrown";
+    } catch (const paft::InputError & e) {
+        const std::string message = e.what();
+        for (const std::string & part : parts) {
+            EXPECT_NE(message.find(part), std::string::npos) << message;
+        }
+    }
 }

@@ -207,14 +207,9 @@ std::unique_ptr<Decoder> parse_decoder(const json & config, const std::string & 
         return std::make_unique<Metaspace>(reader.string(config, path, "replacement"), strip_first);
     }
     if (type == "Sequence") {
-        const json & list = reader.require(config, path, "decoders");
-        if (!list.is_array()) {
-            reader.fail(path + ".decoders", "must be a list");
-        }
         std::vector<std::unique_ptr<Decoder>> steps;
-        for (size_t i = 0; i < list.size(); ++i) {
-            steps.push_back(parse_decoder(list[i], path + ".decoders[" + std::to_string(i) + "]", reader));
-        }
+        reader.for_each(config, path, "decoders",
+                        [&](const json & item, const std::string & at) { steps.push_back(parse_decoder(item, at, reader)); });
         return std::make_unique<Sequence>(std::move(steps));
     }
     reader.unsupported(path, type);

@@ -33,6 +33,18 @@ const json & JsonReader::require(const json & obj, const std::string & path, con
     return *value;
 }
 
+void JsonReader::for_each(const json & obj, const std::string & path, const char * key,
+                          const std::function<void(const json &, const std::string &)> & each) const {
+    const json &      list = require(obj, path, key);
+    const std::string at   = join(path, key);
+    if (!list.is_array()) {
+        fail(at, "must be a list");
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+        each(list[i], at + "[" + std::to_string(i) + "]");
+    }
+}
+
 std::string JsonReader::string(const json & obj, const std::string & path, const char * key) const {
     const json & value = require(obj, path, key);
     if (!value.is_string()) {

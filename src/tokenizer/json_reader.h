@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -23,6 +24,9 @@ public:
     const json & require(const json & obj, const std::string & path, const char * key) const;
     // obj[key], or nullptr when missing or null.
     const json * find(const json & obj, const std::string & path, const char * key) const;
+    // obj[key], which must be a list: each(element, its path "PATH.KEY[i]") for every element.
+    void for_each(const json & obj, const std::string & path, const char * key,
+                  const std::function<void(const json &, const std::string &)> & each) const;
 
     std::string                string(const json & obj, const std::string & path, const char * key) const;
     std::optional<std::string> opt_string(const json & obj, const std::string & path, const char * key) const;

@@ -64,14 +64,10 @@ std::unique_ptr<Normalizer> parse_normalizer(const json & config, const std::str
         return std::make_unique<Replace>(parse_pattern(config, path, reader), reader.string(config, path, "content"));
     }
     if (type == "Sequence") {
-        const json & list = reader.require(config, path, "normalizers");
-        if (!list.is_array()) {
-            reader.fail(path + ".normalizers", "must be a list");
-        }
         std::vector<std::unique_ptr<Normalizer>> steps;
-        for (size_t i = 0; i < list.size(); ++i) {
-            steps.push_back(parse_normalizer(list[i], path + ".normalizers[" + std::to_string(i) + "]", reader));
-        }
+        reader.for_each(config, path, "normalizers", [&](const json & item, const std::string & at) {
+            steps.push_back(parse_normalizer(item, at, reader));
+        });
         return std::make_unique<Sequence>(std::move(steps));
     }
     reader.unsupported(path, type);

@@ -51,13 +51,9 @@ void parse_post_processor(const json & config, const std::string & path, const J
     } else if (type == "ByteLevel") {
         // Only offsets change.
     } else if (type == "Sequence") {
-        const json & list = reader.require(config, path, "processors");
-        if (!list.is_array()) {
-            reader.fail(path + ".processors", "must be a list");
-        }
-        for (size_t i = 0; i < list.size(); ++i) {
-            parse_post_processor(list[i], path + ".processors[" + std::to_string(i) + "]", reader, out);
-        }
+        reader.for_each(config, path, "processors", [&](const json & item, const std::string & at) {
+            parse_post_processor(item, at, reader, out);
+        });
     } else {
         reader.unsupported(path, type);
     }

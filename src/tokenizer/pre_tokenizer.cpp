@@ -265,14 +265,10 @@ std::unique_ptr<PreTokenizer> parse_pre_tokenizer(const json & config, const std
         return parse_metaspace(config, path, reader);
     }
     if (type == "Sequence") {
-        const json & list = reader.require(config, path, "pretokenizers");
-        if (!list.is_array()) {
-            reader.fail(path + ".pretokenizers", "must be a list");
-        }
         std::vector<std::unique_ptr<PreTokenizer>> steps;
-        for (size_t i = 0; i < list.size(); ++i) {
-            steps.push_back(parse_pre_tokenizer(list[i], path + ".pretokenizers[" + std::to_string(i) + "]", reader));
-        }
+        reader.for_each(config, path, "pretokenizers", [&](const json & item, const std::string & at) {
+            steps.push_back(parse_pre_tokenizer(item, at, reader));
+        });
         return std::make_unique<Sequence>(std::move(steps));
     }
     reader.unsupported(path, type);
