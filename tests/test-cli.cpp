@@ -809,8 +809,8 @@ TEST_F(Cli, TokenizeShowsTheLossMask) {
 }
 
 TEST_F(Cli, TokenizeBadInput) {
-    // The whole file is read first: a broken line stops everything before any example is used.
-    fs::path data = write_data("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}\n{oops\n");
+    // Records are read in order: the first bad one stops the run.
+    fs::path data = write_data("{\"text\":\"fine\"}\n{oops\n{\"text\":\"fine\"}\n");
     expect_input_error(run({"tokenize", "--tokenizer", kNpm + "qwen3/models", "--data", data.string()}),
                        {data.string() + ":2", "not valid JSON"});
     data = write_data("{\"text\":\"fine\"}\n{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}\n");

@@ -11,6 +11,8 @@
 #include "model/transformer.h"
 #include "core/backend.h"
 
+#include "test_util.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -326,6 +328,19 @@ TEST(DatasetInput, ArrayFilesNameTheElement) {
     }
     path = temp_file("good.json", R"([{"text": "one"}, {"text": "two"}])");
     EXPECT_EQ(load_sft(path, s.encoder(), report).size(), 2u);
+}
+
+TEST(DatasetInput, FilesAndFormats) {
+    EXPECT_EQ(detect_file_format(kData + "/pref.jsonl"), DataFormat::preference);
+    EXPECT_EQ(detect_file_format(kData + "/sft.jsonl"), DataFormat::sft);
+    EXPECT_EQ(detect_file_format(temp_file("empty.jsonl", "\n\n")), DataFormat::sft);
+    // Windows line ends and blank lines; line numbers count every line.
+    auto records = read_records(temp_file("crlf.jsonl", "{\"text\": \"a\"}\r\n\r\n{\"text\": \"b\"}\r\n"));
+    ASSERT_EQ(records.size(), 2u);
+    EXPECT_EQ(records[1].value["text"], "b");
+    EXPECT_NE(records[1].where.find("crlf.jsonl:3"), std::string::npos) << records[1].where;
+    expect_input_error([] { read_records("/nonexistent/data.jsonl"); }, {"/nonexistent/data.jsonl"});
+    expect_input_error([] { read_records(std::filesystem::temp_directory_path().string()); }, {"not a file"});
 }
 
 TEST(DatasetInput, ConversationWithoutTemplateAsksForOne) {

@@ -175,11 +175,9 @@ void show_data(const Tokenizer & tok, const TokenizeOptions & o, Output & out) {
     options.completion_only_loss = !o.all_tokens;
     ExampleEncoder encoder(tok, chat ? &*chat : nullptr, options);
     DataReport     report;
-    DataFormat     format = o.format == "pref" ? DataFormat::preference : DataFormat::sft;
-    if (o.format == "auto") {
-        const auto records = read_records(o.data);
-        format             = !records.empty() ? detect_format(records[0]) : DataFormat::sft;
-    }
+    const DataFormat format = o.format == "auto" ? detect_file_format(o.data)
+                              : o.format == "pref" ? DataFormat::preference
+                                                   : DataFormat::sft;
     if (format == DataFormat::preference) {
         if (o.packing) {
             throw InputError("--packing is for SFT data (TRL does not pack preference pairs)");

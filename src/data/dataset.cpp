@@ -145,6 +145,15 @@ ExampleEncoder::ExampleEncoder(const Tokenizer & tokenizer, const ChatTemplate *
     }
 }
 
+DataFormat detect_file_format(const std::string & path) {
+    DataFormat format = DataFormat::sft;
+    for_each_record(path, [&](Record && r) {
+        format = detect_format(r);
+        return false;
+    });
+    return format;
+}
+
 std::optional<ChatTemplate> choose_chat_template(const std::string & choice, const Tokenizer & tokenizer,
                                                  const std::string & tokenizer_dir) {
     if (choice.empty()) {
@@ -367,12 +376,13 @@ template <typename Example>
 std::vector<Example> load_examples(const std::string & path, DataReport & report,
                                    const std::function<std::optional<Example>(const Record &)> & encode) {
     std::vector<Example> examples;
-    for (const Record & r : read_records(path)) {
+    for_each_record(path, [&](Record && r) {
         report.records++;
         if (auto ex = encode(r)) {
             examples.push_back(std::move(*ex));
         }
-    }
+        return true;
+    });
     return examples;
 }
 

@@ -53,6 +53,7 @@ struct DataReport {
 };
 
 DataFormat detect_format(const Record & record);  // preference when it has chosen and rejected
+DataFormat detect_file_format(const std::string & path);  // by the file's first record (SFT when empty)
 
 // The chat template to use: `choice` names a built-in template or a Jinja file; empty = the
 // tokenizer's own (nullopt when it has none).

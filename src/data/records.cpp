@@ -1,9 +1,13 @@
 #include "data/records.h"
 
 #include "core/error.h"
-#include "io/fs.h"
 
 #include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 
 namespace paft {
 namespace {
@@ -15,61 +19,72 @@ bool is_blank(std::string_view s) {
 }
 
 // A JSON array file: the whole text is one array of objects.
-std::vector<Record> read_array(const std::string & path, const std::string & text) {
+void each_in_array(const std::string & path, std::istream & in, const std::function<bool(Record &&)> & each) {
     ojson all;
     try {
-        all = ojson::parse(text);
+        all = ojson::parse(in);
     } catch (const ojson::parse_error & e) {
         throw InputError(fmt::format("{}: not valid JSON (at byte {})", path, e.byte));
     }
-    std::vector<Record> records;
     for (size_t i = 0; i < all.size(); i++) {
         std::string where = fmt::format("{}: element {}", path, i + 1);
         if (!all[i].is_object()) {
             throw InputError(fmt::format("{}: expected an object", where));
         }
-        records.push_back({std::move(all[i]), std::move(where)});
+        if (!each({std::move(all[i]), std::move(where)})) {
+            return;
+        }
     }
-    return records;
 }
 
-std::vector<Record> read_lines(const std::string & path, const std::string & text) {
-    std::vector<Record> records;
-    size_t              start = 0;
-    for (int line = 1; start < text.size(); line++) {
-        size_t end = text.find('\n', start);
-        if (end == std::string::npos) {
-            end = text.size();
-        }
-        std::string_view content(text.data() + start, end - start);
-        start = end + 1;
-        if (is_blank(content)) {
+void each_line(const std::string & path, std::istream & in, const std::function<bool(Record &&)> & each) {
+    std::string line;
+    for (long number = 1; std::getline(in, line); number++) {
+        if (is_blank(line)) {
             continue;
         }
-        std::string where = fmt::format("{}:{}", path, line);
+        std::string where = fmt::format("{}:{}", path, number);
         ojson       value;
         try {
-            value = ojson::parse(content);
+            value = ojson::parse(line);
         } catch (const ojson::parse_error & e) {
             throw InputError(fmt::format("{}: not valid JSON (column {})", where, e.byte));
         }
         if (!value.is_object()) {
             throw InputError(fmt::format("{}: expected a JSON object", where));
         }
-        records.push_back({std::move(value), std::move(where)});
+        if (!each({std::move(value), std::move(where)})) {
+            return;
+        }
     }
-    return records;
 }
 
 }  // namespace
 
-std::vector<Record> read_records(const std::string & path) {
-    const std::string text  = read_file(path);
-    const size_t      first = text.find_first_not_of(" \t\r\n");
-    if (first != std::string::npos && text[first] == '[') {
-        return read_array(path, text);
+void for_each_record(const std::string & path, const std::function<bool(Record &&)> & each) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in || !std::filesystem::is_regular_file(path)) {
+        throw InputError(fmt::format("cannot read {}: {}", path, in ? "not a file" : std::strerror(errno)));
     }
-    return read_lines(path, text);
+    // The first non-blank character tells the two layouts apart.
+    char c = 0;
+    while (in.get(c) && std::isspace((unsigned char) c)) {
+    }
+    in.clear();
+    in.seekg(0);
+    c == '[' ? each_in_array(path, in, each) : each_line(path, in, each);
+    if (in.bad()) {
+        throw InputError(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+    }
+}
+
+std::vector<Record> read_records(const std::string & path) {
+    std::vector<Record> records;
+    for_each_record(path, [&](Record && r) {
+        records.push_back(std::move(r));
+        return true;
+    });
+    return records;
 }
 
 }  // namespace paft

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,8 +15,12 @@ struct Record {
     std::string            where;  // "FILE:LINE" or "FILE: element N" (1-based)
 };
 
-// Reads every record; blank lines are skipped. Invalid JSON or a non-object record is an
-// InputError naming the file and line (or element).
+// Calls `each` with every record in file order until it returns false. JSON Lines files are
+// streamed (a large dataset is never held whole as JSON); blank lines are skipped. Invalid JSON or
+// a non-object record is an InputError naming the file and line (or element).
+void for_each_record(const std::string & path, const std::function<bool(Record &&)> & each);
+
+// Every record of the file.
 std::vector<Record> read_records(const std::string & path);
 
 }  // namespace paft
