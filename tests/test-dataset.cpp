@@ -33,14 +33,7 @@ std::string npm_models(const std::string & package) {
 }
 
 std::vector<json> read_jsonl(const std::string & path) {
-    std::vector<json> out;
-    std::ifstream     in(path);
-    for (std::string line; std::getline(in, line);) {
-        if (!line.empty()) {
-            out.push_back(json::parse(line));
-        }
-    }
-    return out;
+    return json_lines(read_file(path));
 }
 
 std::vector<int32_t> ids_of(const json & j) {
@@ -270,10 +263,10 @@ TEST(Packing, PackedRowsScoreLikeSeparateSequences) {
 
 // ------------------------------------------------------------------ bad input
 
+// Writes a file into a folder of this test process (named after the first test that asks).
 std::string temp_file(const std::string & name, const std::string & content) {
-    auto dir = std::filesystem::temp_directory_path() / "paft-test-dataset";
-    std::filesystem::create_directories(dir);
-    std::string path = (dir / name).string();
+    static const std::filesystem::path dir = fresh_test_folder("paft-dataset");
+    std::string                        path = (dir / name).string();
     std::ofstream(path) << content;
     return path;
 }

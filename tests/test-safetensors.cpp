@@ -32,12 +32,7 @@ float    bits_f32(uint32_t u) { return std::bit_cast<float>(u); }
 // A fresh, empty folder per test, removed afterwards.
 class SafetensorsTest : public ::testing::Test {
 protected:
-    void SetUp() override {
-        const auto * test = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = fs::temp_directory_path() / ("paft-st-" + std::to_string(::getpid()) + "-" + test->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-    }
+    void SetUp() override { dir_ = fresh_test_folder("paft-st"); }
     void TearDown() override { fs::remove_all(dir_); }
 
     std::string path(const std::string & name) const { return (dir_ / name).string(); }

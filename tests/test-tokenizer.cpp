@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "tokenizer/nfc.h"
 #include "tokenizer/tokenizer.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using json   = nlohmann::json;
@@ -201,12 +202,7 @@ TEST(tokenizerNfc, HandCheckedCases) {
 // name lets `ctest -R tokenizer` select these tests.)
 class tokenizerTiny : public ::testing::Test {
 protected:
-    void SetUp() override {
-        const auto * test = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = fs::temp_directory_path() / ("paft-tok-" + std::to_string(::getpid()) + "-" + test->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-    }
+    void SetUp() override { dir_ = fresh_test_folder("paft-tok"); }
     void TearDown() override { fs::remove_all(dir_); }
 
     std::string write(const std::string & name, const std::string & text) const {

@@ -4,14 +4,19 @@
 #include "core/error.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <initializer_list>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 // max(a, b) that lets a NaN through (std::max drops it when it is the second argument), so an
 // error measure built from it cannot hide NaN results.
@@ -46,6 +51,31 @@ inline double rel_error(const float * got, const std::vector<float> & want, cons
         }
     }
     return rel_error(g, w);
+}
+
+// A fresh, empty folder for the running test: TMP/PREFIX-PID-TEST (ctest runs tests in parallel).
+inline std::filesystem::path fresh_test_folder(const std::string & prefix) {
+    const auto * test = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = prefix + "-" + std::to_string(::getpid()) + "-" + test->test_suite_name() + "." + test->name();
+    for (char & c : name) {
+        c = c == '/' ? '_' : c;  // parameterised tests are named Suite/Test/param
+    }
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() / name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+// The JSON values of a JSON-lines text (blank lines skipped).
+inline std::vector<nlohmann::json> json_lines(const std::string & text) {
+    std::vector<nlohmann::json> out;
+    std::istringstream          in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (!line.empty()) {
+            out.push_back(nlohmann::json::parse(line));
+        }
+    }
+    return out;
 }
 
 // Runs `fn`, expecting a paft::InputError whose message contains every one of `parts`.

@@ -24,13 +24,20 @@ struct TokenizeOptions {
     bool        json = false, no_special_tokens = false, all_tokens = false, packing = false;
 };
 
+// Standard output, written in chunks of about a megabyte (a large dataset's --json stays small in
+// memory); write errors are run-time failures.
 class Output {
 public:
     explicit Output(bool color) : color_(color) {}
-    void text(const std::string & s) { out_ += s; }
+    void text(const std::string & s) {
+        out_ += s;
+        if (out_.size() > (1u << 20)) {
+            flush();
+        }
+    }
     // A run of trained tokens: green on a terminal, [[...]] otherwise.
     void trained(const std::string & s) {
-        out_ += color_ ? fmt::format(fmt::fg(fmt::terminal_color::green), "{}", s) : "[[" + s + "]]";
+        text(color_ ? fmt::format(fmt::fg(fmt::terminal_color::green), "{}", s) : "[[" + s + "]]");
     }
     void flush() {
         if (std::fwrite(out_.data(), 1, out_.size(), stdout) != out_.size() || std::fflush(stdout) != 0) {
