@@ -1,0 +1,45 @@
+// Merging task deltas into a base model, as mergekit's methods define them, one tensor at a time.
+// For LoRA adapters the delta of a targeted weight is s * B * A ([out, in]); every other tensor
+// has no delta and stays the base's.
+//
+// Methods (mergekit names and defaults; docs/MERGING.md):
+//   linear            sum_i w_i (base + d_i) / sum_i w_i          (normalize: true)
+//   task_arithmetic   base + lambda * sum_i w_i d_i                (normalize: false)
+//   ties              trim each d_i to its top density share by magnitude, elect the sign of
+//                     sum_i w_i d_i per entry, keep the w_i d_i that agree, and divide by the
+//                     agreeing weights' sum (normalize: true); base + lambda * that
+//   dare_ties         as ties, with DARE's random drop (keep p = density, rescale 1/p) instead of
+//                     the magnitude trim
+#pragma once
+
+#include "model/lora.h"
+#include "model/model.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace paft {
+
+struct MergeOptions {
+    std::string         method = "ties";
+    std::vector<double> weights;    // per delta; empty = 1 each
+    std::vector<double> densities;  // per delta (ties, dare_ties); empty = 1 each
+    int                 normalize = -1;  // -1 = the method's default, 0 = false, 1 = true
+    double              lambda    = 1.0;
+    uint64_t            seed      = 42;  // dare_ties's drop masks
+};
+
+std::vector<std::string> merge_method_names();
+void                     validate(const MergeOptions & options, size_t deltas);  // InputError naming the field
+
+// A new model: base with the adapters' deltas merged by options.method. Adapters must be for
+// `base`'s shapes; any subset of modules may be targeted by each.
+std::shared_ptr<Model> merge_adapters(const Model & base, const std::vector<const LoraAdapter *> & adapters,
+                                      const MergeOptions & options);
+
+// base += weight * s * B * A for every module the adapter targets (PEFT's merge_and_unload).
+void merge_adapter_into(Model & base, const LoraAdapter & adapter, double weight = 1.0);
+
+}  // namespace paft
