@@ -159,20 +159,6 @@ void show_preferences(const Tokenizer & tok, const std::vector<PreferenceExample
     }
 }
 
-void report_summary(const DataReport & report, size_t kept) {
-    fmt::print(stderr, "{} records: {} examples, {} skipped, {} warnings\n", report.records, kept,
-               report.skipped.size(), report.warnings.size());
-    for (const auto * list : {&report.skipped, &report.warnings}) {
-        const char * kind = list == &report.skipped ? "skipped" : "warning";
-        for (size_t i = 0; i < list->size() && i < 20; i++) {
-            fmt::print(stderr, "{}: {}\n", kind, (*list)[i]);
-        }
-        if (list->size() > 20) {
-            fmt::print(stderr, "... and {} more {}\n", list->size() - 20, kind);
-        }
-    }
-}
-
 void show_data(const Tokenizer & tok, const TokenizeOptions & o, Output & out) {
     auto        chat = choose_chat_template(o.chat_template, tok, o.tokenizer);
     DataOptions options;
@@ -192,12 +178,12 @@ void show_data(const Tokenizer & tok, const TokenizeOptions & o, Output & out) {
         const auto examples = load_preferences(o.data, encoder, report);
         show_preferences(tok, examples, o, out);
         out.flush();
-        report_summary(report, examples.size());
+        print_data_report(o.data, report, examples.size());
     } else {
         const auto examples = load_sft(o.data, encoder, report);
         o.packing ? show_packed(examples, o, out) : show_sft(tok, examples, o, out);
         out.flush();
-        report_summary(report, examples.size());
+        print_data_report(o.data, report, examples.size());
     }
 }
 

@@ -8,5 +8,6 @@ namespace paft {
 void register_score(CLI::App & app);       // paft score
 void register_init_model(CLI::App & app);  // paft init-model
 void register_tokenize(CLI::App & app);    // paft tokenize
+void register_train(CLI::App & app);       // paft sft, dpo, orpo, parallel, sequential
 
 }  // namespace paft

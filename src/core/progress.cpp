@@ -34,14 +34,15 @@ void Progress::print(bool final) {
         const int   width = 30;
         int         fill  = (int) (frac * width);
         std::string bar   = std::string(fill, '#') + std::string(width - fill, '.');
-        fmt::print(stderr, "\r{} [{}] {}/{} {} {:.1f} {}/s ETA {:.0f}s ", label_, bar, done_, total_, unit_, rate,
-                   unit_, eta);
+        fmt::print(stderr, "\r{} [{}] {}/{} {} {:.1f} {}/s{} ETA {:.0f}s\x1b[K", label_, bar, done_, total_, unit_, rate,
+                   unit_, status_.empty() ? "" : ", " + status_, eta);
         if (final) {
             fmt::print(stderr, "\n");
         }
     } else {
-        fmt::print(stderr, "{}: {}/{} {} ({:.0f}%), {:.1f} {}/s, {}\n", label_, done_, total_, unit_, frac * 100,
-                   rate, unit_, final ? fmt::format("done in {:.1f}s", elapsed) : fmt::format("ETA {:.0f}s", eta));
+        fmt::print(stderr, "{}: {}/{} {} ({:.0f}%), {:.1f} {}/s{}, {}\n", label_, done_, total_, unit_, frac * 100,
+                   rate, unit_, status_.empty() ? "" : ", " + status_,
+                   final ? fmt::format("done in {:.1f}s", elapsed) : fmt::format("ETA {:.0f}s", eta));
     }
     std::fflush(stderr);
 }

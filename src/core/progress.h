@@ -11,10 +11,12 @@ class Progress {
 public:
     Progress(std::string label, long total, std::string unit);
     void update(long done);  // absolute count
+    // A short text shown after the rate (e.g. "loss 2.31, 1830 tok/s").
+    void set_status(std::string status) { status_ = std::move(status); }
     void finish();
 
 private:
-    std::string                           label_, unit_;
+    std::string                           label_, unit_, status_;
     long                                  total_, done_ = 0;
     bool                                  tty_;
     std::chrono::steady_clock::time_point start_, last_print_;

@@ -295,14 +295,18 @@ std::optional<SftExample> ExampleEncoder::encode_sft(const Record & r, DataRepor
                                      r.where));
     }
     check_double_bos(ex.input_ids, r.where, report);
-    if (options_.max_length > 0 && ex.input_ids.size() > (size_t) options_.max_length) {
-        ex.input_ids.resize(options_.max_length);  // TRL's keep_start
-        ex.labels.resize(options_.max_length);
+    return truncate_sft(std::move(ex), options_, report);
+}
+
+std::optional<SftExample> truncate_sft(SftExample ex, const DataOptions & options, DataReport & report) {
+    if (options.max_length > 0 && ex.input_ids.size() > (size_t) options.max_length) {
+        ex.input_ids.resize(options.max_length);  // TRL's keep_start
+        ex.labels.resize(options.max_length);
     }
     if (ex.trained_tokens() == 0) {
-        report.skipped.push_back(fmt::format("{}: no token left to train on{}", r.where,
-                                             options_.max_length > 0
-                                                 ? fmt::format(" after truncation to max_length {}", options_.max_length)
+        report.skipped.push_back(fmt::format("{}: no token left to train on{}", ex.where,
+                                             options.max_length > 0
+                                                 ? fmt::format(" after truncation to max_length {}", options.max_length)
                                                  : ""));
         return std::nullopt;
     }
@@ -348,17 +352,22 @@ std::optional<PreferenceExample> ExampleEncoder::encode_preference(const Record 
     ex.chosen_ids.assign(chosen_all.begin() + (long) std::min(n, chosen_all.size()), chosen_all.end());
     ex.rejected_ids.assign(rejected_all.begin() + (long) std::min(n, rejected_all.size()), rejected_all.end());
     check_double_bos(ex.prompt_ids, r.where, report);
+    return truncate_preference(std::move(ex), options_, report);
+}
+
+std::optional<PreferenceExample> truncate_preference(PreferenceExample ex, const DataOptions & options,
+                                                     DataReport & report) {
     if (ex.chosen_ids.empty() || ex.rejected_ids.empty()) {
-        throw InputError(fmt::format("{}: the {} completion has no tokens", r.where,
+        throw InputError(fmt::format("{}: the {} completion has no tokens", ex.where,
                                      ex.chosen_ids.empty() ? "chosen" : "rejected"));
     }
-    if (options_.max_prompt_length > 0 && n > (size_t) options_.max_prompt_length) {
-        ex.prompt_ids.erase(ex.prompt_ids.begin(), ex.prompt_ids.end() - options_.max_prompt_length);
+    if (options.max_prompt_length > 0 && ex.prompt_ids.size() > (size_t) options.max_prompt_length) {
+        ex.prompt_ids.erase(ex.prompt_ids.begin(), ex.prompt_ids.end() - options.max_prompt_length);
     }
-    if (options_.max_length > 0) {
-        const size_t limit = options_.max_length;
+    if (options.max_length > 0) {
+        const size_t limit = options.max_length;
         if (ex.prompt_ids.size() >= limit) {
-            report.skipped.push_back(fmt::format("{}: the prompt alone has {} tokens, max_length is {}", r.where,
+            report.skipped.push_back(fmt::format("{}: the prompt alone has {} tokens, max_length is {}", ex.where,
                                                  ex.prompt_ids.size(), limit));
             return std::nullopt;
         }
@@ -369,24 +378,6 @@ std::optional<PreferenceExample> ExampleEncoder::encode_preference(const Record 
     return ex;
 }
 
-namespace {
-
-// Every record of the file through `encode`; the examples it does not skip.
-template <typename Example>
-std::vector<Example> load_examples(const std::string & path, DataReport & report,
-                                   const std::function<std::optional<Example>(const Record &)> & encode) {
-    std::vector<Example> examples;
-    for_each_record(path, [&](Record && r) {
-        report.records++;
-        if (auto ex = encode(r)) {
-            examples.push_back(std::move(*ex));
-        }
-        return true;
-    });
-    return examples;
-}
-
-}  // namespace
 
 std::vector<SftExample> load_sft(const std::string & path, const ExampleEncoder & encoder, DataReport & report) {
     return load_examples<SftExample>(path, report, [&](const Record & r) { return encoder.encode_sft(r, report); });
@@ -396,6 +387,20 @@ std::vector<PreferenceExample> load_preferences(const std::string & path, const 
                                                 DataReport & report) {
     return load_examples<PreferenceExample>(path, report,
                                             [&](const Record & r) { return encoder.encode_preference(r, report); });
+}
+
+void print_data_report(const std::string & path, const DataReport & report, size_t kept) {
+    fmt::print(stderr, "{}: {} records: {} examples, {} skipped, {} warnings\n", path, report.records, kept,
+               report.skipped.size(), report.warnings.size());
+    for (const auto * list : {&report.skipped, &report.warnings}) {
+        const char * kind = list == &report.skipped ? "skipped" : "warning";
+        for (size_t i = 0; i < list->size() && i < 20; i++) {
+            fmt::print(stderr, "{}: {}\n", kind, (*list)[i]);
+        }
+        if (list->size() > 20) {
+            fmt::print(stderr, "... and {} more {}\n", list->size() - 20, kind);
+        }
+    }
 }
 
 }  // namespace paft

@@ -11,6 +11,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,9 @@ struct DataReport {
     std::vector<std::string> warnings;  // "FILE:LINE: message"
 };
 
+// "PATH: N records: K examples, S skipped, W warnings" and the first 20 of each list, on stderr.
+void print_data_report(const std::string & path, const DataReport & report, size_t kept);
+
 DataFormat detect_format(const Record & record);  // preference when it has chosen and rejected
 DataFormat detect_file_format(const std::string & path);  // by the file's first record (SFT when empty)
 
@@ -89,6 +93,28 @@ private:
     DataOptions            options_;
     nlohmann::ordered_json globals_;  // special tokens for the template
 };
+
+// The truncation shared by every source of examples (TRL's): SFT keeps the first max_length
+// tokens; preferences keep the prompt's last max_prompt_length tokens, then cut the completions to
+// fit max_length. nullopt (with the reason in `report`) when nothing is left to train on.
+std::optional<SftExample>        truncate_sft(SftExample example, const DataOptions & options, DataReport & report);
+std::optional<PreferenceExample> truncate_preference(PreferenceExample example, const DataOptions & options,
+                                                     DataReport & report);
+
+// Every record of the file through `make`, and the examples it does not skip (nullopt).
+template <typename Example>
+std::vector<Example> load_examples(const std::string & path, DataReport & report,
+                                   const std::function<std::optional<Example>(const Record &)> & make) {
+    std::vector<Example> examples;
+    for_each_record(path, [&](Record && r) {
+        report.records++;
+        if (auto ex = make(r)) {
+            examples.push_back(std::move(*ex));
+        }
+        return true;
+    });
+    return examples;
+}
 
 std::vector<SftExample>        load_sft(const std::string & path, const ExampleEncoder & encoder, DataReport & report);
 std::vector<PreferenceExample> load_preferences(const std::string & path, const ExampleEncoder & encoder,

@@ -1,0 +1,141 @@
+#include "train/pipeline.h"
+
+#include "core/error.h"
+#include "io/fs.h"
+#include "merge/merge.h"
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <chrono>
+#include <exception>
+#include <filesystem>
+#include <thread>
+
+namespace paft {
+namespace fs = std::filesystem;
+
+namespace {
+
+// One branch on its own thread: its own backend with `threads` threads, set up exactly as the
+// standalone command sets up its process, so the branch's adapter is bit-identical to the
+// standalone run's with that thread count.
+struct Branch {
+    TrainOptions       options;
+    TrainData          data;
+    int                threads = 1;
+    TrainSummary       summary;
+    std::unique_ptr<LoraAdapter> adapter;
+    std::exception_ptr error;
+
+    void run(std::shared_ptr<const Model> model, const std::string & label) {
+        try {
+            auto    backend = make_cpu_backend(threads);
+            Trainer trainer(*backend, model, options, std::move(data), threads);
+            trainer.set_label(label);
+            summary = trainer.run();
+            adapter = std::make_unique<LoraAdapter>(trainer.adapter());
+        } catch (...) {
+            error = std::current_exception();
+        }
+    }
+};
+
+DType dtype_of(const ModelConfig & config) {
+    return config.torch_dtype == "bfloat16" ? DType::BF16 : config.torch_dtype == "float16" ? DType::F16 : DType::F32;
+}
+
+// Saves a model as a Hugging Face folder with the base's tokenizer files next to it.
+void save_model_dir(const Model & model, const std::string & base_dir, const std::string & dir) {
+    model.save(dir, dtype_of(model.config()));
+    for (const char * name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                              "generation_config.json", "tokenizer.model"}) {
+        const fs::path from = fs::path(base_dir) / name;
+        if (fs::exists(from)) {
+            write_file_atomic(dir + "/" + name, read_file(from.string()));
+        }
+    }
+}
+
+int every_core(int threads) {
+    return threads > 0 ? threads : std::max(1, (int) std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+std::pair<int, int> branch_threads(const ParallelOptions & o) {
+    const int total = every_core(o.threads);
+    int       sft   = o.sft_threads > 0 ? o.sft_threads : std::max(1, total / 2);
+    int       pref  = o.preference_threads > 0 ? o.preference_threads : std::max(1, total - sft);
+    return {sft, pref};
+}
+
+PipelineSummary run_parallel(const ParallelOptions & o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::shared_ptr<const Model> base = Model::load(o.sft.model);
+    if (o.preference.model != o.sft.model) {
+        throw InputError(fmt::format("paft parallel: both branches must start from the same model ('{}' and '{}')",
+                                     o.sft.model, o.preference.model));
+    }
+    auto [sft_threads, pref_threads] = branch_threads(o);
+    Branch sft{o.sft, load_train_data(o.sft, base->config()), sft_threads};
+    Branch pref{o.preference, load_train_data(o.preference, base->config()), pref_threads};
+    fmt::print(stderr, "paft parallel: {} threads for {}, {} for {}\n", sft_threads, "sft", pref_threads,
+               method_name(o.preference.method));
+    std::thread sft_thread([&] { sft.run(base, "sft"); });
+    std::thread pref_thread([&] { pref.run(base, method_name(o.preference.method)); });
+    sft_thread.join();
+    pref_thread.join();
+    for (Branch * b : {&sft, &pref}) {
+        if (b->error) {
+            std::rethrow_exception(b->error);
+        }
+    }
+    PipelineSummary s{sft.summary, pref.summary, "", 0};
+    if (o.merge_enabled) {
+        fmt::print(stderr, "paft parallel: merging the two adapters into the base ({})\n", o.merge.method);
+        std::shared_ptr<Model> merged = merge_adapters(*base, {sft.adapter.get(), pref.adapter.get()}, o.merge);
+        s.model_dir                   = o.output_dir + "/model";
+        save_model_dir(*merged, o.sft.model, s.model_dir);
+    }
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return s;
+}
+
+PipelineSummary run_sequential(const ParallelOptions & o) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int  threads = every_core(o.threads);
+    auto       backend = make_cpu_backend(threads);
+    PipelineSummary s;
+    std::shared_ptr<Model> model = Model::load(o.sft.model);
+    {
+        TrainData data = load_train_data(o.sft, model->config());
+        Trainer   sft(*backend, model, o.sft, std::move(data), threads);
+        sft.set_label("sft");
+        s.sft = sft.run();
+        merge_adapter_into(*model, sft.adapter());
+    }
+    // The preference stage's base (and reference) is the SFT model, saved so that its adapter
+    // has a base on disk (adapter_config.json names it).
+    const std::string sft_model = o.output_dir + "/sft-model";
+    save_model_dir(*model, o.sft.model, sft_model);
+    TrainOptions pref_options = o.preference;
+    pref_options.model        = sft_model;
+    if (pref_options.tokenizer.empty()) {
+        pref_options.tokenizer = o.preference.model;
+    }
+    TrainData data = load_train_data(pref_options, model->config());
+    Trainer   pref(*backend, model, pref_options, std::move(data), threads);
+    pref.set_label(method_name(o.preference.method));
+    s.preference = pref.run();
+    if (o.merge_enabled) {
+        merge_adapter_into(*model, pref.adapter());
+        s.model_dir = o.output_dir + "/model";
+        save_model_dir(*model, o.sft.model, s.model_dir);
+    }
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return s;
+}
+
+}  // namespace paft
