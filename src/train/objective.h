@@ -73,6 +73,10 @@ struct CompletionLogps {
 CompletionLogps completion_logps(const PreferenceBatch & pb, const std::vector<float> & logp);
 
 // Sums of the metrics TRL logs (over the pairs of a micro-batch; divide by the pair count).
+// `loss` sums the pairs' losses, so a step's sum over its micro-batches divided by its pairs is the
+// step's loss. ORPO's NLL is a token mean over the whole step rather than a per-pair value: each
+// micro-batch adds its share nll_sum / step_nll_tokens scaled by step_pairs to nll_loss and loss,
+// so the same division gives TRL's values.
 struct PreferenceMetrics {
     double loss = 0, reward_chosen = 0, reward_rejected = 0, reward_accuracy = 0, reward_margin = 0;
     double logps_chosen = 0, logps_rejected = 0;  // summed (DPO family) or averaged (simpo, orpo) logps
@@ -84,7 +88,13 @@ struct PreferenceMetrics {
 // The loss of a micro-batch as its share of the step's mean over `step_pairs` pairs, its metrics,
 // and dlogp [2n*T]. `ref` holds the reference model's summed completion logps [2n] in the same
 // row order (ignored, and may be empty, for simpo and orpo). For ORPO, `step_nll_tokens` is the
-// number of NLL tokens (chosen rows' targets) in the whole step.
+// number of NLL tokens (chosen rows' targets) in the whole step. Each pair adds loss/step_pairs
+// to the step's loss: dlogp at a completion token is d(pair loss)/d(row's summed logp) / step_pairs
+// (through the 1/n of the averaged forms: ipo, simpo, orpo). Per-pair math is in double.
+// InputError: a loss that averages over an empty completion, ref of the wrong size, beta <= 0,
+// label_smoothing outside [0, 0.5), more pairs or NLL tokens than the step's, or (ORPO) a batch
+// whose prompt targets disagree with orpo_prompt_nll. ORPO's averages are clamped to <= 0 (f32
+// rounding can push them above) before log1mexp.
 PreferenceMetrics preference_objective(const PreferenceConfig & config, const PreferenceBatch & pb,
                                        const std::vector<float> & logp, const std::vector<double> & ref,
                                        int step_pairs, long step_nll_tokens, std::vector<float> & dlogp);
