@@ -43,6 +43,20 @@ void ParallelTransformer::set_training(bool training, uint64_t seed, uint64_t st
     }
 }
 
+void ParallelTransformer::set_recompute(bool recompute) {
+    for (Worker & w : workers_) {
+        w.transformer->set_recompute(recompute);
+    }
+}
+
+size_t ParallelTransformer::activation_bytes() const {
+    size_t bytes = 0;
+    for (const Worker & w : workers_) {
+        bytes += w.transformer->activation_bytes();
+    }
+    return bytes;
+}
+
 int ParallelTransformer::split(const Batch & batch) {
     int used = std::min<int>((int) workers_.size(), batch.B);
     for (int i = 0, row = 0; i < used; i++) {

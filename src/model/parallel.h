@@ -20,6 +20,10 @@ public:
     ParallelTransformer(Backend & backend, std::shared_ptr<const Model> model, int workers = 0);
 
     void set_training(bool training, uint64_t seed = 0, uint64_t step = 0);
+    // As Transformer's, for every worker.
+    void   set_recompute(bool recompute);
+    bool   recompute() const { return workers_.front().transformer->recompute(); }
+    size_t activation_bytes() const;  // summed over the workers
 
     // As Transformer's, over the whole batch; logp [B*T] in the batch's order.
     const std::vector<float> & forward(const Batch & batch, const LoraAdapter * adapter);

@@ -58,11 +58,15 @@ Transformer::Projection Transformer::projection(int l, Which which, const LayerP
 }
 
 // y[N, out] = x W^T + b + sum over LoRA parts of s * (A x') B^T into the part's columns.
+// y null (a recomputation that needs no output): only what proj_backward reads, the dropout
+// masks and inputs and h = A x'.
 void Transformer::proj_forward(const Projection & p, const float * x, float * y, LayerActs & acts) {
     const int N = B_ * T_;
-    backend_.gemm(false, true, N, p.out, p.in, 1.0f, x, p.in, p.W, p.in, 0.0f, y, p.out);
-    if (p.b) {
-        backend_.add_bias(y, p.b, N, p.out, p.out);
+    if (y) {
+        backend_.gemm(false, true, N, p.out, p.in, 1.0f, x, p.in, p.W, p.in, 0.0f, y, p.out);
+        if (p.b) {
+            backend_.add_bias(y, p.b, N, p.out, p.out);
+        }
     }
     if (!adapter_) {
         return;
@@ -79,10 +83,10 @@ void Transformer::proj_forward(const Projection & p, const float * x, float * y,
             auto & xd   = acts.lora_x[part.target];
             keep.resize((size_t) N * p.in);
             xd.resize((size_t) N * p.in);
-            uint64_t stream = ((uint64_t) p.layer * TARGET_COUNT + part.target) ^ (step_ << 20);
+            uint64_t stream = ((uint64_t) p.layer * TARGET_COUNT + part.target) ^ (mask_step_ << 20);
             uint32_t limit  = (uint32_t) (lc.dropout * 4294967296.0);
             for (size_t i = 0; i < keep.size(); i++) {
-                keep[i] = (uint32_t) hash_u64(seed_, stream, i) >= limit;
+                keep[i] = (uint32_t) hash_u64(mask_seed_, stream, i) >= limit;
             }
             backend_.mul_mask(xd.data(), x, keep.data(), 1.0f / (1.0f - lc.dropout), keep.size());
             xin = xd.data();
@@ -91,8 +95,10 @@ void Transformer::proj_forward(const Projection & p, const float * x, float * y,
         h.resize((size_t) N * lc.r);
         backend_.gemm(false, true, N, lc.r, p.in, 1.0f, xin, p.in, adapter_->A(p.layer, part.target), p.in, 0.0f,
                       h.data(), lc.r);
-        backend_.gemm(false, true, N, part.out, lc.r, lc.scale(), h.data(), lc.r, adapter_->B(p.layer, part.target),
-                      lc.r, 1.0f, y + part.offset, p.out);
+        if (y) {
+            backend_.gemm(false, true, N, part.out, lc.r, lc.scale(), h.data(), lc.r,
+                          adapter_->B(p.layer, part.target), lc.r, 1.0f, y + part.offset, p.out);
+        }
     }
 }
 
@@ -150,11 +156,19 @@ void Transformer::prepare(const Batch & batch, const LoraAdapter * adapter) {
     check_batch(batch, c.vocab_size);
     adapter_        = adapter;
     dropout_active_ = training_ && adapter && adapter->config().dropout > 0.0f;
+    mask_seed_      = seed_;
+    mask_step_      = step_;
+    recomputing_    = recompute_;
     B_              = batch.B;
     T_              = batch.T;
     const size_t N = (size_t) B_ * T_;
+    xs_.resize(c.num_layers);
+    for (std::vector<float> & x : xs_) {
+        x.resize(N * c.hidden_size);
+    }
+    // Recomputing: one layer's buffers, shared by all (shrinking the vector frees the others).
+    layers_.resize(recomputing_ ? 1 : c.num_layers);
     for (LayerActs & a : layers_) {
-        a.x.resize(N * c.hidden_size);
         a.h1.resize(N * c.hidden_size);
         a.rstd1.resize(N);
         a.qkv.resize(N * c.qkv_dim());
@@ -191,30 +205,41 @@ void Transformer::rope_tables(const Batch & batch) {
     }
 }
 
+// One decoder layer: x [N, C] -> x_out [N, C], keeping its activations in `a`. x_out null: a
+// recomputation for the backward, which needs the activations but not the output, so the down
+// projection computes only its LoRA side and the residual is skipped.
+void Transformer::layer_forward(const Batch & batch, int l, const float * x, float * x_out, LayerActs & a) {
+    const ModelConfig &  c = model_->config();
+    const LayerParams &  w = model_->params().layers[l];
+    const int            N = B_ * T_, C = c.hidden_size, D = c.head_dim, S = c.qkv_dim();
+    const AttentionShape shape{B_, T_, c.num_heads, c.num_kv_heads, D, c.sliding_window};
+    // attention block: x2 = x + o_proj(attention(rope(qkv_proj(norm(x)))))
+    backend_.rmsnorm_forward(a.h1.data(), a.rstd1.data(), x, w.ln1, N, C, c.rms_norm_eps);
+    proj_forward(projection(l, QKV, nullptr), a.h1.data(), a.qkv.data(), a);
+    backend_.rope(a.qkv.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), false);
+    backend_.rope(a.qkv.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), false);
+    backend_.attention_forward(a.attn.data(), a.lse.data(), a.qkv.data(), batch.attention_mask.data(),
+                               doc_start(batch), shape);
+    proj_forward(projection(l, O, nullptr), a.attn.data(), a.x2.data(), a);
+    backend_.add(a.x2.data(), x, (size_t) N * C);
+    // MLP block: x_out = x2 + down(silu(gate(norm(x2))) * up(norm(x2)))
+    backend_.rmsnorm_forward(a.h2.data(), a.rstd2.data(), a.x2.data(), w.ln2, N, C, c.rms_norm_eps);
+    proj_forward(projection(l, GATE_UP, nullptr), a.h2.data(), a.gu.data(), a);
+    backend_.swiglu_forward(a.act.data(), a.gu.data(), N, c.intermediate_size);
+    proj_forward(projection(l, DOWN, nullptr), a.act.data(), x_out, a);
+    if (x_out) {
+        backend_.add(x_out, a.x2.data(), (size_t) N * C);
+    }
+}
+
 void Transformer::run_layers(const Batch & batch) {
     const ModelConfig & c = model_->config();
     const ParamView &   w = model_->params();
-    const int           N = B_ * T_, C = c.hidden_size, D = c.head_dim, S = c.qkv_dim();
-    const AttentionShape shape{B_, T_, c.num_heads, c.num_kv_heads, D, c.sliding_window};
-    backend_.embedding_forward(layers_[0].x.data(), batch.input_ids.data(), w.embed, N, C);
+    const int           N = B_ * T_, C = c.hidden_size;
+    backend_.embedding_forward(xs_[0].data(), batch.input_ids.data(), w.embed, N, C);
     for (int l = 0; l < c.num_layers; l++) {
-        LayerActs & a     = layers_[l];
-        float *     x_out = l + 1 < c.num_layers ? layers_[l + 1].x.data() : x_final_.data();
-        // attention block: x2 = x + o_proj(attention(rope(qkv_proj(norm(x)))))
-        backend_.rmsnorm_forward(a.h1.data(), a.rstd1.data(), a.x.data(), w.layers[l].ln1, N, C, c.rms_norm_eps);
-        proj_forward(projection(l, QKV, nullptr), a.h1.data(), a.qkv.data(), a);
-        backend_.rope(a.qkv.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), false);
-        backend_.rope(a.qkv.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), false);
-        backend_.attention_forward(a.attn.data(), a.lse.data(), a.qkv.data(), batch.attention_mask.data(),
-                                   doc_start(batch), shape);
-        proj_forward(projection(l, O, nullptr), a.attn.data(), a.x2.data(), a);
-        backend_.add(a.x2.data(), a.x.data(), (size_t) N * C);
-        // MLP block: x_out = x2 + down(silu(gate(norm(x2))) * up(norm(x2)))
-        backend_.rmsnorm_forward(a.h2.data(), a.rstd2.data(), a.x2.data(), w.layers[l].ln2, N, C, c.rms_norm_eps);
-        proj_forward(projection(l, GATE_UP, nullptr), a.h2.data(), a.gu.data(), a);
-        backend_.swiglu_forward(a.act.data(), a.gu.data(), N, c.intermediate_size);
-        proj_forward(projection(l, DOWN, nullptr), a.act.data(), x_out, a);
-        backend_.add(x_out, a.x2.data(), (size_t) N * C);
+        float * x_out = l + 1 < c.num_layers ? xs_[l + 1].data() : x_final_.data();
+        layer_forward(batch, l, xs_[l].data(), x_out, acts(l));
     }
     backend_.rmsnorm_forward(hf_.data(), rstdf_.data(), x_final_.data(), w.norm, N, C, c.rms_norm_eps);
 }
@@ -269,8 +294,12 @@ void Transformer::backward_layers(const Batch & batch, float * full_grads) {
     zero(dx_, (size_t) N * C);
     backend_.rmsnorm_backward(dx_.data(), dw.norm, dhf_.data(), x_final_.data(), w.norm, rstdf_.data(), N, C);
     for (int l = c.num_layers - 1; l >= 0; l--) {
-        LayerActs &         a   = layers_[l];
+        LayerActs &         a   = acts(l);
         const LayerParams * dwl = full_grads ? &dw.layers[l] : nullptr;
+        // Recomputing: the last layer's activations are still in the buffers from the forward.
+        if (recomputing_ && l + 1 < c.num_layers) {
+            layer_forward(batch, l, xs_[l].data(), nullptr, a);
+        }
         // dx_ holds d(layer output); the residual path passes it through unchanged.
         zero(dact_, (size_t) N * F);
         proj_backward(projection(l, DOWN, dwl), a.act.data(), dx_.data(), dact_.data(), a);
@@ -290,12 +319,30 @@ void Transformer::backward_layers(const Batch & batch, float * full_grads) {
         backend_.rope(dqkv_.data() + c.q_dim(), N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), true);
         zero(dh_, (size_t) N * C);
         proj_backward(projection(l, QKV, dwl), a.h1.data(), dqkv_.data(), dh_.data(), a);
-        backend_.rmsnorm_backward(dx_.data(), full_grads ? dwl->ln1 : nullptr, dh_.data(), a.x.data(),
+        backend_.rmsnorm_backward(dx_.data(), full_grads ? dwl->ln1 : nullptr, dh_.data(), xs_[l].data(),
                                   w.layers[l].ln1, a.rstd1.data(), N, C);
     }
     if (full_grads) {
         backend_.embedding_backward(dw.embed, dx_.data(), batch.input_ids.data(), N, C);
     }
+}
+
+size_t Transformer::activation_bytes() const {
+    size_t floats = x_final_.capacity() + hf_.capacity() + rstdf_.capacity() + lse_.capacity() + cos_.capacity() +
+                    sin_.capacity();
+    for (const std::vector<float> & x : xs_) {
+        floats += x.capacity();
+    }
+    size_t bytes = 0;
+    for (const LayerActs & a : layers_) {
+        floats += a.h1.capacity() + a.rstd1.capacity() + a.qkv.capacity() + a.lse.capacity() + a.attn.capacity() +
+                  a.x2.capacity() + a.h2.capacity() + a.rstd2.capacity() + a.gu.capacity() + a.act.capacity();
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            floats += a.lora_h[t].capacity() + a.lora_x[t].capacity();
+            bytes += a.lora_keep[t].capacity();
+        }
+    }
+    return bytes + floats * sizeof(float);
 }
 
 const std::vector<float> & Transformer::forward(const Batch & batch, const LoraAdapter * adapter, float * logits_out) {

@@ -8,6 +8,10 @@
 // The LM head never materialises the whole [B*T, V] logits: it works in chunks of tokens, and
 // forward_backward() computes the head's gradient in the same pass when d/d(logp) is known up
 // front (cross-entropy), so the head product is not recomputed.
+//
+// With recomputation on (gradient checkpointing per decoder layer, as Hugging Face's
+// gradient_checkpointing), a forward keeps only each layer's input [N, C]; backward reruns each
+// layer's forward into one layer's buffers just before back-propagating through it.
 #pragma once
 
 #include "core/backend.h"
@@ -36,13 +40,26 @@ public:
     // Training mode applies LoRA dropout, with masks drawn from (seed, step); off by default.
     void set_training(bool training, uint64_t seed = 0, uint64_t step = 0);
 
+    // Recomputation of the layers' activations in the backward (gradient checkpointing): the
+    // forward saves L x [N, C] plus one layer's activations instead of L layers' activations, for
+    // about one more forward of the layers in the backward. Gradients and logp are bit-identical
+    // either way (the same kernels on the same inputs, dropout masks redrawn from the forward's
+    // seed and step). A forward alone costs the same either way. Off by default; takes effect at
+    // the next forward (a pending backward follows the forward it belongs to).
+    void set_recompute(bool recompute) { recompute_ = recompute; }
+    bool recompute() const { return recompute_; }
+
+    // Bytes held by the activations a forward keeps for the backward (the buffers' capacity),
+    // scratch excluded.
+    size_t activation_bytes() const;
+
     // Runs the model (with `adapter` if not null) and returns logp [B*T]: the log-probability of
     // each position's target (0 where there is none). If `logits_out` is given, the full logits
     // [B*T, V] are written there (tests and inspection only).
     const std::vector<float> & forward(const Batch & batch, const LoraAdapter * adapter, float * logits_out = nullptr);
 
     // Gradients of sum_n dlogp[n] * logp[n], after forward() on the same batch and adapter,
-    // accumulated into `grads`.
+    // accumulated into `grads`. The adapter's parameters must not change in between.
     void backward(const Batch & batch, const LoraAdapter * adapter, const float * dlogp, GradBuffers grads);
 
     // forward() then backward() with the head's gradient computed during the forward pass.
@@ -52,9 +69,8 @@ public:
     const Model & model() const { return *model_; }
 
 private:
-    // Saved activations of one layer; N = B*T tokens.
+    // Saved activations of one layer besides its input; N = B*T tokens.
     struct LayerActs {
-        std::vector<float>                           x;      // [N, C]   layer input (residual stream)
         std::vector<float>                           h1;     // [N, C]   input_layernorm output
         std::vector<float>                           rstd1;  // [N]
         std::vector<float>                           qkv;    // [N, S]   q, k (after RoPE), v
@@ -90,6 +106,8 @@ private:
     void prepare(const Batch & batch, const LoraAdapter * adapter);
     void rope_tables(const Batch & batch);
     void run_layers(const Batch & batch);
+    void layer_forward(const Batch & batch, int l, const float * x, float * x_out, LayerActs & a);
+    LayerActs & acts(int l) { return layers_[recomputing_ ? 0 : l]; }
     void head(const Batch & batch, const float * dlogp, float * full_grads, float * logits_out);
     void backward_layers(const Batch & batch, float * full_grads);
     void proj_forward(const Projection & p, const float * x, float * y, LayerActs & acts);
@@ -102,9 +120,15 @@ private:
     bool                         training_ = false;
     bool                         dropout_active_ = false;  // whether the last forward applied LoRA dropout
     uint64_t                     seed_ = 0, step_ = 0;
+    // The last forward's (seed, step): a recomputation draws its dropout masks again from these,
+    // whatever set_training() did since.
+    uint64_t                     mask_seed_ = 0, mask_step_ = 0;
+    bool                         recompute_   = false;  // as set: applies from the next forward
+    bool                         recomputing_ = false;  // whether the last forward kept only layer inputs
     int                          B_ = 0, T_ = 0;
 
-    std::vector<LayerActs> layers_;
+    std::vector<std::vector<float>> xs_;     // L x [N, C] each layer's input (residual stream)
+    std::vector<LayerActs>          layers_;  // every layer's activations, or (recomputing) one
     std::vector<float>     x_final_, hf_, rstdf_;  // [N, C], [N, C], [N]
     std::vector<float>     lse_, logp_;            // [N]
     std::vector<float>     cos_, sin_;             // [N, D/2]
