@@ -46,6 +46,7 @@ public:
     void save(const std::string & dir, const std::string & base_model_path) const;
 
     const LoraConfig & config() const { return config_; }
+    int                layers() const { return layers_; }
     bool               has(int layer, int target) const { return offset_a_[layer][target] != SIZE_MAX; }
     int                in_features(int target) const { return in_[target]; }
     int                out_features(int target) const { return out_[target]; }
