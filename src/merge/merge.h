@@ -1,15 +1,16 @@
 // Merging task deltas into a base model, as mergekit's methods define them, one tensor at a time.
 // For LoRA adapters the delta of a targeted weight is s * B * A ([out, in]); every other tensor
-// has no delta and stays the base's.
+// has no delta (a zero delta).
 //
-// Methods (mergekit names and defaults; docs/MERGING.md):
+// Methods (mergekit names and defaults; the exact rules are in docs/MERGING.md):
 //   linear            sum_i w_i (base + d_i) / sum_i w_i          (normalize: true)
 //   task_arithmetic   base + lambda * sum_i w_i d_i                (normalize: false)
 //   ties              trim each d_i to its top density share by magnitude, elect the sign of
 //                     sum_i w_i d_i per entry, keep the w_i d_i that agree, and divide by the
 //                     agreeing weights' sum (normalize: true); base + lambda * that
-//   dare_ties         as ties, with DARE's random drop (keep p = density, rescale 1/p) instead of
-//                     the magnitude trim
+//   dare_ties         as ties, with DARE's random drop (keep p = density) instead of the
+//                     magnitude trim, survivors rescaled to the delta's L1 norm (rescale: l1),
+//                     and no division (normalize: false), as mergekit does today
 #pragma once
 
 #include "model/lora.h"
@@ -29,6 +30,10 @@ struct MergeOptions {
     int                 normalize = -1;  // -1 = the method's default, 0 = false, 1 = true
     double              lambda    = 1.0;
     uint64_t            seed      = 42;  // dare_ties's drop masks
+    // How a sparsified delta is rescaled (ties, dare_ties): "" = the method's default (dare_ties:
+    // "l1", ties: "none"), "none", "l1" (match the delta's L1 norm, mergekit), "density"
+    // (divide by density: the DARE paper, PEFT, mergekit before 2025).
+    std::string rescale;
 };
 
 std::vector<std::string> merge_method_names();
