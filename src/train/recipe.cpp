@@ -77,8 +77,8 @@ Int parse_integer(const std::string & text) {
         throw InputError("integer out of range: " + text);
     }
     if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
-        throw InputError(std::string(std::is_signed_v<Int> ? "expected an integer" : "expected a non-negative integer") +
-                         ", got " + quote(text));
+        const char * want = std::is_signed_v<Int> ? "expected an integer" : "expected a non-negative integer";
+        throw InputError(fmt::format("{}, got {}", want, quote(text)));
     }
     return x;
 }
@@ -751,7 +751,8 @@ private:
 
     void read_value(const YAML::Node & value, const std::string & section, const std::string & name,
                     const std::string & where) {
-        Setting s{section, name, std::nullopt, false, where, where + ": " + (section.empty() ? "" : section + ".") + name};
+        const std::string path = section.empty() ? name : section + "." + name;
+        Setting           s{section, name, std::nullopt, false, where, where + ": " + path};
         const bool known = section == "merge" ? find_merge_key(name) != nullptr : find_key(name) || name == "method";
         if (!known) {
             unknown_key(s, parallel_);
@@ -1197,8 +1198,9 @@ std::string recipe_yaml(const ParallelOptions & p) {
     out += fmt::format("output_dir: {}\nthreads: {}\n", yaml_scalar(p.output_dir), p.threads);
     // Keys both branches use and agree on are written once, at the top level.
     auto shared = [&p](const Key & k) {
-        return k.scope == ALL && k.access.get(p.sft) == k.access.get(p.preference) && std::string(k.name) != "output_dir" &&
-               std::string(k.name) != "threads";
+        const std::string name = k.name;
+        return k.scope == ALL && k.access.get(p.sft) == k.access.get(p.preference) && name != "output_dir" &&
+               name != "threads";
     };
     out += "\n# Shared by both branches";
     write_keys(out, p.sft, "", [&](const Key & k) { return !shared(k); });
