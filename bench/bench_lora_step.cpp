@@ -12,7 +12,7 @@
 #include "model/parallel.h"
 #include "core/random.h"
 #include "io/fs.h"
-#include "train/adamw.h"
+#include "train/optimizer.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -107,7 +107,9 @@ int main(int argc, char ** argv) {
     lc.targets.fill(true);
     LoraAdapter adapter(config, lc);
     adapter.init_peft(3);
-    AdamW       optimizer(adapter.params().size(), AdamWConfig{});
+    OptimizerConfig optimizer_config;
+    optimizer_config.weight_decay = 0.01;  // torch.optim.AdamW's default, which the PyTorch peer uses
+    auto        optimizer = make_optimizer(optimizer_config, adapter.params().size());
     ParallelTransformer transformer(*backend, model);
     std::vector<float> dlogp = mean_nll_gradient(b);
 
@@ -120,7 +122,7 @@ int main(int argc, char ** argv) {
         for (size_t n = 0; n < logp.size(); n++) {
             loss -= logp[n] * (b.targets[n] >= 0);
         }
-        optimizer.step(adapter.params().data(), adapter.grads().data());
+        optimizer->step(adapter.params().data(), adapter.grads().data(), 1e-4);
         if (s >= warmup) {
             losses.push_back(loss / b.target_count());
             times.push_back(now_s() - t0);

@@ -7,7 +7,9 @@
 //   sgd    torch.optim.SGD with momentum (dampening 0, not Nesterov), coupled weight decay:
 //            g = g + wd p;  buf = g at t = 1, else mu buf + g;  p = p - lr buf
 //
-// The state (moments, step count) can be saved and restored exactly, for checkpoints.
+// The state (moments, step count) can be saved and restored exactly, for checkpoints. Buffers
+// are named as torch's state_dict names them: exp_avg, exp_avg_sq (adamw), momentum_buffer (sgd
+// with momentum; plain SGD has none).
 #pragma once
 
 #include <cstddef>

@@ -23,13 +23,6 @@ namespace paft {
 
 using json = nlohmann::ordered_json;
 
-// Metric sums over the optimizer steps since the last log; logged as means, except grad_norm and
-// learning_rate, which are the last step's (as the Hugging Face Trainer logs them).
-struct Trainer::Window {
-    std::map<std::string, double> sums;
-    long                          steps = 0;
-};
-
 struct Trainer::StepResult {
     std::map<std::string, double> metrics;  // means over the step (TRL's names)
     long                          tokens = 0;  // real tokens through the model
@@ -114,7 +107,7 @@ Trainer::Trainer(Backend & backend, std::shared_ptr<const Model> model, TrainOpt
                  int workers)
     : backend_(backend), model_(model), options_(std::move(options)), data_(std::move(data)),
       label_(method_name(options_.method)), transformer_(backend, model, workers),
-      adapter_(initial_adapter(options_, model->config())), window_(std::make_unique<Window>()) {
+      adapter_(initial_adapter(options_, model->config())) {
     validate(options_);
     if (options_.gradient_checkpointing) {
         transformer_.set_recompute(true);
@@ -398,8 +391,8 @@ void Trainer::save_checkpoint(long step) {
     state.total_steps  = total_steps_;
     state.num_tokens   = num_tokens_;
     state.fingerprint  = fingerprint_;
-    state.window_sums  = window_->sums;
-    state.window_steps = window_->steps;
+    state.window_sums  = window_.sums;
+    state.window_steps = window_.steps;
     state.log_bytes    = std::filesystem::exists(options_.output_dir + "/metrics.jsonl")
                              ? (long) std::filesystem::file_size(options_.output_dir + "/metrics.jsonl")
                              : 0;
@@ -434,8 +427,8 @@ void Trainer::start_or_resume() {
     }
     start_step_    = state->global_step;
     num_tokens_    = state->num_tokens;
-    window_->sums  = state->window_sums;
-    window_->steps = state->window_steps;
+    window_.sums  = state->window_sums;
+    window_.steps = state->window_steps;
     truncate_file(options_.output_dir + "/metrics.jsonl", state->log_bytes);
 }
 
@@ -479,13 +472,13 @@ TrainSummary Trainer::run() {
         summary.tokens += r.tokens;
         summary.steps++;
         summary.last_loss = r.metrics["loss"];
-        add_metrics(window_->sums, r.metrics);
-        window_->steps++;
+        add_metrics(window_.sums, r.metrics);
+        window_.steps++;
         if (log_now || step + 1 == total_steps_) {
             json line = {{"step", step + 1}, {"epoch", (double) (step + 1) / steps_per_epoch_}};
-            for (const auto & [k, v] : window_->sums) {
+            for (const auto & [k, v] : window_.sums) {
                 if (k != "sparsity") {
-                    line[k] = v / (double) window_->steps;
+                    line[k] = v / (double) window_.steps;
                 }
             }
             if (r.metrics.count("sparsity")) {
@@ -495,8 +488,8 @@ TrainSummary Trainer::run() {
             line["learning_rate"] = lr;
             line["num_tokens"]    = num_tokens_;
             log_line(line.dump());
-            window_->sums.clear();
-            window_->steps = 0;
+            window_.sums.clear();
+            window_.steps = 0;
         }
         if (options_.eval_steps > 0 && (step + 1) % options_.eval_steps == 0) {
             evaluate(step + 1);

@@ -19,12 +19,14 @@
 
 #include "core/backend.h"
 #include "data/dataset.h"
+#include "data/packing.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/parallel.h"
 #include "train/options.h"
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,7 +69,12 @@ public:
     void set_label(std::string label) { label_ = std::move(label); }
 
 private:
-    struct Window;  // metric sums since the last log
+    // Metric sums over the optimizer steps since the last log; logged as means, except
+    // grad_norm and learning_rate, which are the last step's (as the Hugging Face Trainer logs them).
+    struct Window {
+        std::map<std::string, double> sums;
+        long                          steps = 0;
+    };
     struct StepResult;
 
     void   start_or_resume();
@@ -90,13 +97,13 @@ private:
     LoraAdapter                  adapter_;
     std::unique_ptr<Optimizer>   optimizer_;
     Schedule                     schedule_;
-    std::vector<struct PackedRow> packed_;  // SFT with packing: the rows trained on
+    std::vector<PackedRow>        packed_;  // SFT with packing: the rows trained on
     long                         steps_per_epoch_ = 1, total_steps_ = 0, start_step_ = 0;
     long                         order_epoch_ = -1;
     std::vector<size_t>          order_;  // the current epoch's shuffled units
     // Reference log-probs (summed over completion tokens) per pair: train and eval.
     std::vector<double>          ref_chosen_, ref_rejected_, eval_ref_chosen_, eval_ref_rejected_;
-    std::unique_ptr<Window>      window_;
+    Window                       window_;
     long                         num_tokens_ = 0;  // cumulative trained-through tokens (TRL's num_tokens)
     std::string                  fingerprint_;     // of the data and configuration, checked on resume
 };

@@ -194,16 +194,8 @@ def make_batch(case, gen):
     return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "labels": labels}
 
 
-def write_case(case, root, seed):
-    d = os.path.join(root, case["name"])
-    if os.path.isdir(d):
-        shutil.rmtree(d)
-    mdir, adir = os.path.join(d, "model"), os.path.join(d, "adapter")
-    os.makedirs(mdir)
-    os.makedirs(adir)
-    gen = torch.Generator().manual_seed(seed)
-
-    # --- model: random float64 weights, stored in the case's dtype ---------------------
+def write_model(case, mdir, gen):
+    """Writes config.json and random weights (float64, stored in the case's dtype) into mdir."""
     cfgd = hf_config(case)
     cfg = ModelConfig(cfgd)
     if cfg.rope_scaling:
@@ -220,27 +212,10 @@ def write_case(case, root, seed):
     else:
         st.save_file(weights, os.path.join(mdir, "model.safetensors"), metadata=meta, dtype=sdt)
 
-    # --- batch --------------------------------------------------------------------------
-    batch = make_batch(case, gen)
-    with open(os.path.join(d, "batch.json"), "w") as f:
-        json.dump({k: v.tolist() for k, v in batch.items()}, f)
-        f.write("\n")
 
-    # --- base model: reload from disk so the reference sees exactly the stored values ----
-    model = load_model(mdir, torch.float64)
-    args = (batch["input_ids"], batch["attention_mask"], batch["position_ids"])
-    labels = batch["labels"]
-    exp = {}
-    logits = model(*args)
-    loss = causal_lm_loss(logits, labels)
-    loss.backward()
-    exp["base.logits"] = logits.detach()
-    exp["base.logprobs"] = token_logprobs(logits, labels).detach()
-    exp["base.loss"] = loss.detach().reshape(1)
-    full_grads = {f"full.grad.{n}": p.grad.detach().clone() for n, p in model.base_parameters().items()}
-
-    # --- adapter: A and B both random so both get non-trivial gradients ----------------
-    lcfg = case["lora"]
+def write_adapter(model, lcfg, adir, gen):
+    """Writes a PEFT adapter for `model` into adir with A and B both random (N(0, 0.2^2)), so that
+    both get non-trivial gradients; stored F32."""
     acfg = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
@@ -265,7 +240,42 @@ def write_case(case, root, seed):
                                                             dtype=torch.float64)
         adapter[key + ".lora_B.weight"] = 0.2 * torch.randn(mod.out_features, lcfg["r"], generator=gen,
                                                             dtype=torch.float64)
-    st.save_file(adapter, os.path.join(adir, "adapter_model.safetensors"), metadata=meta, dtype=torch.float32)
+    st.save_file(adapter, os.path.join(adir, "adapter_model.safetensors"), metadata={"format": "pt"},
+                 dtype=torch.float32)
+
+
+def write_case(case, root, seed):
+    d = os.path.join(root, case["name"])
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    mdir, adir = os.path.join(d, "model"), os.path.join(d, "adapter")
+    os.makedirs(mdir)
+    os.makedirs(adir)
+    gen = torch.Generator().manual_seed(seed)
+
+    write_model(case, mdir, gen)
+
+    # --- batch --------------------------------------------------------------------------
+    batch = make_batch(case, gen)
+    with open(os.path.join(d, "batch.json"), "w") as f:
+        json.dump({k: v.tolist() for k, v in batch.items()}, f)
+        f.write("\n")
+
+    # --- base model: reload from disk so the reference sees exactly the stored values ----
+    model = load_model(mdir, torch.float64)
+    args = (batch["input_ids"], batch["attention_mask"], batch["position_ids"])
+    labels = batch["labels"]
+    exp = {}
+    logits = model(*args)
+    loss = causal_lm_loss(logits, labels)
+    loss.backward()
+    exp["base.logits"] = logits.detach()
+    exp["base.logprobs"] = token_logprobs(logits, labels).detach()
+    exp["base.loss"] = loss.detach().reshape(1)
+    full_grads = {f"full.grad.{n}": p.grad.detach().clone() for n, p in model.base_parameters().items()}
+
+    # --- adapter: A and B both random so both get non-trivial gradients ----------------
+    write_adapter(model, case["lora"], adir, gen)
 
     load_adapter(model, adir)  # freezes the base weights
     logits = model(*args)
@@ -298,26 +308,6 @@ def write_case(case, root, seed):
     return exp
 
 
-def write_adamw(out):
-    """torch.optim.AdamW on one parameter vector for 3 steps with given gradients: adamw.safetensors
-    holds params0 [n], grad.{t} [n] and params.{t} [n] (after step t), t = 1..3, all float32 as
-    paft computes them, and the hyper-parameters in the metadata."""
-    gen = torch.Generator().manual_seed(77)
-    n = 50
-    hp = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-    p = torch.nn.Parameter(torch.randn(n, generator=gen, dtype=torch.float32))
-    opt = torch.optim.AdamW([p], **hp)
-    tensors = {"params0": p.detach().clone()}
-    for t in range(1, 4):
-        g = torch.randn(n, generator=gen, dtype=torch.float32) * (10.0 ** (1 - t))  # shrinking grads
-        p.grad = g.clone()
-        opt.step()
-        tensors[f"grad.{t}"] = g
-        tensors[f"params.{t}"] = p.detach().clone()
-    meta = {"lr": "0.01", "beta1": "0.9", "beta2": "0.95", "eps": "1e-08", "weight_decay": "0.1"}
-    st.save_file(tensors, os.path.join(out, "adamw.safetensors"), metadata=meta, dtype=torch.float32)
-
-
 def up_to_date(out):
     stamp = os.path.join(out, "cases.json")
     if not os.path.exists(stamp):
@@ -348,7 +338,6 @@ def main():
               f"pad={case['padding']} base.loss={exp['base.loss'].item():.6f} "
               f"lora.loss={exp['lora.loss'].item():.6f} tensors={len(exp)}")
     if not args.case:
-        write_adamw(args.out)
         with open(stamp, "w") as f:
             json.dump([c["name"] for c in CASES], f, indent=2)
             f.write("\n")
