@@ -322,7 +322,8 @@ int main(int argc, char ** argv) {
         const Method   method = method_from_name(name);
         const Workload w      = method == Method::sft ? sft_workload(a, config.vocab_size)
                                                       : dpo_workload(a, config.vocab_size);
-        Row            row{name};
+        Row            row;
+        row.method = name;
         row.paft = measure_paft(*backend, model, method, a, model_dir, root, w);
         if (!a.no_torch) {
             row.torch = measure_torch(method, a, model_dir, root, w, row.phases);
