@@ -16,11 +16,14 @@
 // its setup, reference pass or final saves), but the first steps pay one-time costs (buffers
 // growing, pages faulted in). So two fresh Trainers run on the same data, one for W steps and one
 // for W + S; the difference of their step seconds (and tokens) is the cost of steps W+1..W+S of a
-// run. The peer times its steps W+1..W+S directly. Both figures are means over S steps, not
-// medians, so a noisy machine shows in both; --repeats N measures each side N times, in turns,
-// and keeps each side's fastest (other work only ever slows a run down). Every step of either
-// side sees the same examples (one step's worth, drawn once), so the batches are the same up to
-// row order, and the first step's loss is the same on both sides (B = 0: the base model's).
+// run. (Resuming the W-step run for S more steps would time them directly, but a resumed run
+// must have the same options, max_steps included.) The peer times its steps W+1..W+S directly.
+// Both figures are means over S steps, not medians, so a noisy machine shows in both.
+// --repeats N measures each side N times, in turns, and keeps each side's fastest (other work
+// only ever slows a run down): for paft, the fastest W-step run is subtracted from the fastest
+// (W+S)-step run. Every step of either side sees the same examples (one step's worth, drawn once),
+// so the batches are the same up to row order, and the first step's loss is the same on both
+// sides (B = 0: the base model's).
 //
 // Also printed, to show where paft's time goes outside the forward and backward: the time outside
 // the steps (reference pass and saves), and the L1 penalty and clip + AdamW timed alone.
@@ -182,21 +185,35 @@ struct Figures {
     std::vector<double> losses;
 };
 
-Figures measure_paft(Backend & backend, std::shared_ptr<const Model> model, Method method, const Args & a,
-                     const std::string & model_dir, const std::string & root, const Workload & w) {
-    const std::string name  = method_name(method);
+// paft's runs of W and W + S steps, each the fastest of the repeats so far.
+struct PaftTimes {
+    double              short_s = 1e300, long_s = 1e300, outside_s = 1e300;
+    long                tokens = 0;  // of steps W+1..W+S (the same every time)
+    std::vector<double> losses;      // of the W + S run (the same every time)
+
+    Figures figures(int steps) const {
+        Figures f;
+        const double seconds = long_s - short_s;
+        f.step_s             = seconds / steps;
+        f.tokens_per_s       = seconds > 0 ? (double) tokens / seconds : 0.0;
+        f.outside_s          = outside_s;
+        f.losses             = losses;
+        return f;
+    }
+};
+
+void measure_paft(Backend & backend, std::shared_ptr<const Model> model, Method method, const Args & a,
+                  const std::string & model_dir, const std::string & root, const Workload & w, PaftTimes & t) {
+    const std::string name      = method_name(method);
     const std::string short_out = fmt::format("{}/{}-w", root, name), long_out = fmt::format("{}/{}-ws", root, name);
     PaftRun shorter = run_trainer(backend, model, options_for(method, a, model_dir, short_out, a.warmup), w.data);
     PaftRun longer  = run_trainer(backend, model, options_for(method, a, model_dir, long_out, a.warmup + a.steps),
                                   w.data);
-    Figures f;
-    const double seconds = longer.summary.seconds - shorter.summary.seconds;
-    const long   tokens  = longer.summary.tokens - shorter.summary.tokens;
-    f.step_s             = seconds / a.steps;
-    f.tokens_per_s       = seconds > 0 ? (double) tokens / seconds : 0.0;
-    f.outside_s          = longer.wall - longer.summary.seconds;
-    f.losses             = logged_losses(long_out);
-    return f;
+    t.short_s   = std::min(t.short_s, shorter.summary.seconds);
+    t.long_s    = std::min(t.long_s, longer.summary.seconds);
+    t.outside_s = std::min(t.outside_s, longer.wall - longer.summary.seconds);
+    t.tokens    = longer.summary.tokens - shorter.summary.tokens;
+    t.losses    = logged_losses(long_out);
 }
 
 // Runs the PyTorch peer; its last stdout line is a JSON object.
@@ -328,13 +345,13 @@ int main(int argc, char ** argv) {
                                                       : dpo_workload(a, config.vocab_size);
         Row            row;
         row.method = name;
-        // On a shared machine other work only ever slows a run down: the fastest of a few,
-        // taken in turns so that both sides meet the same spells of load, is the fairest figure.
+        // On a shared machine other work only ever slows a run down, so each side keeps its
+        // fastest: paft the fastest W-step run and the fastest (W+S)-step run (the minima, not
+        // the largest difference, which a slowed W-step run would inflate), the peer its fastest
+        // S timed steps. The sides take turns, so both meet the same spells of load.
+        PaftTimes paft_times;
         for (int rep = 0; rep < a.repeats; rep++) {
-            Figures p = measure_paft(*backend, model, method, a, model_dir, root, w);
-            if (p.tokens_per_s > row.paft.tokens_per_s) {
-                row.paft = std::move(p);
-            }
+            measure_paft(*backend, model, method, a, model_dir, root, w, paft_times);
             if (!a.no_torch) {
                 std::string phases;
                 Figures     t = measure_torch(method, a, model_dir, root, w, phases);
@@ -344,6 +361,7 @@ int main(int argc, char ** argv) {
                 }
             }
         }
+        row.paft = paft_times.figures(a.steps);
         rows.push_back(std::move(row));
     }
 
