@@ -141,7 +141,7 @@ TrainOptions options_for(Method method, const Args & a, const std::string & mode
     o.threads                     = a.threads;
     o.logging_steps               = 1;  // a line per step: the losses to compare, for a few microseconds
     o.save_steps                  = 0;  // no checkpoints inside the timed steps
-    o.data.max_length             = 0;
+    o.data.max_length             = 0;  // the examples are built here: nothing to truncate
     if (method == Method::sft) {
         o.l1_lambda = a.l1_lambda;
     } else {
@@ -245,6 +245,10 @@ Figures measure_torch(Method method, const Args & a, const std::string & model_d
     Figures        f;
     if (peer.is_null()) {
         return f;
+    }
+    if (peer["tokens_per_step"].get<long>() != w.tokens_per_step) {
+        fmt::print(stderr, "warning: the peer's steps take {} tokens, expected {}\n",
+                   peer["tokens_per_step"].get<long>(), w.tokens_per_step);
     }
     f.tokens_per_s = peer["tokens_per_s"].get<double>();
     f.step_s       = peer["step_s"].get<double>();
@@ -362,6 +366,10 @@ int main(int argc, char ** argv) {
             }
         }
         row.paft = paft_times.figures(a.steps);
+        if (paft_times.tokens != (long) a.steps * w.tokens_per_step) {  // both sides must count the same tokens
+            fmt::print(stderr, "warning: paft's timed steps took {} tokens, expected {}\n", paft_times.tokens,
+                       (long) a.steps * w.tokens_per_step);
+        }
         rows.push_back(std::move(row));
     }
 
