@@ -79,8 +79,13 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
                                      o.sft.model, o.preference.model));
     }
     auto [sft_threads, pref_threads] = branch_threads(o);
-    Branch sft{o.sft, load_train_data(o.sft, base->config()), sft_threads};
-    Branch pref{o.preference, load_train_data(o.preference, base->config()), pref_threads};
+    Branch sft, pref;
+    sft.options  = o.sft;
+    sft.data     = load_train_data(o.sft, base->config());
+    sft.threads  = sft_threads;
+    pref.options = o.preference;
+    pref.data    = load_train_data(o.preference, base->config());
+    pref.threads = pref_threads;
     fmt::print(stderr, "paft parallel: {} threads for {}, {} for {}\n", sft_threads, "sft", pref_threads,
                method_name(o.preference.method));
     std::thread sft_thread([&] { sft.run(base, "sft"); });
