@@ -375,6 +375,8 @@ protected:
 
 // Starts `paft args...` in the background; returns its pid.
 pid_t spawn_paft(const std::vector<std::string> & args, const fs::path & log) {
+    std::fflush(stdout);  // or the child would write the test's buffered output again
+    std::fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
         FILE * f = std::freopen(log.c_str(), "w", stderr);
@@ -471,8 +473,12 @@ TEST_F(TrainCli, ParallelBranchesEqualStandaloneRuns) {
     EXPECT_TRUE(slurp(dir / "paft/sft/adapter_model.safetensors") == slurp(dir / "sft/adapter_model.safetensors"));
     EXPECT_TRUE(slurp(dir / "paft/preference/adapter_model.safetensors") ==
                 slurp(dir / "dpo/adapter_model.safetensors"));
-    EXPECT_TRUE(fs::exists(dir / "paft/model/config.json"));
-    EXPECT_TRUE(fs::exists(dir / "paft/model/model.safetensors"));
+    EXPECT_TRUE(fs::exists(dir / "paft/paft_recipe.yaml"));
+    // The merged model is a Hugging Face folder paft (and transformers) can load.
+    spit(dir / "tokens.jsonl", "{\"input_ids\": [1, 12, 13, 14]}\n");
+    RunResult score = run({"score", "--model", (dir / "paft/model").string(), "--data", (dir / "tokens.jsonl").string()});
+    ASSERT_EQ(score.code, 0) << describe(score);
+    EXPECT_NE(score.out.find("\"logprob\""), std::string::npos) << score.out;
 }
 
 TEST_F(TrainCli, SequentialWritesTheFinalModel) {

@@ -58,6 +58,12 @@ void save_model_dir(const Model & model, const std::string & base_dir, const std
     }
 }
 
+// The run's resolved recipe, next to the branches' own.
+void save_recipe(const ParallelOptions & o) {
+    make_dirs(o.output_dir);
+    write_file_atomic(o.output_dir + "/paft_recipe.yaml", recipe_yaml(o));
+}
+
 int every_core(int threads) {
     return threads > 0 ? threads : std::max(1, (int) std::thread::hardware_concurrency());
 }
@@ -73,6 +79,7 @@ std::pair<int, int> branch_threads(const ParallelOptions & o) {
 
 PipelineSummary run_parallel(const ParallelOptions & o) {
     const auto t0 = std::chrono::steady_clock::now();
+    save_recipe(o);
     std::shared_ptr<const Model> base = Model::load(o.sft.model);
     if (o.preference.model != o.sft.model) {
         throw InputError(fmt::format("paft parallel: both branches must start from the same model ('{}' and '{}')",
@@ -110,6 +117,7 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
 
 PipelineSummary run_sequential(const ParallelOptions & o) {
     const auto t0 = std::chrono::steady_clock::now();
+    save_recipe(o);
     const int  threads = every_core(o.threads);
     auto       backend = make_cpu_backend(threads);
     PipelineSummary s;
