@@ -34,6 +34,7 @@ struct Branch {
             auto    backend = make_cpu_backend(threads);
             Trainer trainer(*backend, model, options, std::move(data), threads);
             trainer.set_label(label);
+            trainer.set_plain_progress(true);  // two bars would overwrite each other
             summary = trainer.run();
             adapter = std::make_unique<LoraAdapter>(trainer.adapter());
         } catch (...) {

@@ -294,7 +294,7 @@ void Trainer::compute_reference() {
         if (n == 0) {
             return;
         }
-        Progress progress(label_ + (eval ? " eval reference" : " reference"), (long) n, "pairs");
+        Progress progress(label_ + (eval ? " eval reference" : " reference"), (long) n, "pairs", plain_progress_);
         size_t   done = 0;
         transformer_.set_training(false);
         for (const auto & m : micro_batches(order, micro)) {
@@ -444,7 +444,7 @@ TrainSummary Trainer::run() {
         summary.global_step = total_steps_;
         return summary;
     }
-    Progress progress(label_, total_steps_, "steps");
+    Progress progress(label_, total_steps_, "steps", plain_progress_);
     progress.update(start_step_);
     const auto t0 = std::chrono::steady_clock::now();
     for (long step = start_step_; step < total_steps_; step++) {
