@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -33,6 +34,7 @@ struct Finished {
 };
 
 pid_t start(const std::string & paft, const std::vector<std::string> & args, const fs::path & log) {
+    std::fflush(stdout);  // or the child would print our buffered lines again
     pid_t pid = fork();
     if (pid == 0) {
         if (!std::freopen(log.c_str(), "w", stderr) || !std::freopen("/dev/null", "w", stdout)) {
@@ -114,9 +116,13 @@ int main(int argc, char ** argv) {
     write_data(dir, steps * batch, seq, m->config().vocab_size);
     const std::string half  = std::to_string(std::max(1, threads / 2));
     const std::string steps_s = std::to_string(steps), batch_s = std::to_string(batch);
+    // The same settings for every branch: flags for the standalone commands, --set for parallel.
     const std::vector<std::string> common = {"--max-steps", steps_s, "--batch-size", batch_s, "--save-steps", "0"};
+    const std::vector<std::string> common_set = {"--set", "max_steps=" + steps_s, "--set",
+                                                 "per_device_train_batch_size=" + batch_s, "--set", "save_steps=0"};
     auto with = [&](std::vector<std::string> a) {
-        a.insert(a.end(), common.begin(), common.end());
+        const auto & extra = a[0] == "parallel" ? common_set : common;
+        a.insert(a.end(), extra.begin(), extra.end());
         return a;
     };
     fmt::print("model {} ({:.1f}M parameters), {} steps of {} examples, {} threads in all\n", preset,

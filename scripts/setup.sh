@@ -37,10 +37,13 @@ cmake --build build -j "$(nproc)"
 case "$mode" in
   build) ;;
   run)
-    # The main job until the PAFT pipeline lands: score example sequences on a small generated model.
-    build/paft init-model --preset tiny --out runs/tiny
-    build/paft score --model runs/tiny --data examples/tokens.jsonl --out runs/tiny-scores.jsonl
-    cat runs/tiny-scores.jsonl
+    # The main job until evaluation lands: PAFT on a small generated model with the example
+    # datasets: SFT (L1) and DPO side by side over one base, merged with TIES.
+    [ -f runs/tiny/config.json ] || build/paft init-model --preset tiny --out runs/tiny
+    rm -rf runs/paft-tiny
+    build/paft parallel --config recipes/paft-tiny.yaml --model runs/tiny \
+      --sft-data examples/sft-tokens.jsonl --pref-data examples/pref-tokens.jsonl --out runs/paft-tiny
+    tail -n 2 runs/paft-tiny/sft/metrics.jsonl runs/paft-tiny/preference/metrics.jsonl
     ;;
   test)
     ctest --test-dir build --output-on-failure -j "$(nproc)"

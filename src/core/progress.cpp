@@ -7,8 +7,8 @@
 
 namespace paft {
 
-Progress::Progress(std::string label, long total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(isatty(STDERR_FILENO) != 0),
+Progress::Progress(std::string label, long total, std::string unit, bool plain)
+    : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(!plain && isatty(STDERR_FILENO) != 0),
       start_(std::chrono::steady_clock::now()), last_print_(start_) {}
 
 void Progress::update(long done) {

@@ -9,7 +9,8 @@ namespace paft {
 
 class Progress {
 public:
-    Progress(std::string label, long total, std::string unit);
+    // `plain`: plain lines even on a terminal (several bars at once would overwrite each other).
+    Progress(std::string label, long total, std::string unit, bool plain = false);
     void update(long done);  // absolute count
     // A short text shown after the rate (e.g. "loss 2.31, 1830 tok/s").
     void set_status(std::string status) { status_ = std::move(status); }

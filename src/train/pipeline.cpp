@@ -34,6 +34,7 @@ struct Branch {
             auto    backend = make_cpu_backend(threads);
             Trainer trainer(*backend, model, options, std::move(data), threads);
             trainer.set_label(label);
+            trainer.set_plain_progress(true);  // two bars would overwrite each other
             summary = trainer.run();
             adapter = std::make_unique<LoraAdapter>(trainer.adapter());
         } catch (...) {
@@ -58,6 +59,12 @@ void save_model_dir(const Model & model, const std::string & base_dir, const std
     }
 }
 
+// The run's resolved recipe, next to the branches' own.
+void save_recipe(const ParallelOptions & o) {
+    make_dirs(o.output_dir);
+    write_file_atomic(o.output_dir + "/paft_recipe.yaml", recipe_yaml(o));
+}
+
 int every_core(int threads) {
     return threads > 0 ? threads : std::max(1, (int) std::thread::hardware_concurrency());
 }
@@ -73,16 +80,22 @@ std::pair<int, int> branch_threads(const ParallelOptions & o) {
 
 PipelineSummary run_parallel(const ParallelOptions & o) {
     const auto t0 = std::chrono::steady_clock::now();
+    save_recipe(o);
     std::shared_ptr<const Model> base = Model::load(o.sft.model);
     if (o.preference.model != o.sft.model) {
         throw InputError(fmt::format("paft parallel: both branches must start from the same model ('{}' and '{}')",
                                      o.sft.model, o.preference.model));
     }
     auto [sft_threads, pref_threads] = branch_threads(o);
-    Branch sft{o.sft, load_train_data(o.sft, base->config()), sft_threads};
-    Branch pref{o.preference, load_train_data(o.preference, base->config()), pref_threads};
-    fmt::print(stderr, "paft parallel: {} threads for {}, {} for {}\n", sft_threads, "sft", pref_threads,
-               method_name(o.preference.method));
+    Branch sft, pref;
+    sft.options  = o.sft;
+    sft.data     = load_train_data(o.sft, base->config());
+    sft.threads  = sft_threads;
+    pref.options = o.preference;
+    pref.data    = load_train_data(o.preference, base->config());
+    pref.threads = pref_threads;
+    fmt::print(stderr, "paft parallel: threads: sft {}, {} {}\n", sft_threads, method_name(o.preference.method),
+               pref_threads);
     std::thread sft_thread([&] { sft.run(base, "sft"); });
     std::thread pref_thread([&] { pref.run(base, method_name(o.preference.method)); });
     sft_thread.join();
@@ -105,6 +118,7 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
 
 PipelineSummary run_sequential(const ParallelOptions & o) {
     const auto t0 = std::chrono::steady_clock::now();
+    save_recipe(o);
     const int  threads = every_core(o.threads);
     auto       backend = make_cpu_backend(threads);
     PipelineSummary s;

@@ -200,24 +200,6 @@ const char * name_of(const NameTable<T> & table, T value) {
     return "?";
 }
 
-// transformers' names (SchedulerType) for the schedules paft implements.
-const NameTable<ScheduleType> kSchedules = {{"linear", ScheduleType::linear},
-                                            {"cosine", ScheduleType::cosine},
-                                            {"constant", ScheduleType::constant},
-                                            {"constant_with_warmup", ScheduleType::constant_with_warmup},
-                                            {"inverse_sqrt", ScheduleType::inverse_sqrt}};
-
-// TRL's loss_type names.
-const NameTable<PreferenceLoss> kDpoLosses  = {{"sigmoid", PreferenceLoss::sigmoid},
-                                               {"ipo", PreferenceLoss::ipo},
-                                               {"hinge", PreferenceLoss::hinge},
-                                               {"robust", PreferenceLoss::robust},
-                                               {"simpo", PreferenceLoss::simpo}};
-const NameTable<PreferenceLoss> kOrpoLosses = {{"orpo", PreferenceLoss::orpo}};
-const NameTable<PreferenceLoss> kAllLosses  = {{"sigmoid", PreferenceLoss::sigmoid}, {"ipo", PreferenceLoss::ipo},
-                                               {"hinge", PreferenceLoss::hinge},     {"robust", PreferenceLoss::robust},
-                                               {"simpo", PreferenceLoss::simpo},     {"orpo", PreferenceLoss::orpo}};
-
 // TrainingArguments' optim names whose update is torch.optim.AdamW's or SGD's. bitsandbytes'
 // paged_adamw_32bit (the handbook's DPO QLoRA choice) keeps 32-bit state and only pages it between
 // GPU and CPU memory; the 8-bit variants quantise their state, so they are not offered.
@@ -229,9 +211,14 @@ const NameTable<std::string> kOptimizers = {{"adamw_torch", "adamw"},
 
 const NameTable<bool> kOrpoNll = {{"prompt", true}, {"completion", false}};
 
-// mergekit's method names (merge.h).
-const NameTable<std::string> kMergeMethods = {
-    {"linear", "linear"}, {"task_arithmetic", "task_arithmetic"}, {"ties", "ties"}, {"dare_ties", "dare_ties"}};
+// A merge method's name, checked against the merge registry (merge.h).
+std::string merge_method(const std::string & text) {
+    const std::vector<std::string> names = merge_method_names();
+    if (std::find(names.begin(), names.end(), text) == names.end()) {
+        throw InputError(fmt::format("expected one of {}, got {}", join(names, ", "), quote(text)));
+    }
+    return text;
+}
 
 // ---- Which methods use a key -----------------------------------------------------------------
 
@@ -329,12 +316,26 @@ Access lora_targets() {
     return {Kind::list, set, get};
 }
 
-// Only the losses of the options' method are accepted (ORPO has one loss; DPO the rest).
+// Only the losses of the options' method are accepted (ORPO has one loss; DPO the rest); the
+// names are objective.h's.
 Access loss_type() {
     auto set = [](TrainOptions & o, const std::string & v) {
-        o.preference.loss = choose(o.method == Method::orpo ? kOrpoLosses : kDpoLosses, v);
+        const PreferenceLoss loss = preference_loss_from_name(v);
+        if ((loss == PreferenceLoss::orpo) != (o.method == Method::orpo)) {
+            throw InputError(o.method == Method::orpo
+                                 ? fmt::format("orpo takes only loss_type orpo, got {}", quote(v))
+                                 : fmt::format("expected one of sigmoid, ipo, hinge, robust, simpo, got {}", quote(v)));
+        }
+        o.preference.loss = loss;
     };
-    auto get = [](const TrainOptions & o) { return std::string(name_of(kAllLosses, o.preference.loss)); };
+    auto get = [](const TrainOptions & o) { return std::string(preference_loss_name(o.preference.loss)); };
+    return {Kind::choice, set, get};
+}
+
+// The schedule's name, as schedule.h names them.
+Access lr_scheduler_type() {
+    auto set = [](TrainOptions & o, const std::string & v) { o.lr_scheduler_type = schedule_from_name(v); };
+    auto get = [](const TrainOptions & o) { return std::string(schedule_name(o.lr_scheduler_type)); };
     return {Kind::choice, set, get};
 }
 
@@ -380,7 +381,7 @@ const std::vector<Key> & keys() {
         {"weight_decay", kOptimize, ALL, "Weight decay", plain(FIELD(optimizer.weight_decay))},
         {"learning_rate", kOptimize, ALL, "Peak learning rate", plain(FIELD(learning_rate))},
         {"lr_scheduler_type", kOptimize, ALL, "Schedule: linear, cosine, constant, constant_with_warmup, inverse_sqrt",
-         choice(FIELD(lr_scheduler_type), kSchedules)},
+         lr_scheduler_type()},
         {"warmup_ratio", kOptimize, ALL, "Warmup as a share of the steps (when warmup_steps is 0)",
          plain(FIELD(warmup_ratio))},
         {"warmup_steps", kOptimize, ALL, "Warmup steps (overrides warmup_ratio when > 0)", plain(FIELD(warmup_steps))},
@@ -507,7 +508,7 @@ const std::vector<MergeKey> & merge_keys() {
          [](ParallelOptions & p, const std::string & v) { p.merge_enabled = parse_bool(v); },
          [](const ParallelOptions & p) { return text_of(p.merge_enabled); }},
         {"method", "Merge method: linear, task_arithmetic, ties, dare_ties", Kind::choice, nullptr,
-         [](ParallelOptions & p, const std::string & v) { p.merge.method = choose(kMergeMethods, v); },
+         [](ParallelOptions & p, const std::string & v) { p.merge.method = merge_method(v); },
          [](const ParallelOptions & p) { return p.merge.method; }},
         {"weights", "Weights of the sft and preference deltas (default 1 each)", Kind::list, "",
          [](ParallelOptions & p, const std::string & v) { p.merge.weights = branch_numbers(v, false); },
@@ -1177,7 +1178,7 @@ void validate(const ParallelOptions & p) {
     }
     const MergeOptions & m = p.merge;
     try {
-        choose(kMergeMethods, m.method);
+        merge_method(m.method);
     } catch (const InputError & e) {
         throw InputError(std::string("merge.method (--merge-method): ") + e.what());
     }

@@ -46,7 +46,7 @@ ScheduleType schedule_from_name(const std::string & name) {
     for (const auto & entry : kSchedules) {
         names.emplace_back(entry.first);
     }
-    throw InputError(fmt::format("unknown lr_scheduler_type '{}' (expected one of {})", name, fmt::join(names, ", ")));
+    throw InputError(fmt::format("unknown schedule '{}' (expected one of {})", name, fmt::join(names, ", ")));
 }
 
 const char * schedule_name(ScheduleType type) {

@@ -291,7 +291,10 @@ void Trainer::compute_reference() {
                 }
             }
         }
-        Progress progress(label_ + (eval ? " eval reference" : " reference"), (long) n, "pairs");
+        if (n == 0) {
+            return;
+        }
+        Progress progress(label_ + (eval ? " eval reference" : " reference"), (long) n, "pairs", plain_progress_);
         size_t   done = 0;
         transformer_.set_training(false);
         for (const auto & m : micro_batches(order, micro)) {
@@ -441,7 +444,7 @@ TrainSummary Trainer::run() {
         summary.global_step = total_steps_;
         return summary;
     }
-    Progress progress(label_, total_steps_, "steps");
+    Progress progress(label_, total_steps_, "steps", plain_progress_);
     progress.update(start_step_);
     const auto t0 = std::chrono::steady_clock::now();
     for (long step = start_step_; step < total_steps_; step++) {
@@ -450,12 +453,12 @@ TrainSummary Trainer::run() {
         std::vector<size_t> units = step_units(step);
         StepResult r = options_.method == Method::sft ? sft_step(units, step) : preference_step(units, step);
         const bool log_now = options_.logging_steps > 0 && ((step + 1) % options_.logging_steps == 0);
-        if (options_.method == Method::sft && (options_.l1_lambda > 0 || log_now || step + 1 == total_steps_)) {
-            float *    grads = options_.l1_lambda > 0 ? adapter_.grads().data() : nullptr;
-            DeltaStats d     = l1_penalty(backend_, adapter_, options_.l1_lambda, options_.sparsity_threshold, grads);
+        const bool last = step + 1 == total_steps_;
+        if (options_.method == Method::sft && options_.l1_lambda > 0) {
+            DeltaStats d = l1_penalty(backend_, adapter_, options_.l1_lambda, options_.sparsity_threshold,
+                                      adapter_.grads().data());
             r.metrics["l1_penalty"] = options_.l1_lambda * d.l1;
             r.metrics["loss"] += options_.l1_lambda * d.l1;
-            r.metrics["sparsity"] = d.sparsity();
         }
         const double grad_norm = clip_grad_norm(adapter_.grads().data(), adapter_.grads().size(),
                                                 options_.max_grad_norm);
@@ -468,21 +471,23 @@ TrainSummary Trainer::run() {
                 last ? fmt::format("{}/checkpoint-{}", options_.output_dir, *last) : std::string("none")));
         }
         optimizer_->step(adapter_.params().data(), adapter_.grads().data(), lr);
+        double sparsity = -1;  // of the adapter as updated (as saved), at log steps
+        if (options_.method == Method::sft && (log_now || last)) {
+            sparsity = l1_penalty(backend_, adapter_, 0.0, options_.sparsity_threshold, nullptr).sparsity();
+        }
         num_tokens_ += r.tokens;
         summary.tokens += r.tokens;
         summary.steps++;
         summary.last_loss = r.metrics["loss"];
         add_metrics(window_.sums, r.metrics);
         window_.steps++;
-        if (log_now || step + 1 == total_steps_) {
+        if (log_now || last) {
             json line = {{"step", step + 1}, {"epoch", (double) (step + 1) / steps_per_epoch_}};
             for (const auto & [k, v] : window_.sums) {
-                if (k != "sparsity") {
-                    line[k] = v / (double) window_.steps;
-                }
+                line[k] = v / (double) window_.steps;
             }
-            if (r.metrics.count("sparsity")) {
-                line["sparsity"] = r.metrics["sparsity"];  // of the adapter as it is now, not a mean
+            if (sparsity >= 0) {
+                line["sparsity"] = sparsity;
             }
             line["grad_norm"]     = grad_norm;
             line["learning_rate"] = lr;
@@ -494,7 +499,7 @@ TrainSummary Trainer::run() {
         if (options_.eval_steps > 0 && (step + 1) % options_.eval_steps == 0) {
             evaluate(step + 1);
         }
-        if (options_.save_steps > 0 && (step + 1) % options_.save_steps == 0 && step + 1 < total_steps_) {
+        if (options_.save_steps > 0 && (step + 1) % options_.save_steps == 0 && !last) {
             save_checkpoint(step + 1);
         }
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -67,6 +67,8 @@ public:
     const LoraAdapter & adapter() const { return adapter_; }
     // Prefix for progress and log lines ("sft", "dpo", ...); default the method's name.
     void set_label(std::string label) { label_ = std::move(label); }
+    // Plain progress lines even on a terminal (for runs side by side).
+    void set_plain_progress(bool plain) { plain_progress_ = plain; }
 
 private:
     // Metric sums over the optimizer steps since the last log; logged as means, except
@@ -93,6 +95,7 @@ private:
     TrainOptions                 options_;
     TrainData                    data_;
     std::string                  label_;
+    bool                         plain_progress_ = false;
     ParallelTransformer          transformer_;
     LoraAdapter                  adapter_;
     std::unique_ptr<Optimizer>   optimizer_;
