@@ -39,22 +39,39 @@ void module_penalty(Backend & backend, const float * A, const float * B, int r, 
 
 }  // namespace
 
+// Modules are independent (each writes only its own dA, dB), so they run in parallel, one per
+// thread at a time; their statistics are combined in module order, so the result does not depend
+// on the thread count.
 DeltaStats l1_penalty(Backend & backend, const LoraAdapter & adapter, double lambda, double threshold,
                       float * grads) {
-    DeltaStats         stats;
-    std::vector<float> tile;  // local: safe to call from several threads at once
-    const int          r = adapter.config().r;
-    const float        s = adapter.config().scale();
+    std::vector<std::pair<int, int>> modules;  // (layer, target)
     for (int l = 0; l < adapter.layers(); l++) {
         for (int t = 0; t < TARGET_COUNT; t++) {
-            if (!adapter.has(l, t)) {
-                continue;
+            if (adapter.has(l, t)) {
+                modules.emplace_back(l, t);
             }
-            float * dA = grads ? grads + adapter.offset_A(l, t) : nullptr;
-            float * dB = grads ? grads + adapter.offset_B(l, t) : nullptr;
-            module_penalty(backend, adapter.A(l, t), adapter.B(l, t), r, adapter.in_features(t),
-                           adapter.out_features(t), s, lambda, threshold, dA, dB, tile, stats);
         }
+    }
+    const int               r = adapter.config().r;
+    const float             s = adapter.config().scale();
+    std::vector<DeltaStats> per_module(modules.size());
+#pragma omp parallel
+    {
+        std::vector<float> tile;  // each thread's own
+#pragma omp for schedule(dynamic)
+        for (size_t m = 0; m < modules.size(); m++) {
+            const auto [l, t] = modules[m];
+            float * dA        = grads ? grads + adapter.offset_A(l, t) : nullptr;
+            float * dB        = grads ? grads + adapter.offset_B(l, t) : nullptr;
+            module_penalty(backend, adapter.A(l, t), adapter.B(l, t), r, adapter.in_features(t),
+                           adapter.out_features(t), s, lambda, threshold, dA, dB, tile, per_module[m]);
+        }
+    }
+    DeltaStats stats;
+    for (const DeltaStats & m : per_module) {
+        stats.l1 += m.l1;
+        stats.zeros += m.zeros;
+        stats.total += m.total;
     }
     return stats;
 }

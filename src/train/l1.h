@@ -3,6 +3,7 @@
 //
 // With G = s * sign(s B A) (sign(0) = 0, as torch.sign), d/dB = lambda * G A^T [out, r] and
 // d/dA = lambda * B^T G [r, in]. Each module's delta is formed in tiles of rows, never whole.
+// Modules run in parallel (OpenMP); the result does not depend on the thread count.
 #pragma once
 
 #include "core/backend.h"
