@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
@@ -53,7 +54,24 @@ inline double rel_error(const float * got, const std::vector<float> & want, cons
     return rel_error(g, w);
 }
 
-// A fresh, empty folder for the running test: TMP/PREFIX-PID-TEST (ctest runs tests in parallel).
+// Folders made by fresh_test_folder, removed when the test program exits.
+inline std::vector<std::filesystem::path> & test_folders_to_remove() {
+    static std::vector<std::filesystem::path> folders;
+    static const bool registered = [] {
+        std::atexit([] {
+            for (const auto & f : test_folders_to_remove()) {
+                std::error_code ec;
+                std::filesystem::remove_all(f, ec);
+            }
+        });
+        return true;
+    }();
+    (void) registered;
+    return folders;
+}
+
+// A fresh, empty folder for the running test: TMP/PREFIX-PID-TEST (ctest runs tests in parallel),
+// removed when the test program exits.
 inline std::filesystem::path fresh_test_folder(const std::string & prefix) {
     const auto * test = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string name = prefix + "-" + std::to_string(::getpid()) + "-" + test->test_suite_name() + "." + test->name();
@@ -63,6 +81,7 @@ inline std::filesystem::path fresh_test_folder(const std::string & prefix) {
     const std::filesystem::path dir = std::filesystem::temp_directory_path() / name;
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
+    test_folders_to_remove().push_back(dir);
     return dir;
 }
 
