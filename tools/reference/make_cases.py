@@ -308,12 +308,17 @@ def write_case(case, root, seed):
     return exp
 
 
-def up_to_date(out):
-    stamp = os.path.join(out, "cases.json")
+def stamp_is_newer(stamp, scripts):
+    """Whether the stamp file exists and is newer than every one of `scripts` (names in this folder)
+    and the shared oracle files they rely on: the cases it marks need no regeneration."""
     if not os.path.exists(stamp):
         return False
-    scripts = [os.path.join(HERE, f) for f in ("make_cases.py", "llama_ref.py", "st.py")]
-    return os.path.getmtime(stamp) > max(os.path.getmtime(s) for s in scripts)
+    paths = [os.path.join(HERE, f) for f in list(scripts) + ["make_cases.py", "llama_ref.py", "st.py"]]
+    return os.path.getmtime(stamp) > max(os.path.getmtime(p) for p in paths)
+
+
+def up_to_date(out):
+    return stamp_is_newer(os.path.join(out, "cases.json"), [])
 
 
 def main():

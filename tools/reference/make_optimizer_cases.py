@@ -39,7 +39,7 @@ sys.path.insert(0, HERE)
 
 import st  # noqa: E402
 from llama_ref import causal_lm_loss, load_adapter, load_model  # noqa: E402
-from make_cases import ALL7, make_batch, write_adapter, write_model  # noqa: E402
+from make_cases import ALL7, stamp_is_newer, make_batch, write_adapter, write_model  # noqa: E402
 
 STEPS = 10  # optimizer steps per vector case
 N = 1000  # parameters per vector case
@@ -182,11 +182,7 @@ def write_trajectory(root, seed):
 
 
 def up_to_date(out):
-    stamp = os.path.join(out, "done.json")
-    if not os.path.exists(stamp):
-        return False
-    scripts = [os.path.join(HERE, f) for f in ("make_optimizer_cases.py", "make_cases.py", "llama_ref.py", "st.py")]
-    return os.path.getmtime(stamp) > max(os.path.getmtime(s) for s in scripts)
+    return stamp_is_newer(os.path.join(out, "done.json"), ["make_optimizer_cases.py"])
 
 
 def main():

@@ -43,7 +43,7 @@ sys.path.insert(0, HERE)
 
 import st  # noqa: E402
 from llama_ref import IGNORE_INDEX, CausalLM, ModelConfig, causal_lm_loss, load_adapter, load_model  # noqa: E402
-from make_cases import ALL7, hf_config, random_weights  # noqa: E402
+from make_cases import ALL7, stamp_is_newer, hf_config, random_weights  # noqa: E402
 
 PAD_ID = 0
 L1_LAMBDA = 0.001
@@ -339,11 +339,7 @@ def write_case(case, root, seed):
 
 
 def up_to_date(out):
-    stamp = os.path.join(out, "train_cases.json")
-    if not os.path.exists(stamp):
-        return False
-    scripts = [os.path.join(HERE, f) for f in ("make_train_cases.py", "make_cases.py", "llama_ref.py", "st.py")]
-    return os.path.getmtime(stamp) > max(os.path.getmtime(s) for s in scripts)
+    return stamp_is_newer(os.path.join(out, "train_cases.json"), ["make_train_cases.py"])
 
 
 def main():
