@@ -6,7 +6,6 @@
 #include "train/trainer.h"
 
 #include <fmt/format.h>
-#include <omp.h>
 
 #include <chrono>
 #include <exception>

@@ -220,35 +220,44 @@ Trainer::StepResult Trainer::sft_step(const std::vector<size_t> & units, long st
     return r;
 }
 
-Trainer::StepResult Trainer::preference_step(const std::vector<size_t> & units, long step) {
-    const PreferenceConfig & pc = options_.preference;
-    const bool prompt_targets   = options_.method == Method::orpo && pc.orpo_prompt_nll;
-    std::vector<PreferenceBatch>  batches;
-    std::vector<std::vector<double>> refs;
-    long                          nll_tokens = 0;
-    for (const auto & micro : micro_batches(units, options_.per_device_train_batch_size)) {
-        batches.push_back(preference_batch(pairs_of(micro, false), prompt_targets, data_.pad_id,
-                                           model_->config().vocab_size));
-        nll_tokens += chosen_target_count(batches.back());
+// The micro-batches of `units` (train or eval pairs), each with its pairs' reference log-probs
+// [chosen..., rejected...] (empty for reference-free losses), and the NLL tokens of them all (ORPO).
+Trainer::PreferenceStepData Trainer::preference_batches(const std::vector<size_t> & units, int micro,
+                                                        bool eval) const {
+    const PreferenceConfig &    pc             = options_.preference;
+    const bool                  prompt_targets = options_.method == Method::orpo && pc.orpo_prompt_nll;
+    const std::vector<double> & chosen         = eval ? eval_ref_chosen_ : ref_chosen_;
+    const std::vector<double> & rejected       = eval ? eval_ref_rejected_ : ref_rejected_;
+    PreferenceStepData          d;
+    for (const auto & m : micro_batches(units, micro)) {
+        d.batches.push_back(preference_batch(pairs_of(m, eval), prompt_targets, data_.pad_id,
+                                             model_->config().vocab_size));
+        d.nll_tokens += chosen_target_count(d.batches.back());
         std::vector<double> ref;
         if (needs_reference(pc.loss)) {
-            for (size_t u : micro) {
-                ref.push_back(ref_chosen_[u]);
+            for (size_t u : m) {
+                ref.push_back(chosen[u]);
             }
-            for (size_t u : micro) {
-                ref.push_back(ref_rejected_[u]);
+            for (size_t u : m) {
+                ref.push_back(rejected[u]);
             }
         }
-        refs.push_back(std::move(ref));
+        d.refs.push_back(std::move(ref));
     }
+    return d;
+}
+
+Trainer::StepResult Trainer::preference_step(const std::vector<size_t> & units, long step) {
+    const PreferenceConfig & pc = options_.preference;
+    const PreferenceStepData d = preference_batches(units, options_.per_device_train_batch_size, false);
     StepResult        r;
     PreferenceMetrics sum;
-    for (size_t i = 0; i < batches.size(); i++) {
-        const PreferenceBatch & pb = batches[i];
-        transformer_.set_training(true, options_.seed, (uint64_t) step * batches.size() + i);
+    for (size_t i = 0; i < d.batches.size(); i++) {
+        const PreferenceBatch & pb = d.batches[i];
+        transformer_.set_training(true, options_.seed, (uint64_t) step * d.batches.size() + i);
         const std::vector<float> & logp = transformer_.forward(pb.batch, &adapter_);
         std::vector<float>         dlogp;
-        sum.add(preference_objective(pc, pb, logp, refs[i], (int) units.size(), nll_tokens, dlogp));
+        sum.add(preference_objective(pc, pb, logp, d.refs[i], (int) units.size(), d.nll_tokens, dlogp));
         transformer_.backward(pb.batch, &adapter_, dlogp.data(), {adapter_.grads().data(), nullptr});
         r.tokens += real_tokens(pb.batch);
     }
@@ -327,31 +336,13 @@ void Trainer::evaluate(long step) {
     transformer_.set_training(false);
     std::map<std::string, double> metrics;
     if (pref) {
-        const PreferenceConfig & pc = options_.preference;
-        const bool prompt_targets   = options_.method == Method::orpo && pc.orpo_prompt_nll;
-        std::vector<PreferenceBatch> batches;
-        long                         nll_tokens = 0;
-        for (const auto & m : micro_batches(all, options_.per_device_eval_batch_size)) {
-            batches.push_back(preference_batch(pairs_of(m, true), prompt_targets, data_.pad_id,
-                                               model_->config().vocab_size));
-            nll_tokens += chosen_target_count(batches.back());
-        }
-        PreferenceMetrics sum;
-        size_t            first = 0;
-        for (const PreferenceBatch & pb : batches) {
-            std::vector<double> ref;
-            if (needs_reference(pc.loss)) {
-                for (int i = 0; i < pb.pairs; i++) {
-                    ref.push_back(eval_ref_chosen_[first + i]);
-                }
-                for (int i = 0; i < pb.pairs; i++) {
-                    ref.push_back(eval_ref_rejected_[first + i]);
-                }
-            }
+        const PreferenceStepData d = preference_batches(all, options_.per_device_eval_batch_size, true);
+        PreferenceMetrics        sum;
+        for (size_t i = 0; i < d.batches.size(); i++) {
             std::vector<float> dlogp;
-            sum.add(preference_objective(pc, pb, transformer_.forward(pb.batch, &adapter_), ref, (int) n, nll_tokens,
-                                         dlogp));
-            first += pb.pairs;
+            sum.add(preference_objective(options_.preference, d.batches[i],
+                                         transformer_.forward(d.batches[i].batch, &adapter_), d.refs[i], (int) n,
+                                         d.nll_tokens, dlogp));
         }
         metrics = preference_metric_map(sum, options_.method, "eval_");
     } else {

@@ -78,6 +78,12 @@ private:
         long                          steps = 0;
     };
     struct StepResult;
+    struct PreferenceStepData {
+        std::vector<PreferenceBatch>     batches;
+        std::vector<std::vector<double>> refs;  // per micro-batch: reference logps [2n]
+        long                             nll_tokens = 0;
+    };
+    PreferenceStepData preference_batches(const std::vector<size_t> & units, int micro, bool eval) const;
 
     void   start_or_resume();
     void   compute_reference();
