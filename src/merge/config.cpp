@@ -217,6 +217,41 @@ ModelRef parse_model_ref(const std::string & text) {
     return {text.substr(0, plus), text.substr(plus + 1)};
 }
 
+MergeConfig adapter_merge_config(const std::string & base, const std::vector<std::string> & adapters,
+                                 const MergeOptions & o) {
+    auto number = [](double value, const char * where) {
+        ParamSetting s;
+        s.scalar.number = value;
+        s.where         = where;
+        return s;
+    };
+    MergeConfig c;
+    c.method = o.method;
+    c.base   = ModelRef{base, ""};
+    for (size_t i = 0; i < adapters.size(); i++) {
+        MergeInputModel m{ModelRef{base, adapters[i]}, {}, fmt::format("adapters[{}]", i)};
+        if (i < o.weights.size()) m.parameters["weight"] = number(o.weights[i], "merge.weights");
+        if (i < o.densities.size()) m.parameters["density"] = number(o.densities[i], "merge.densities");
+        c.models.push_back(std::move(m));
+    }
+    if (o.normalize >= 0) {
+        ParamSetting s;
+        s.scalar.kind    = ParamScalar::Kind::boolean;
+        s.scalar.boolean = o.normalize == 1;
+        s.where          = "merge.normalize";
+        c.parameters["normalize"] = s;
+    }
+    if (o.lambda != 1.0) c.parameters["lambda"] = number(o.lambda, "merge.lambda");
+    if (!o.rescale.empty()) {
+        ParamSetting s;
+        s.scalar.kind = ParamScalar::Kind::text;
+        s.scalar.text = o.rescale;
+        s.where       = "merge.rescale";
+        c.parameters["rescale"] = s;
+    }
+    return c;
+}
+
 MergeConfig read_merge_config(const std::string & path) {
     const YAML::Node root = load_yaml_file(path, "merge config");
     if (!root.IsMap()) {

@@ -630,7 +630,7 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
     }
     const int    threads = o.threads > 0 ? o.threads : std::max(1, (int) std::thread::hardware_concurrency());
     MemoryBudget budget(o.memory_limit > 0 ? o.memory_limit : std::max<uint64_t>(largest, 1ull << 30));
-    Progress     progress("merge", (long) plan.jobs.size(), "tensors", !o.progress);
+    Progress     progress("merge", (long) plan.jobs.size(), "tensors", o.plain_progress);
 
     // Jobs are taken in output order; each is merged whole by one worker, so the result does not
     // depend on the thread count. The first failure (lowest tensor) stops the others.
