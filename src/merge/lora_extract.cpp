@@ -95,11 +95,6 @@ void fix_sign(ThinSvd & svd, int j, int rows, int cols) {
 }
 
 // "model.layers.3.self_attn.q_proj", as the report names a module.
-std::string module_name(int layer, int target) {
-    return fmt::format("model.layers.{}.{}.{}", layer, target <= TARGET_O ? "self_attn" : "mlp",
-                       lora_target_name(target));
-}
-
 bool any_nonzero(const std::vector<float> & v) {
     return std::any_of(v.begin(), v.end(), [](float x) { return x != 0.0f; });
 }
@@ -114,11 +109,11 @@ void check_module(const LowRankModule & m, const LoraAdapter & shapes, int rank)
     const int       rows = shapes.out_features(m.target), cols = shapes.in_features(m.target);
     if (f.rows != rows || f.cols != cols) {
         throw InputError(fmt::format("LoRA extraction: {} is [{}, {}], the base model's [{}, {}]",
-                                     module_name(m.layer, m.target), f.rows, f.cols, rows, cols));
+                                     lora_module_path(m.layer, m.target), f.rows, f.cols, rows, cols));
     }
     if (f.rank != rank || f.A.size() != (size_t) rank * cols || f.B.size() != (size_t) rows * rank) {
         throw InputError(fmt::format("LoRA extraction: {} has rank {} factors, the adapter rank {}",
-                                     module_name(m.layer, m.target), f.rank, rank));
+                                     lora_module_path(m.layer, m.target), f.rank, rank));
     }
 }
 
@@ -173,7 +168,7 @@ bool lora_module_of(const std::string & tensor_name, int * layer, int * target) 
     }
     const int l = std::stoi(tensor_name.substr(pos, digits));
     for (int t = 0; t < TARGET_COUNT; t++) {
-        if (tensor_name == module_name(l, t) + ".weight") {
+        if (tensor_name == lora_module_path(l, t) + ".weight") {
             *layer  = l;
             *target = t;
             return true;
@@ -198,7 +193,7 @@ LoraAdapter lora_adapter_from_factors(const ModelConfig & model, const std::vect
         check_module(m, shapes, rank);
         const size_t slot = (size_t) m.layer * TARGET_COUNT + m.target;
         if (seen[slot]) {
-            throw InputError(fmt::format("LoRA extraction: {} is given twice", module_name(m.layer, m.target)));
+            throw InputError(fmt::format("LoRA extraction: {} is given twice", lora_module_path(m.layer, m.target)));
         }
         seen[slot]        = true;
         given[m.target]   = true;
@@ -239,7 +234,7 @@ std::string retained_energy_report(const std::vector<LowRankModule> & modules, i
         kept_energy += f.retained * energy;
         total += energy;
         retained_min = std::min(retained_min, f.retained);
-        list.push_back({{"module", module_name(m->layer, m->target)},
+        list.push_back({{"module", lora_module_path(m->layer, m->target)},
                         {"shape", {f.rows, f.cols}},
                         {"retained", f.retained},
                         {"singular_values", kept}});
