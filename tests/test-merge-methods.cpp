@@ -241,7 +241,7 @@ std::vector<std::pair<std::string, Params>> variants() {
 std::vector<Params> random_model_params(const MergeMethodDef & m, size_t models, Random & rng) {
     const double        kWeights[]   = {1.0, 0.5, -0.75, 1.25, 2.0, 0.25};
     const double        kDensities[] = {0.3, 0.5, 0.7, 1.0};
-    const double        kGammas[]    = {0.0, 0.05, 0.2};
+    const double        kGammas[]    = {0.0, 0.05, 0.2, 0.4};  // 0.4 + density 0.7 > 1: fewer large ones dropped
     const double        kEpsilons[]  = {0.1, 0.2};
     std::vector<Params> out(models);
     for (size_t i = 0; i < models; i++) {
@@ -252,7 +252,7 @@ std::vector<Params> random_model_params(const MergeMethodDef & m, size_t models,
             out[i]["density"] = num(kDensities[rng.next_u64() % 4]);
         }
         if (find_param(m, "gamma") && rng.next_u64() % 2 == 0) {  // else the default 0.01
-            out[i]["gamma"] = num(kGammas[rng.next_u64() % 3]);
+            out[i]["gamma"] = num(kGammas[rng.next_u64() % 4]);
         }
         if (find_param(m, "epsilon") && rng.next_u64() % 2 == 0) {  // else the default 0.15
             out[i]["epsilon"] = num(kEpsilons[rng.next_u64() % 2]);
