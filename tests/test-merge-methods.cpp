@@ -653,6 +653,11 @@ TEST(MergeMethods, SlerpByHand) {
     // Colinear (|cos| > 0.9995): lerp, also when antiparallel.
     expect_floats(slerp({1, 2}, {2, 4}, 0.25), {1.25, 2.5});
     expect_floats(slerp({1, 2}, {-1, -2}, 0.25), {0.5, 1.0});
+    // At the threshold: [1, 0] and [1, 0.02] have cos 0.9998 (lerp); [1, 0.04] cos 0.9992 (slerp, t
+    // 0.5: both coefficients sin(theta / 2) / sin(theta), 0.49995 instead of lerp's 0.5).
+    expect_floats(slerp({1, 0}, {1, 0.02f}, 0.5), {1, 0.01});
+    const double theta = std::acos(1 / std::sqrt(1 + 0.04 * 0.04)), k = std::sin(theta / 2) / std::sin(theta);
+    expect_floats(slerp({1, 0}, {1, 0.04f}, 0.5), {2 * k, 0.04 * k}, 1e-7);
     // A zero base is not normalised: cos = 0, so the model's coefficient is sin(t pi / 2).
     expect_floats(slerp({0, 0}, {1, 1}, 0.5), {std::sqrt(0.5), std::sqrt(0.5)});
 }
