@@ -66,7 +66,11 @@ MergeConfig short_form_config(const MergeFlags & f) {
     if (c.models.empty()) {
         throw InputError("--adapter/--model: nothing to merge");
     }
-    for (const auto & [values, name] : {std::pair{&f.weights, "weight"}, {&f.densities, "density"}}) {
+    // Weights default to 1 each here (mergekit's YAML requires them), where the method takes them.
+    const MergeMethodDef *    method  = find_merge_method(f.method);
+    const std::vector<double> ones    = {1.0};
+    const std::vector<double> & weights = f.weights.empty() && method && find_param(*method, "weight") ? ones : f.weights;
+    for (const auto & [values, name] : {std::pair{&weights, "weight"}, {&f.densities, "density"}}) {
         if (values->empty()) continue;
         if (values->size() != c.models.size() && values->size() != 1) {
             throw InputError(fmt::format("--{}: {} values for {} models (give one per model, or one for all)", name,
