@@ -113,13 +113,14 @@ void print_report(const MergeReport & r, const MergeRunOptions & o) {
             sum += e.retained;
         }
         fmt::print("wrote a rank-{} LoRA adapter of the merged delta to {} ({} modules; retained energy: mean {:.4f}, "
-                   "min {:.4f}; per module in merge_report.json) in {:.1f} s\n",
+                   "min {:.4f}; per module in lora_extraction.json) in {:.1f} s\n",
                    o.rank, o.out, r.energy.size(), r.energy.empty() ? 1.0 : sum / (double) r.energy.size(), low,
                    r.seconds);
         return;
     }
-    fmt::print("merged {} tensors ({} changed) into {}: {:.2f} GB in {:.1f} s\n", r.tensors, r.merged, o.out,
-               (double) r.bytes_out / 1e9, r.seconds);
+    const double mb = (double) r.bytes_out / 1e6;
+    fmt::print("merged {} tensors ({} changed) into {}: {} in {:.1f} s\n", r.tensors, r.merged, o.out,
+               mb >= 1000 ? fmt::format("{:.2f} GB", mb / 1000) : fmt::format("{:.1f} MB", mb), r.seconds);
 }
 
 }  // namespace

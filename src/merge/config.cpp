@@ -139,7 +139,7 @@ void emit_setting(YAML::Emitter & out, const ParamSetting & s) {
     switch (s.kind) {
         case ParamSetting::Kind::scalar:
             if (s.scalar.kind == ParamScalar::Kind::number) {
-                out << s.scalar.number;
+                out << fmt::format("{}", s.scalar.number);  // the shortest text that reads back the same
             } else if (s.scalar.kind == ParamScalar::Kind::boolean) {
                 out << s.scalar.boolean;
             } else {
@@ -147,7 +147,11 @@ void emit_setting(YAML::Emitter & out, const ParamSetting & s) {
             }
             break;
         case ParamSetting::Kind::gradient:
-            out << YAML::Flow << s.gradient;
+            out << YAML::Flow << YAML::BeginSeq;
+            for (double v : s.gradient) {
+                out << fmt::format("{}", v);
+            }
+            out << YAML::EndSeq;
             break;
         case ParamSetting::Kind::conditions:
             out << YAML::BeginSeq;
