@@ -137,19 +137,6 @@ std::string run_oracle(const fs::path & dir, const std::vector<DeltaCase> & case
     return (dir / "expected.safetensors").string();
 }
 
-// A float64 tensor of the oracle's output.
-std::vector<double> read_f64(const SafetensorsFile & file, const std::string & name) {
-    const TensorInfo * info = file.find(name);
-    if (!info || info->dtype != DType::F64) {
-        ADD_FAILURE() << file.path() << ": no F64 tensor " << name;
-        return {};
-    }
-    std::span<const uint8_t> bytes = file.bytes(*info);
-    std::vector<double>      out(bytes.size() / sizeof(double));
-    std::memcpy(out.data(), bytes.data(), bytes.size());
-    return out;
-}
-
 // scale * B [rows, r] * A [r, cols] in double.
 std::vector<double> product(const float * B, const float * A, int rows, int cols, int r, double scale = 1.0) {
     std::vector<double> p((size_t) rows * cols, 0.0);
@@ -207,18 +194,6 @@ bool signs_fixed(const LowRank & f, int kept) {
         }
     }
     return true;
-}
-
-ModelConfig small_config() {
-    ModelConfig c;
-    c.hidden_size       = 32;
-    c.intermediate_size = 48;
-    c.num_layers        = 2;
-    c.num_heads         = 4;
-    c.num_kv_heads      = 2;
-    c.head_dim          = 8;
-    c.vocab_size        = 40;
-    return c;
 }
 
 }  // namespace
@@ -354,7 +329,7 @@ TEST(LoraExtract, WrittenAdapterLoadsBack) {
     if (!oracle_available()) {
         GTEST_SKIP() << "/usr/bin/python3 has no torch";
     }
-    const ModelConfig model = small_config();  // q [32, 32], k/v [16, 32], down [32, 48]
+    const ModelConfig model = small_test_config(2);  // q [32, 32], k/v [16, 32], down [32, 48]
     const int         rank  = 4;
     struct Spec {
         int layer, target, rows, cols;
@@ -443,7 +418,7 @@ TEST(LoraExtract, WrittenAdapterLoadsBack) {
 
 // Every delta zero: the adapter keeps the targets given (all zero), so it still loads.
 TEST(LoraExtract, AllZeroAdapterKeepsGivenTargets) {
-    const ModelConfig          model = small_config();
+    const ModelConfig          model = small_test_config(2);
     const std::vector<float>   zero(32 * 32, 0.0f);
     std::vector<LowRankModule> modules;
     for (int l = 0; l < model.num_layers; l++) {
@@ -459,7 +434,7 @@ TEST(LoraExtract, AllZeroAdapterKeepsGivenTargets) {
 }
 
 TEST(LoraExtract, WriterBadInput) {
-    const ModelConfig        model = small_config();
+    const ModelConfig        model = small_test_config(2);
     const std::vector<float> q     = gaussian(32, 32, 61);
     const LowRank            f     = factorize_delta(q.data(), 32, 32, 4);
     expect_input_error([&] { lora_adapter_from_factors(model, {}, 4); }, {"no q/k/v/o/gate/up/down_proj delta"});

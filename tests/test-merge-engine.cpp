@@ -32,23 +32,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-ModelConfig small_config() {
-    ModelConfig c;
-    c.hidden_size       = 32;
-    c.intermediate_size = 48;
-    c.num_layers        = 3;
-    c.num_heads         = 4;
-    c.num_kv_heads      = 2;
-    c.head_dim          = 8;
-    c.vocab_size        = 40;
-    return c;
-}
-
 // A base whose weights are multiples of 1/64 in [-1, 1], and adapters whose factors are k/8
 // (|k| <= 8) with scale 2: every s * B * A is a multiple of 1/32 and every base + s * B * A is
 // exact in f32, so a full model made by applying an adapter has exactly the adapter's delta.
 std::shared_ptr<Model> dyadic_base(uint64_t seed) {
-    auto   model = Model::random(small_config(), seed);
+    auto   model = Model::random(small_test_config(3), seed);
     Random rng(seed);
     for (size_t i = 0; i < model->size(); i++) {
         model->data()[i] = (float) ((int) (rng.next_u64() % 129) - 64) / 64.0f;
@@ -61,7 +49,7 @@ LoraAdapter dyadic_adapter(const std::string & targets, uint64_t seed) {
     lc.r       = 4;
     lc.alpha   = 8.0f;
     lc.targets = parse_lora_targets(targets);
-    LoraAdapter a(small_config(), lc);
+    LoraAdapter a(small_test_config(3), lc);
     Random      rng(seed);
     for (float & p : a.params()) {
         p = (float) ((int) (rng.next_u64() % 17) - 8) / 8.0f;
@@ -93,7 +81,7 @@ protected:
         for (size_t i = 0; i < adapters.size(); i++) {
             const std::string name = "adapter" + std::to_string(i);
             adapters[i].save((dir / name).string(), (dir / "base").string());
-            auto full = Model::random(small_config(), 1);
+            auto full = Model::random(small_test_config(3), 1);
             std::copy(base->data(), base->data() + base->size(), full->data());
             merge_adapter_into(*full, adapters[i]);
             full->save((dir / ("full" + std::to_string(i))).string(), DType::F32);
@@ -413,7 +401,7 @@ TEST_F(MergeEngine, LoraOutputHoldsTheMergedDelta) {
     r = with({"--out", (dir / "r2").string(), "--out-format", "lora", "--rank", "2"});
     ASSERT_EQ(r.code, 0) << describe(r);
 
-    const ModelConfig c      = small_config();
+    const ModelConfig c      = small_test_config(3);
     const LoraAdapter a8     = LoraAdapter::load((dir / "r8").string(), c);
     const auto        merged = read_all(dir / "model"), b = read_all(dir / "base");
     EXPECT_FLOAT_EQ(a8.config().scale(), 1.0f);
@@ -442,7 +430,7 @@ TEST_F(MergeEngine, LoraOutputHoldsTheMergedDelta) {
 
 TEST_F(MergeEngine, RefusesBadInputBeforeWritingAnything) {
     const std::string base = (dir / "base").string(), a0 = (dir / "adapter0").string();
-    ModelConfig wider = small_config();
+    ModelConfig wider = small_test_config(3);
     wider.hidden_size = 40;
     wider.head_dim    = 10;
     Model::random(wider, 3)->save((dir / "other").string(), DType::F32);

@@ -196,19 +196,6 @@ std::map<std::string, std::vector<float>> merge_saved(const fs::path & dir, size
     return out;
 }
 
-// A float64 tensor of the oracle's output.
-std::vector<double> read_f64(const SafetensorsFile & file, const std::string & name) {
-    const TensorInfo * info = file.find(name);
-    if (!info || info->dtype != DType::F64) {
-        ADD_FAILURE() << file.path() << ": no F64 tensor " << name;
-        return {};
-    }
-    std::span<const uint8_t> bytes = file.bytes(*info);
-    std::vector<double>      out(bytes.size() / sizeof(double));
-    std::memcpy(out.data(), bytes.data(), bytes.size());
-    return out;
-}
-
 // Saves base and adapters, runs the oracle over `cases`, and compares every tensor of paft's
 // merge (run_merge) with it. Returns the largest relative error (max |diff| / max |want| per tensor).
 double compare_with_oracle(Values values, const std::vector<Case> & cases) {

@@ -44,16 +44,9 @@ bool oracle_available() {
 }
 
 ModelConfig small_config() {
-    ModelConfig c;
-    c.hidden_size       = 32;
-    c.intermediate_size = 48;
-    c.num_layers        = 3;
-    c.num_heads         = 4;
-    c.num_kv_heads      = 2;
-    c.head_dim          = 8;
-    c.vocab_size        = 40;
-    c.attention_bias    = true;  // q, k, v, o biases: tensors outside the seven weights, grouped apart
-    c.o_proj_bias       = true;
+    ModelConfig c    = small_test_config(3);
+    c.attention_bias = true;  // q, k, v, o biases: tensors outside the seven weights, grouped apart
+    c.o_proj_bias    = true;
     return c;
 }
 
@@ -405,7 +398,7 @@ TEST(Sparsity, CommandOutputs) {
         return std::string("-");
     };
     EXPECT_NE(r.out.find("sft"), std::string::npos);
-    for (const std::string & module : {"q_proj", "k_proj", "down_proj"}) {
+    for (const std::string module : {"q_proj", "k_proj", "down_proj"}) {
         const std::string row_start = "\n" + module + " ";
         const size_t      at        = r.out.find(row_start);
         ASSERT_NE(at, std::string::npos) << module << "\n" << r.out;

@@ -2,11 +2,14 @@
 #pragma once
 
 #include "core/error.h"
+#include "io/safetensors.h"
+#include "model/config.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -108,4 +111,31 @@ inline void expect_input_error(const std::function<void()> & fn, std::initialize
             EXPECT_NE(message.find(part), std::string::npos) << message;
         }
     }
+}
+
+// A small Llama-shaped model for merge, sparsity and extraction tests: hidden 32, 4 heads of 8
+// (2 KV heads), MLP 48, vocabulary 40, `layers` layers.
+inline paft::ModelConfig small_test_config(int layers) {
+    paft::ModelConfig c;
+    c.hidden_size       = 32;
+    c.intermediate_size = 48;
+    c.num_layers        = layers;
+    c.num_heads         = 4;
+    c.num_kv_heads      = 2;
+    c.head_dim          = 8;
+    c.vocab_size        = 40;
+    return c;
+}
+
+// A float64 tensor an oracle wrote (test failure and empty when missing or not F64).
+inline std::vector<double> read_f64(const paft::SafetensorsFile & file, const std::string & name) {
+    const paft::TensorInfo * info = file.find(name);
+    if (!info || info->dtype != paft::DType::F64) {
+        ADD_FAILURE() << file.path() << ": no F64 tensor " << name;
+        return {};
+    }
+    std::span<const uint8_t> bytes = file.bytes(*info);
+    std::vector<double>      out(bytes.size() / sizeof(double));
+    std::memcpy(out.data(), bytes.data(), bytes.size());
+    return out;
 }
