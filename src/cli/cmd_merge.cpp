@@ -16,7 +16,7 @@ namespace {
 
 struct MergeFlags {
     std::string              config;
-    std::string              base, method = "ties", dtype, out_dtype, tokenizer_source, shard_size = "5B",
+    std::string              base, method, dtype, out_dtype, tokenizer_source, shard_size = "5B",
                                    memory_limit, format = "hf";
     std::vector<std::string> adapters, models, params;
     std::vector<double>      weights, densities;
@@ -52,11 +52,8 @@ MergeConfig short_form_config(const MergeFlags & f) {
         throw InputError("--base: the short form needs a base model (or give a CONFIG.yaml)");
     }
     MergeConfig c;
-    c.method           = f.method;
+    c.method           = f.method.empty() ? "ties" : f.method;
     c.base             = ModelRef{f.base, ""};
-    c.dtype            = f.dtype;
-    c.out_dtype        = f.out_dtype;
-    c.tokenizer_source = f.tokenizer_source;
     for (const std::string & a : f.adapters) {
         c.models.push_back({ModelRef{f.base, a}, {}, "--adapter " + a});
     }
@@ -67,7 +64,7 @@ MergeConfig short_form_config(const MergeFlags & f) {
         throw InputError("--adapter/--model: nothing to merge");
     }
     // Weights default to 1 each here (mergekit's YAML requires them), where the method takes them.
-    const MergeMethodDef *    method  = find_merge_method(f.method);
+    const MergeMethodDef *    method  = find_merge_method(c.method);
     const std::vector<double> ones    = {1.0};
     const std::vector<double> & weights = f.weights.empty() && method && find_param(*method, "weight") ? ones : f.weights;
     for (const auto & [values, name] : {std::pair{&weights, "weight"}, {&f.densities, "density"}}) {
@@ -137,14 +134,15 @@ void register_merge(CLI::App & app) {
     cmd->add_option("--base", f->base, "Short form: the base model directory");
     cmd->add_option("--adapter", f->adapters, "Short form: a PEFT LoRA adapter over --base (repeat)");
     cmd->add_option("--model", f->models, "Short form: a full model directory to merge (repeat)");
-    cmd->add_option("--method", f->method, "Short form: merge method")->capture_default_str();
+    cmd->add_option("--method", f->method, "Short form: merge method (default ties)");
     cmd->add_option("--weight", f->weights, "Short form: weights, one per model (comma separated) or one for all")
         ->delimiter(',');
     cmd->add_option("--density", f->densities, "Short form: densities, one per model or one for all")->delimiter(',');
     cmd->add_option("--param", f->params, "Short form: a global parameter NAME=VALUE (lambda, normalize, t, ...)");
-    cmd->add_option("--dtype", f->dtype, "Short form: mergekit's dtype (bfloat16, float16, float32)");
-    cmd->add_option("--out-dtype", f->out_dtype, "Short form: output dtype (default: dtype, else as stored)");
-    cmd->add_option("--tokenizer-source", f->tokenizer_source, "Short form: where the tokenizer files come from (base)");
+    cmd->add_option("--dtype", f->dtype, "mergekit's dtype (bfloat16, float16, float32); overrides the config's");
+    cmd->add_option("--out-dtype", f->out_dtype, "Output dtype (default: dtype, else as stored); overrides the config's");
+    cmd->add_option("--tokenizer-source", f->tokenizer_source,
+                    "Where the tokenizer files come from (base, or a model directory); overrides the config's");
     cmd->add_option("--threads", f->run.threads, "Worker threads (0 = all cores)")->capture_default_str();
     cmd->add_option("--shard-size", f->shard_size, "Largest output shard, bytes (5B = 5e9, 500M, ...)")->capture_default_str();
     cmd->add_option("--memory-limit", f->memory_limit, "Working buffers of all workers together (e.g. 2B; default: "
@@ -156,7 +154,7 @@ void register_merge(CLI::App & app) {
     cmd->add_flag("--overwrite", f->run.overwrite, "Replace an existing output directory");
     cmd->callback([f]() {
         const bool short_form = !f->base.empty() || !f->adapters.empty() || !f->models.empty() || !f->weights.empty() ||
-                                !f->densities.empty() || !f->params.empty();
+                                !f->densities.empty() || !f->params.empty() || !f->method.empty();
         if (!f->config.empty() && short_form) {
             throw InputError("give either a CONFIG.yaml or the short form (--base, --adapter, ...), not both");
         }
@@ -173,7 +171,11 @@ void register_merge(CLI::App & app) {
         if (run.threads < 0) {
             throw InputError(fmt::format("--threads: {} is negative", run.threads));
         }
-        const MergeConfig config = f->config.empty() ? short_form_config(*f) : read_merge_config(f->config);
+        MergeConfig config = f->config.empty() ? short_form_config(*f) : read_merge_config(f->config);
+        for (auto [flag, field] : {std::pair{&f->dtype, &config.dtype}, {&f->out_dtype, &config.out_dtype},
+                                   {&f->tokenizer_source, &config.tokenizer_source}}) {
+            if (!flag->empty()) *field = *flag;
+        }
         print_report(run_merge(config, run), run);
     });
 }
