@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <cstdlib>
 #include <filesystem>
@@ -91,3 +94,22 @@ inline void expect_usage_error(const RunResult & r, const std::vector<std::strin
     }
 }
 
+// Starts `paft args...` in the background; returns its pid.
+inline pid_t spawn_paft(const std::vector<std::string> & args, const std::filesystem::path & log) {
+    std::fflush(stdout);  // or the child would write the test's buffered output again
+    std::fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE * f = std::freopen(log.c_str(), "w", stderr);
+        (void) f;
+        std::freopen("/dev/null", "w", stdout);
+        std::vector<char *> argv = {const_cast<char *>(kPaft.c_str())};
+        for (const std::string & a : args) {
+            argv.push_back(const_cast<char *>(a.c_str()));
+        }
+        argv.push_back(nullptr);
+        execv(kPaft.c_str(), argv.data());
+        _exit(127);
+    }
+    return pid;
+}

@@ -373,26 +373,6 @@ protected:
     }
 };
 
-// Starts `paft args...` in the background; returns its pid.
-pid_t spawn_paft(const std::vector<std::string> & args, const fs::path & log) {
-    std::fflush(stdout);  // or the child would write the test's buffered output again
-    std::fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE * f = std::freopen(log.c_str(), "w", stderr);
-        (void) f;
-        std::freopen("/dev/null", "w", stdout);
-        std::vector<char *> argv = {const_cast<char *>(kPaft.c_str())};
-        for (const std::string & a : args) {
-            argv.push_back(const_cast<char *>(a.c_str()));
-        }
-        argv.push_back(nullptr);
-        execv(kPaft.c_str(), argv.data());
-        _exit(127);
-    }
-    return pid;
-}
-
 }  // namespace
 
 // A run killed with SIGKILL (between checkpoints, or while writing one) and resumed ends with

@@ -9,5 +9,6 @@ void register_score(CLI::App & app);       // paft score
 void register_init_model(CLI::App & app);  // paft init-model
 void register_tokenize(CLI::App & app);    // paft tokenize
 void register_train(CLI::App & app);       // paft sft, dpo, orpo, parallel, sequential
+void register_merge(CLI::App & app);       // paft merge
 
 }  // namespace paft

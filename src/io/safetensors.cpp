@@ -611,7 +611,123 @@ std::vector<float> TensorStore::read_f32_any(const std::string & name, std::vect
     return out;
 }
 
+std::span<const uint8_t> TensorStore::bytes(const std::string & name) const {
+    const TensorInfo *      info = nullptr;
+    const SafetensorsFile & file = file_of(name, &info);
+    return file.bytes(*info);
+}
+
+void TensorStore::release(const std::string & name) const {
+    const std::span<const uint8_t> span = bytes(name);
+    const uintptr_t page  = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(span.data()) + page - 1) / page * page;
+    const uintptr_t end   = (reinterpret_cast<uintptr_t>(span.data()) + span.size()) / page * page;
+    // Only whole pages inside the tensor: a neighbour may still be in use. Advice only: a
+    // failure just leaves the pages mapped.
+    if (end > begin) ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
+}
+
 // ---- writing ------------------------------------------------------------------------------
+
+ShardedWriter::ShardedWriter(const std::string & dir, const std::string & prefix, std::vector<Entry> entries,
+                             uint64_t max_shard_bytes, const std::map<std::string, std::string> & metadata)
+    : dir_(dir), prefix_(prefix), entries_(std::move(entries)) {
+    make_dirs(dir_);
+    // The same checks and header as write_safetensors, over entries without data.
+    std::vector<TensorToWrite> tensors;
+    static const float         kNoData = 0.0f;
+    for (const Entry & e : entries_) tensors.push_back({e.name, e.shape, &kNoData, e.dtype});
+    const std::vector<uint64_t> sizes = tensor_bytes(join_path(dir_, prefix_ + ".safetensors"), tensors);
+    for (uint64_t size : sizes) total_ += size;
+    std::vector<size_t> starts = shard_starts(sizes, total_ <= max_shard_bytes ? UINT64_MAX : max_shard_bytes);
+    const size_t        count  = starts.size();
+    starts.push_back(entries_.size());
+    places_.resize(entries_.size());
+    for (size_t s = 0; s < count; ++s) {
+        const std::string name = count == 1 ? prefix_ + ".safetensors"
+                                            : fmt::format("{}-{:05d}-of-{:05d}.safetensors", prefix_, s + 1, count);
+        const std::string path = join_path(dir_, name);
+        const std::vector<TensorToWrite> part(tensors.begin() + static_cast<ptrdiff_t>(starts[s]),
+                                              tensors.begin() + static_cast<ptrdiff_t>(starts[s + 1]));
+        const std::vector<uint64_t> part_sizes(sizes.begin() + static_cast<ptrdiff_t>(starts[s]),
+                                               sizes.begin() + static_cast<ptrdiff_t>(starts[s + 1]));
+        const std::string header     = build_header(path, part, part_sizes, metadata);
+        const uint64_t    header_len = header.size();
+        uint64_t          offset     = sizeof header_len + header_len;
+        for (size_t i = starts[s]; i < starts[s + 1]; ++i) {
+            places_[i] = {s, offset, sizes[i]};
+            offset += sizes[i];
+        }
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) throw RuntimeFailure(fmt::format("cannot create {}: {}", path, std::strerror(errno)));
+        fds_.push_back(fd);
+        files_.push_back(name);
+        if (::ftruncate(fd, static_cast<off_t>(offset)) != 0)
+            throw RuntimeFailure(fmt::format("cannot size {} to {} bytes: {}", path, offset, std::strerror(errno)));
+        std::string head(reinterpret_cast<const char *>(&header_len), sizeof header_len);
+        head += header;
+        pwrite_all(starts[s] < entries_.size() ? starts[s] : 0, head.data(), head.size(), 0);
+    }
+}
+
+ShardedWriter::~ShardedWriter() {
+    for (int fd : fds_)
+        if (fd >= 0) ::close(fd);
+}
+
+// Writes `size` bytes at file offset `at` of the shard holding entry `index`.
+void ShardedWriter::pwrite_all(size_t index, const void * data, uint64_t size, uint64_t at) {
+    const int       fd  = fds_.at(places_.empty() ? 0 : places_[index].file);
+    const uint8_t * src = static_cast<const uint8_t *>(data);
+    while (size > 0) {
+        const ssize_t done = ::pwrite(fd, src, std::min<uint64_t>(size, 1u << 30), static_cast<off_t>(at));
+        if (done < 0 && errno == EINTR) continue;
+        if (done <= 0)
+            throw RuntimeFailure(fmt::format("cannot write {}: {}", join_path(dir_, files_.at(places_[index].file)),
+                                             done < 0 ? std::strerror(errno) : "no space written"));
+        src += done;
+        at += static_cast<uint64_t>(done);
+        size -= static_cast<uint64_t>(done);
+    }
+}
+
+void ShardedWriter::write_f32(size_t index, const float * data) {
+    const Entry &  e     = entries_.at(index);
+    const Place &  place = places_[index];
+    if (e.dtype == DType::F32) return pwrite_all(index, data, place.bytes, place.offset);
+    uint16_t (*const narrow)(float) = e.dtype == DType::BF16 ? f32_to_bf16 : f32_to_f16;
+    const uint64_t        numel     = place.bytes / sizeof(uint16_t);
+    std::vector<uint16_t> buf(std::min(numel, kWriteChunkElements));
+    for (uint64_t start = 0; start < numel; start += kWriteChunkElements) {
+        const uint64_t n = std::min(kWriteChunkElements, numel - start);
+        for (uint64_t i = 0; i < n; ++i) buf[i] = narrow(data[start + i]);
+        pwrite_all(index, buf.data(), n * sizeof(uint16_t), place.offset + start * sizeof(uint16_t));
+    }
+}
+
+void ShardedWriter::write_raw(size_t index, const uint8_t * data, size_t size) {
+    const Place & place = places_.at(index);
+    if (size != place.bytes)
+        throw std::logic_error(fmt::format("ShardedWriter: {} bytes given for '{}', which takes {}", size,
+                                           entries_[index].name, place.bytes));
+    pwrite_all(index, data, size, place.offset);
+}
+
+void ShardedWriter::finish() {
+    for (size_t f = 0; f < fds_.size(); ++f) {
+        if (::fsync(fds_[f]) != 0 || ::close(fds_[f]) != 0) {
+            fds_[f] = -1;
+            throw RuntimeFailure(fmt::format("cannot write {}: {}", join_path(dir_, files_[f]), std::strerror(errno)));
+        }
+        fds_[f] = -1;
+    }
+    if (files_.size() > 1) {
+        json weight_map = json::object();
+        for (size_t i = 0; i < entries_.size(); ++i) weight_map[entries_[i].name] = files_[places_[i].file];
+        const json index = {{"metadata", {{"total_size", total_}}}, {"weight_map", weight_map}};
+        write_file_atomic(join_path(dir_, prefix_ + ".safetensors.index.json"), index.dump(2) + "\n");
+    }
+}
 
 void write_safetensors(const std::string & path, const std::vector<TensorToWrite> & tensors,
                        const std::map<std::string, std::string> & metadata) {

@@ -74,6 +74,11 @@ public:
     std::vector<float> read_f32(const std::string & name, const std::vector<int64_t> & shape) const;
     // Any float tensor as f32 whatever its shape; the shape is returned through `shape`.
     std::vector<float> read_f32_any(const std::string & name, std::vector<int64_t> * shape) const;
+    // The stored bytes of tensor `name` (its dtype's little-endian layout), inside the mapping.
+    std::span<const uint8_t> bytes(const std::string & name) const;
+    // Drops the tensor's pages from this process's mapping (the page cache keeps them), so a
+    // pass over a whole model does not grow the resident set by the model's size.
+    void release(const std::string & name) const;
 
 private:
     std::vector<std::shared_ptr<SafetensorsFile>> files_;
@@ -102,6 +107,49 @@ void write_safetensors(const std::string & path, const std::vector<TensorToWrite
 void write_safetensors_sharded(const std::string & dir, const std::string & prefix,
                                const std::vector<TensorToWrite> & tensors, uint64_t max_shard_bytes,
                                const std::map<std::string, std::string> & metadata = {});
+
+// Sharded safetensors written tensor by tensor, in any order and from several threads at once:
+// the layout (each tensor's shard and offset) is fixed up front from the names, shapes and dtypes,
+// so a tensor is written in place (pwrite) as soon as it exists and nothing is buffered.
+// Shards as write_safetensors_sharded names them. The files are not written atomically: write
+// into a temporary folder and rename the folder when done.
+class ShardedWriter {
+public:
+    struct Entry {
+        std::string          name;
+        std::vector<int64_t> shape;
+        DType                dtype = DType::F32;  // F32, F16 or BF16
+    };
+    // Creates the files (headers written, data areas sized). RuntimeFailure on I/O errors.
+    ShardedWriter(const std::string & dir, const std::string & prefix, std::vector<Entry> entries,
+                  uint64_t max_shard_bytes, const std::map<std::string, std::string> & metadata = {});
+    ~ShardedWriter();
+    ShardedWriter(const ShardedWriter &)             = delete;
+    ShardedWriter & operator=(const ShardedWriter &) = delete;
+
+    const std::vector<Entry> & entries() const { return entries_; }
+    // Entry `index` from n = numel f32 values, narrowed to its dtype (round to nearest even).
+    void write_f32(size_t index, const float * data);
+    // Entry `index` from bytes already in its dtype (size must be its byte size).
+    void write_raw(size_t index, const uint8_t * data, size_t size);
+    // fsyncs the shards, writes the index (when sharded) and closes the files.
+    void     finish();
+    uint64_t total_bytes() const { return total_; }
+    size_t   shard_count() const { return files_.size(); }
+
+private:
+    struct Place {
+        size_t   file;
+        uint64_t offset, bytes;  // from the start of the file
+    };
+    std::string              dir_, prefix_;
+    std::vector<Entry>       entries_;
+    std::vector<Place>       places_;
+    std::vector<int>         fds_;
+    std::vector<std::string> files_;
+    uint64_t                 total_ = 0;
+    void pwrite_all(size_t index, const void * data, uint64_t size, uint64_t at);
+};
 
 // f32 <-> bf16/f16 conversions (round to nearest even), shared by reader and writer.
 float    bf16_to_f32(uint16_t h);

@@ -3,6 +3,7 @@
 // (scalar, gradient over layers, or filter/value list) until the planner evaluates them per tensor.
 #pragma once
 
+#include "merge/merge.h"
 #include "merge/methods.h"
 
 #include <cstdint>
@@ -56,6 +57,11 @@ struct MergeConfig {
     std::string                         source;            // the YAML file, for errors ("" = built in code)
 };
 
+// The merge of PEFT adapters over `base` that MergeOptions describe (paft parallel's `merge:`
+// section, the same settings as the short form of `paft merge`): each adapter is "base+adapter".
+MergeConfig adapter_merge_config(const std::string & base, const std::vector<std::string> & adapters,
+                                 const MergeOptions & options);
+
 // Reads mergekit's YAML. Unknown keys, slices/modules, tokenizer unions and malformed values are
 // InputErrors naming FILE:LINE.
 MergeConfig read_merge_config(const std::string & path);
@@ -73,7 +79,7 @@ struct MergeRunOptions {
     OutFormat   format          = OutFormat::hf;
     int         rank            = 0;               // lora: rank of the factorised delta
     bool        overwrite       = false;           // replace an existing output directory
-    bool        progress        = true;
+    bool        plain_progress  = false;           // plain lines even on a terminal
 };
 
 // What a merge did, for the program's summary and merge_report.json.

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "io/fs.h"
+#include "merge/config.h"
 #include "merge/merge.h"
 #include "train/trainer.h"
 
@@ -25,7 +26,6 @@ struct Branch {
     TrainData          data;
     int                threads = 1;
     TrainSummary       summary;
-    std::unique_ptr<LoraAdapter> adapter;
     std::exception_ptr error;
 
     void run(std::shared_ptr<const Model> model, const std::string & label) {
@@ -35,7 +35,6 @@ struct Branch {
             trainer.set_label(label);
             trainer.set_plain_progress(true);  // two bars would overwrite each other
             summary = trainer.run();
-            adapter = std::make_unique<LoraAdapter>(trainer.adapter());
         } catch (...) {
             error = std::current_exception();
         }
@@ -107,9 +106,15 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
     PipelineSummary s{sft.summary, pref.summary, "", 0};
     if (o.merge_enabled) {
         fmt::print(stderr, "paft parallel: merging the two adapters into the base ({})\n", o.merge.method);
-        std::shared_ptr<Model> merged = merge_adapters(*base, {sft.adapter.get(), pref.adapter.get()}, o.merge);
-        s.model_dir                   = o.output_dir + "/model";
-        save_model_dir(*merged, o.sft.model, s.model_dir);
+        // The adapters as the branches saved them, merged by the streaming engine of `paft merge`.
+        MergeRunOptions run;
+        run.out       = o.output_dir + "/model";
+        run.threads   = every_core(o.threads);
+        run.seed      = o.merge.seed;
+        run.plain_progress = true;
+        run.overwrite = true;  // a resumed run merges again
+        run_merge(adapter_merge_config(o.sft.model, {o.sft.output_dir, o.preference.output_dir}, o.merge), run);
+        s.model_dir = run.out;
     }
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;

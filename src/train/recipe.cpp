@@ -8,6 +8,8 @@
 #include "train/recipe.h"
 
 #include "core/error.h"
+#include "core/suggest.h"
+#include "io/yaml_file.h"
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -548,43 +550,6 @@ bool is_section(const std::string & name) {
     return std::find(std::begin(kSections), std::end(kSections), name) != std::end(kSections);
 }
 
-// ---- Suggestions for unknown keys -------------------------------------------------------------
-
-size_t edit_distance(const std::string & a, const std::string & b) {
-    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= a.size(); i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= b.size(); j++) {
-            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
-        }
-        std::swap(prev, cur);
-    }
-    return prev[b.size()];
-}
-
-// The candidate closest to `name`, when it is close enough to be a typo.
-std::string closest(const std::string & name, const std::vector<std::string> & candidates) {
-    std::string best;
-    size_t      best_distance = std::numeric_limits<size_t>::max();
-    for (const std::string & c : candidates) {
-        size_t d = edit_distance(name, c);
-        // A fragment or an extension of a key ("epochs", "lora_rank") is as good as a typo.
-        const bool contains = (name.size() >= 4 && c.find(name) != std::string::npos) ||
-                              (c.size() >= 4 && name.rfind(c, 0) == 0);
-        if (contains) {
-            d = std::min(d, (size_t) 2);
-        }
-        if (d < best_distance) {
-            best_distance = d;
-            best          = c;
-        }
-    }
-    return best_distance <= std::max<size_t>(2, name.size() / 4) ? best : "";
-}
-
 std::vector<std::string> candidate_keys(const std::string & section, bool parallel) {
     std::vector<std::string> names;
     if (section == "merge") {
@@ -618,7 +583,7 @@ struct Setting {
 };
 
 [[noreturn]] void unknown_key(const Setting & s, bool parallel) {
-    const std::string near    = closest(s.key, candidate_keys(s.section, parallel));
+    const std::string near    = closest_name(s.key, candidate_keys(s.section, parallel));
     const std::string in      = s.section.empty() ? "" : " in " + s.section + ":";
     const std::string suggest = near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near);
     throw InputError(fmt::format("{}: unknown key '{}'{}{}", s.where, s.key, in, suggest));
@@ -679,26 +644,12 @@ struct RecipeFile {
     std::vector<std::string> ignored;  // "bf16 (line 3)"
 };
 
-YAML::Node load_yaml(const std::string & path) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) {
-        throw InputError(fmt::format("{}: cannot read the recipe (not a file)", path));
-    }
-    try {
-        return YAML::LoadFile(path);
-    } catch (const YAML::ParserException & e) {
-        throw InputError(fmt::format("{}:{}:{}: not valid YAML: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
-    } catch (const YAML::Exception & e) {
-        throw InputError(fmt::format("{}: cannot read the recipe: {}", path, e.what()));
-    }
-}
-
 class RecipeReader {
 public:
     RecipeReader(std::string path, bool parallel) : path_(std::move(path)), parallel_(parallel) {}
 
     RecipeFile read() {
-        const YAML::Node root = load_yaml(path_);
+        const YAML::Node root = load_yaml_file(path_, "recipe");
         if (root.IsNull()) {
             return {};  // an empty recipe changes nothing
         }

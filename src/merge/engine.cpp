@@ -1,0 +1,696 @@
+// The merge engine: checks a MergeConfig against the files it names, plans every output tensor
+// (its parameters evaluated for that tensor), then streams the tensors through a pool of workers
+// into a temporary directory that becomes the output when everything is written.
+//
+// Data flow of one tensor (one job, one worker):
+//   base tensor (f32) + for each model: its own tensor (f32) or, for an adapter over the base,
+//   only s * B * A  ->  deltas  ->  merge_tensor  ->  writer (narrowed to the output dtype, written
+//   in place in its shard)  or  (lora output) merged - base -> truncated SVD -> adapter.
+// A worker holds a few tensors at a time; a memory budget keeps the workers together under a
+// limit, so peak memory follows the largest tensors, not the model.
+#include "merge/config.h"
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/fs.h"
+#include "io/safetensors.h"
+#include "merge/lora_extract.h"
+#include "model/config.h"
+#include "model/lora.h"
+
+#include <cblas.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace paft {
+namespace {
+
+namespace fs = std::filesystem;
+using json   = nlohmann::json;
+
+// The files next to the weights that a merged model keeps (from tokenizer_source).
+const char * const kTokenizerFiles[] = {"tokenizer.json",  "tokenizer_config.json", "special_tokens_map.json",
+                                        "tokenizer.model", "vocab.json",            "merges.txt",
+                                        "added_tokens.json", "chat_template.jinja"};
+
+// ---- Inputs ----------------------------------------------------------------------------------
+
+// One model of the merge, opened.
+struct Input {
+    ModelRef                     ref;
+    bool                         on_base = false;  // its model directory is the merge's base: only the adapter changes it
+    ModelConfig                  config;
+    std::unique_ptr<TensorStore> store;  // its own tensors (null when on_base)
+    std::unique_ptr<LoraAdapter> adapter;
+    std::map<std::string, std::pair<int, int>> targets;  // HF weight name -> (layer, LoRA target)
+};
+
+std::string lora_weight_name(int layer, int target) {
+    return fmt::format("model.layers.{}.{}.{}.weight", layer, target <= TARGET_O ? "self_attn" : "mlp",
+                       lora_target_name(target));
+}
+
+bool same_dir(const std::string & a, const std::string & b) {
+    std::error_code ec1, ec2;
+    const fs::path  ca = fs::weakly_canonical(a, ec1), cb = fs::weakly_canonical(b, ec2);
+    return !ec1 && !ec2 && ca == cb;
+}
+
+void expect_dir(const std::string & path, const std::string & what) {
+    std::error_code ec;
+    if (!fs::is_directory(path, ec)) {
+        throw InputError(fmt::format("{}: {} is not a directory (paft reads local Hugging Face / PEFT "
+                                     "directories)",
+                                     what, path));
+    }
+}
+
+ModelConfig read_config(const std::string & dir, const std::string & what) {
+    expect_dir(dir, what);
+    if (!fs::exists(fs::path(dir) / "config.json")) {
+        throw InputError(fmt::format("{}: {} has no config.json (not a Hugging Face model directory)", what, dir));
+    }
+    return load_model_config(dir);
+}
+
+// The shapes that decide whether two models can be merged entry by entry.
+void check_same_architecture(const ModelConfig & ref, const std::string & ref_name, const ModelConfig & c,
+                             const std::string & name) {
+    const std::pair<const char *, std::pair<long, long>> fields[] = {
+        {"hidden_size", {ref.hidden_size, c.hidden_size}},
+        {"intermediate_size", {ref.intermediate_size, c.intermediate_size}},
+        {"num_hidden_layers", {ref.num_layers, c.num_layers}},
+        {"num_attention_heads", {ref.num_heads, c.num_heads}},
+        {"num_key_value_heads", {ref.num_kv_heads, c.num_kv_heads}},
+        {"vocab_size", {ref.vocab_size, c.vocab_size}},
+    };
+    if (ref.architecture_name != c.architecture_name) {
+        throw InputError(fmt::format("{}: architecture {} differs from {}'s {}", name, c.architecture_name, ref_name,
+                                     ref.architecture_name));
+    }
+    for (const auto & [field, values] : fields) {
+        if (values.first != values.second) {
+            throw InputError(fmt::format("{}: config.json {} = {} differs from {}'s {}", name, field, values.second,
+                                         ref_name, values.first));
+        }
+    }
+}
+
+Input open_input(const ModelRef & ref, const std::optional<ModelRef> & base, const std::string & what) {
+    Input in;
+    in.ref     = ref;
+    in.on_base = base && same_dir(ref.model, base->model);
+    in.config  = read_config(ref.model, what);
+    if (!in.on_base) {
+        in.store = std::make_unique<TensorStore>(TensorStore::open_dir(ref.model));
+    }
+    if (!ref.adapter.empty()) {
+        expect_dir(ref.adapter, what);
+        if (!fs::exists(fs::path(ref.adapter) / "adapter_config.json")) {
+            throw InputError(fmt::format("{}: {} has no adapter_config.json (not a PEFT adapter directory)", what,
+                                         ref.adapter));
+        }
+        in.adapter = std::make_unique<LoraAdapter>(LoraAdapter::load(ref.adapter, in.config));
+        for (int l = 0; l < in.adapter->layers(); l++) {
+            for (int t = 0; t < TARGET_COUNT; t++) {
+                if (in.adapter->has(l, t)) {
+                    in.targets[lora_weight_name(l, t)] = {l, t};
+                }
+            }
+        }
+    }
+    return in;
+}
+
+// ---- The plan --------------------------------------------------------------------------------
+
+struct TensorJob {
+    std::string          name;
+    std::vector<int64_t> shape;
+    size_t               n = 0, rows = 1, cols = 0;
+    DType                stored = DType::F32;  // in the reference model
+    DType                out    = DType::F32;
+    double               t      = 0;  // position for gradients
+    bool                 changed = true;  // some model may differ from the base here
+    TensorParams         params;
+    uint64_t             work_bytes = 0;  // buffers the job holds while it runs
+};
+
+struct Plan {
+    const MergeMethodDef *    method = nullptr;
+    std::optional<ModelRef>   base;
+    ModelConfig               base_config;
+    std::unique_ptr<TensorStore> base_store;  // the reference model's tensors (the base, or the first model)
+    std::vector<Input>        inputs;
+    std::vector<TensorJob>    jobs;
+    std::string               tokenizer_dir, config_dir;
+    std::map<std::string, std::pair<int, int>> projections;  // HF weight name -> (layer, LoRA target)
+};
+
+// Layer position for gradient parameters, as mergekit's planner sets it: layer l of L at
+// l / (L - 1) (1 when L == 1); tensors before the layers (embeddings) at 0, after them at 1.
+double layer_position(const std::string & name, int layers) {
+    const std::string prefix = "model.layers.";
+    if (name.rfind(prefix, 0) == 0) {
+        const int l = std::atoi(name.c_str() + prefix.size());
+        return layers > 1 ? (double) l / (double) (layers - 1) : 1.0;
+    }
+    return name.find("embed") != std::string::npos ? 0.0 : 1.0;
+}
+
+// Hugging Face order: embeddings, layers in order (names sorted within a layer), the rest.
+std::vector<std::string> output_order(std::vector<std::string> names) {
+    auto key = [](const std::string & n) {
+        const std::string prefix = "model.layers.";
+        if (n.rfind(prefix, 0) == 0) {
+            return std::make_pair(1 + std::atoi(n.c_str() + prefix.size()), n);
+        }
+        return std::make_pair(n.find("embed") != std::string::npos ? 0 : 1 << 30, n);
+    };
+    std::sort(names.begin(), names.end(), [&](const std::string & a, const std::string & b) { return key(a) < key(b); });
+    return names;
+}
+
+std::optional<DType> parse_out_dtype(const std::string & name) {
+    if (name == "bfloat16" || name == "bf16") return DType::BF16;
+    if (name == "float16" || name == "fp16" || name == "f16" || name == "half") return DType::F16;
+    if (name == "float32" || name == "fp32" || name == "f32" || name == "float") return DType::F32;
+    return std::nullopt;
+}
+
+const char * torch_dtype_name(DType d) {
+    return d == DType::BF16 ? "bfloat16" : d == DType::F16 ? "float16" : "float32";
+}
+
+const ParamSpec * find_param(const MergeMethodDef & m, const std::string & name) {
+    for (const ParamSpec & p : m.params) {
+        if (name == p.name) return &p;
+    }
+    return nullptr;
+}
+
+std::string param_list(const MergeMethodDef & m) {
+    std::string list;
+    for (const ParamSpec & p : m.params) {
+        list += (list.empty() ? "" : ", ") + std::string(p.name);
+    }
+    return list.empty() ? "none" : list;
+}
+
+// Every parameter the config sets must be one the method takes, at the right level.
+void check_parameter_names(const MergeConfig & c, const MergeMethodDef & m) {
+    auto check = [&](const std::map<std::string, ParamSetting> & params, bool per_model) {
+        for (const auto & [name, setting] : params) {
+            const ParamSpec * spec = find_param(m, name);
+            if (!spec) {
+                throw InputError(fmt::format("{}: {} takes no parameter '{}' (its parameters: {})", setting.where,
+                                             m.name, name, param_list(m)));
+            }
+            if (per_model && spec->scope == ParamScope::global) {
+                throw InputError(fmt::format("{}: {} is a global parameter of {}: put it under the top-level "
+                                             "'parameters'",
+                                             setting.where, name, m.name));
+            }
+        }
+    };
+    check(c.parameters, false);
+    for (const MergeInputModel & model : c.models) {
+        check(model.parameters, true);
+    }
+}
+
+std::vector<const MergeInputModel *> models_to_merge(const MergeConfig & c, const MergeMethodDef & m) {
+    std::vector<const MergeInputModel *> models;
+    for (const MergeInputModel & model : c.models) {
+        // mergekit lists the base among the models; methods with a base merge into it, not it.
+        const bool is_base = m.base != BaseUse::unused && c.base && model.ref.adapter.empty() &&
+                             c.base->adapter.empty() && same_dir(model.ref.model, c.base->model);
+        if (!is_base) {
+            models.push_back(&model);
+        }
+    }
+    return models;
+}
+
+// Bytes of f32 buffers a job holds: the base, per model its tensor or delta and a sparsified
+// copy, the output and one work buffer.
+uint64_t job_bytes(size_t n, size_t models, bool changed) {
+    return changed ? (uint64_t) n * sizeof(float) * (1 + 2 * models + 2) : (uint64_t) n * sizeof(float);
+}
+
+Plan make_plan(const MergeConfig & c, const MergeRunOptions & o) {
+    Plan plan;
+    plan.method = find_merge_method(c.method);
+    if (!plan.method) {
+        throw InputError(fmt::format("merge_method: unknown method '{}' (known: {})", c.method, merge_method_list()));
+    }
+    const MergeMethodDef & m = *plan.method;
+    if (m.base == BaseUse::required && !c.base) {
+        throw InputError(fmt::format("base_model: {} needs a base model", m.name));
+    }
+    if (c.base && !c.base->adapter.empty()) {
+        throw InputError(fmt::format("base_model: {}: the base must be a model directory, not model+adapter",
+                                     c.base->text()));
+    }
+    check_parameter_names(c, m);
+    const std::vector<const MergeInputModel *> models = models_to_merge(c, m);
+    if (models.size() < m.min_models || models.size() > m.max_models) {
+        throw InputError(fmt::format("models: {} merges {} model{} besides the base; the config gives {}", m.name,
+                                     m.min_models == m.max_models ? std::to_string(m.min_models)
+                                     : m.max_models > 1000    ? fmt::format("at least {}", m.min_models)
+                                                              : fmt::format("{} to {}", m.min_models, m.max_models),
+                                     m.max_models == 1 ? "" : "s", models.size()));
+    }
+    if (o.format == OutFormat::lora && (!c.base || m.base == BaseUse::unused)) {
+        throw InputError("--out-format lora: the merged delta is taken against the base model; give base_model");
+    }
+
+    // Open everything and check it fits together before any work.
+    const bool use_base = c.base && m.base != BaseUse::unused;
+    if (c.base) {
+        plan.base_config = read_config(c.base->model, "base_model");
+        if (use_base) {
+            plan.base = c.base;
+        }
+    }
+    for (size_t i = 0; i < models.size(); i++) {
+        plan.inputs.push_back(open_input(models[i]->ref, plan.base, fmt::format("models[{}]", i)));
+    }
+    const std::string ref_dir  = c.base ? c.base->model : models[0]->ref.model;
+    const std::string ref_name = c.base ? "base_model" : "models[0]";
+    const ModelConfig ref_config = c.base ? plan.base_config : plan.inputs[0].config;
+    plan.base_store              = std::make_unique<TensorStore>(TensorStore::open_dir(ref_dir));
+    const std::vector<std::string> names = output_order(plan.base_store->names());
+    for (size_t i = 0; i < plan.inputs.size(); i++) {
+        const Input &     in   = plan.inputs[i];
+        const std::string what = fmt::format("models[{}] ({})", i, in.ref.text());
+        check_same_architecture(ref_config, ref_name, in.config, what);
+        if (in.store) {
+            for (const std::string & name : names) {
+                if (!in.store->has(name)) {
+                    throw InputError(fmt::format("{}: has no tensor '{}', which {} has", what, name, ref_name));
+                }
+                if (in.store->info(name).shape != plan.base_store->info(name).shape) {
+                    in.store->expect_shape(name, plan.base_store->info(name).shape);  // throws, naming both shapes
+                }
+            }
+            if (in.store->names().size() != names.size()) {
+                for (const std::string & name : in.store->names()) {
+                    if (!plan.base_store->has(name)) {
+                        throw InputError(fmt::format("{}: has tensor '{}', which {} has not", what, name, ref_name));
+                    }
+                }
+            }
+        }
+        for (const auto & [name, module] : in.targets) {
+            if (!plan.base_store->has(name)) {
+                throw InputError(fmt::format("{}: the adapter targets {}, which {} has not", what, name, ref_name));
+            }
+        }
+    }
+
+    // Output dtype: out_dtype, else dtype (mergekit's output ends up in it), else as stored.
+    std::optional<DType> out_dtype;
+    for (const auto & [field, value] : {std::pair{"out_dtype", c.out_dtype}, {"dtype", c.dtype}}) {
+        if (!value.empty() && !out_dtype) {
+            out_dtype = parse_out_dtype(value);
+            if (!out_dtype) {
+                throw InputError(fmt::format("{}: unknown dtype '{}' (bfloat16, float16, float32)", field, value));
+            }
+        }
+    }
+
+    // Every tensor's parameters, evaluated and checked now rather than halfway through.
+    std::vector<const MergeInputModel *> by_index = models;
+    for (const std::string & name : names) {
+        TensorJob         job;
+        const TensorInfo & info = plan.base_store->info(name);
+        job.name   = name;
+        job.shape  = info.shape;
+        job.n      = (size_t) info.numel();
+        job.rows   = info.shape.size() >= 2 ? (size_t) info.shape[0] : 1;
+        job.cols   = job.rows ? job.n / job.rows : 0;
+        job.stored = info.dtype;
+        if (info.dtype != DType::F32 && info.dtype != DType::F16 && info.dtype != DType::BF16) {
+            throw InputError(fmt::format("{}: tensor '{}' has dtype {}; paft merges F32, F16 and BF16 tensors", ref_dir,
+                                         name, dtype_name(info.dtype)));
+        }
+        job.out     = out_dtype ? *out_dtype : info.dtype;
+        job.t       = layer_position(name, ref_config.num_layers);
+        job.changed = !use_base || std::any_of(plan.inputs.begin(), plan.inputs.end(), [&](const Input & in) {
+                          return !in.on_base || in.targets.count(name);
+                      });
+        const ParamLookup lookup = [&](const std::string & pname, int model) -> std::optional<ParamScalar> {
+            if (model >= 0) {
+                const auto it = by_index[model]->parameters.find(pname);
+                if (it != by_index[model]->parameters.end()) {
+                    if (auto v = evaluate_setting(it->second, name, job.t)) return v;
+                }
+            }
+            const auto it = c.parameters.find(pname);
+            if (it != c.parameters.end()) {
+                return evaluate_setting(it->second, name, job.t);
+            }
+            return std::nullopt;
+        };
+        job.params      = resolve_tensor_params(m, plan.inputs.size(), lookup, name);
+        job.params.seed = o.seed;
+        job.work_bytes  = job_bytes(job.n, plan.inputs.size(), job.changed);
+        if (job.params.topk == TopkScope::model) {
+            throw InputError(fmt::format("topk_scope: model is not supported by paft merge yet (tensor or row)"));
+        }
+        plan.jobs.push_back(std::move(job));
+    }
+
+    for (int l = 0; l < ref_config.num_layers; l++) {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            plan.projections[lora_weight_name(l, t)] = {l, t};
+        }
+    }
+    plan.config_dir    = ref_dir;
+    plan.tokenizer_dir = c.tokenizer_source.empty() || c.tokenizer_source == "base" ? ref_dir : c.tokenizer_source;
+    expect_dir(plan.tokenizer_dir, "tokenizer_source");
+    return plan;
+}
+
+// ---- Running ---------------------------------------------------------------------------------
+
+// Bytes of working buffers in use across workers. A job waits until its bytes fit under the
+// limit; a job larger than the limit runs when nothing else does.
+class MemoryBudget {
+public:
+    explicit MemoryBudget(uint64_t limit) : limit_(limit) {}
+    void acquire(uint64_t bytes) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        freed_.wait(lock, [&] { return used_ == 0 || used_ + bytes <= limit_; });
+        used_ += bytes;
+    }
+    void release(uint64_t bytes) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            used_ -= bytes;
+        }
+        freed_.notify_all();
+    }
+
+private:
+    uint64_t                limit_, used_ = 0;
+    std::mutex              mutex_;
+    std::condition_variable freed_;
+};
+
+struct Worker {
+    std::vector<float>              base, out;
+    std::vector<std::vector<float>> tensors;  // per model: its tensor or delta
+    MergeScratch                    scratch;
+};
+
+// C [out, in] = alpha * B [out, r] * A [r, in] + beta * C.
+void add_lora_product(const LoraAdapter & a, int layer, int target, float beta, float * C) {
+    const int out = a.out_features(target), in = a.in_features(target), r = a.config().r;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, a.config().scale(), a.B(layer, target), r,
+                a.A(layer, target), in, beta, C, in);
+}
+
+// Fills the job's TensorInput from the files: the base, and per model a delta against it (or,
+// without a base, the model's own tensor).
+TensorInput load_inputs(const Plan & plan, const TensorJob & job, Worker & w) {
+    TensorInput in;
+    in.name = job.name;
+    in.rows = job.rows;
+    in.cols = job.cols;
+    in.n    = job.n;
+    const size_t m = plan.inputs.size();
+    in.deltas.assign(m, nullptr);
+    in.models.assign(m, nullptr);
+    w.tensors.resize(m);
+    if (plan.base) {
+        w.base.resize(job.n);
+        plan.base_store->read_f32(job.name, job.shape, w.base.data());
+        plan.base_store->release(job.name);
+        in.base = w.base.data();
+    }
+    for (size_t i = 0; i < m; i++) {
+        const Input &        src    = plan.inputs[i];
+        std::vector<float> & buf    = w.tensors[i];
+        const auto           target = src.targets.find(job.name);
+        if (src.on_base) {
+            if (target != src.targets.end()) {
+                buf.resize(job.n);
+                add_lora_product(*src.adapter, target->second.first, target->second.second, 0.0f, buf.data());
+                in.deltas[i] = buf.data();
+            }
+            continue;
+        }
+        buf.resize(job.n);
+        src.store->read_f32(job.name, job.shape, buf.data());
+        src.store->release(job.name);
+        if (target != src.targets.end()) {
+            add_lora_product(*src.adapter, target->second.first, target->second.second, 1.0f, buf.data());
+        }
+        if (plan.base) {
+            // delta = model - base, in place (rounded once to f32, as mergekit's f32 path does).
+            for (size_t j = 0; j < job.n; j++) {
+                buf[j] -= w.base[j];
+            }
+            in.deltas[i] = buf.data();
+        } else {
+            in.models[i] = buf.data();
+        }
+    }
+    return in;
+}
+
+// A tensor no model changes: the base's bytes as they are, or converted to the output dtype.
+void copy_unchanged(const Plan & plan, size_t index, ShardedWriter & writer, Worker & w) {
+    const TensorJob & job = plan.jobs[index];
+    if (job.stored == job.out) {
+        const std::span<const uint8_t> bytes = plan.base_store->bytes(job.name);
+        writer.write_raw(index, bytes.data(), bytes.size());
+    } else {
+        w.out.resize(job.n);
+        plan.base_store->read_f32(job.name, job.shape, w.out.data());
+        writer.write_f32(index, w.out.data());
+    }
+    plan.base_store->release(job.name);
+}
+
+// Lora output: the pieces each job adds, gathered under a lock.
+struct LoraOutput {
+    std::unique_ptr<LoraAdapter> adapter;
+    std::vector<LoraEnergy>      energy;
+    std::mutex                   mutex;
+};
+
+void factorize_job(const Plan & plan, const TensorJob & job, Worker & w, LoraOutput & lora) {
+    for (size_t j = 0; j < job.n; j++) {
+        w.out[j] -= w.base[j];  // the merged delta
+    }
+    const auto module = plan.projections.find(job.name);
+    const bool zero = std::all_of(w.out.begin(), w.out.begin() + (ptrdiff_t) job.n, [](float x) { return x == 0.0f; });
+    if (module == plan.projections.end()) {
+        if (!zero) {
+            throw InputError(fmt::format("--out-format lora: the merge changes tensor '{}', which is not one of the "
+                                         "seven projections a LoRA adapter holds",
+                                         job.name));
+        }
+        return;
+    }
+    if (zero) {
+        return;
+    }
+    const LowRank f = factorize_delta(w.out.data(), (int) job.rows, (int) job.cols, lora.adapter->config().r);
+    std::lock_guard<std::mutex> lock(lora.mutex);
+    const auto [layer, target] = module->second;
+    if (!lora.adapter->has(layer, target)) {
+        throw std::logic_error(fmt::format("lora output: no module for {}", job.name));
+    }
+    std::copy(f.A.begin(), f.A.end(), lora.adapter->A(layer, target));
+    std::copy(f.B.begin(), f.B.end(), lora.adapter->B(layer, target));
+    lora.energy.push_back({job.name, f.retained});
+}
+
+void run_job(const Plan & plan, size_t index, ShardedWriter * writer, LoraOutput * lora, Worker & w) {
+    const TensorJob & job = plan.jobs[index];
+    if (!job.changed) {
+        if (writer) copy_unchanged(plan, index, *writer, w);
+        return;
+    }
+    const TensorInput in = load_inputs(plan, job, w);
+    w.out.resize(job.n);
+    if (std::all_of(in.deltas.begin(), in.deltas.end(), [](const float * d) { return !d; }) && in.base) {
+        std::copy(in.base, in.base + job.n, w.out.begin());  // every model equals the base here
+    } else {
+        merge_tensor(*plan.method, in, job.params, w.scratch, w.out.data());
+    }
+    if (writer) {
+        writer->write_f32(index, w.out.data());
+    } else {
+        factorize_job(plan, job, w, *lora);
+    }
+}
+
+// Which LoRA modules the lora output holds: every module some adapter targets (full models may
+// change any projection, so then all seven).
+std::array<bool, TARGET_COUNT> lora_targets(const Plan & plan) {
+    std::array<bool, TARGET_COUNT> targets{};
+    for (const Input & in : plan.inputs) {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            targets[t] = targets[t] || !in.on_base || (in.adapter && in.adapter->config().targets[t]);
+        }
+    }
+    return targets;
+}
+
+void copy_side_files(const Plan & plan, const MergeConfig & c, const std::string & dir, DType out_dtype) {
+    json config = json::parse(read_file(plan.config_dir + "/config.json"));
+    config["torch_dtype"] = torch_dtype_name(out_dtype);
+    write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
+    const fs::path generation = fs::path(plan.config_dir) / "generation_config.json";
+    if (fs::exists(generation)) {
+        write_file_atomic(dir + "/generation_config.json", read_file(generation.string()));
+    }
+    for (const char * name : kTokenizerFiles) {
+        const fs::path from = fs::path(plan.tokenizer_dir) / name;
+        if (fs::exists(from)) {
+            write_file_atomic(dir + "/" + name, read_file(from.string()));
+        }
+    }
+    write_file_atomic(dir + "/mergekit_config.yml", merge_config_yaml(c));
+}
+
+// The partial directory a merge writes into: next to the output, so the final rename stays on
+// one file system.
+std::string partial_dir(const std::string & out) {
+    const fs::path p = fs::path(out).lexically_normal();
+    const fs::path name = p.filename().empty() ? p.parent_path().filename() : p.filename();
+    const fs::path parent = p.filename().empty() ? p.parent_path().parent_path() : p.parent_path();
+    return (parent / ("." + name.string() + ".paft-partial")).string();
+}
+
+}  // namespace
+
+MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
+    const auto start = std::chrono::steady_clock::now();
+    if (o.out.empty()) {
+        throw InputError("--out: no output directory given");
+    }
+    if (o.format == OutFormat::lora && o.rank < 1) {
+        throw InputError(fmt::format("--rank: {} is not a positive rank (needed with --out-format lora)", o.rank));
+    }
+    if (o.shard_bytes == 0) {
+        throw InputError("--shard-size: must be positive");
+    }
+    std::error_code ec;
+    if (fs::exists(o.out, ec) && !o.overwrite) {
+        throw InputError(fmt::format("--out: {} already exists (remove it, or pass --overwrite)", o.out));
+    }
+    Plan plan = make_plan(c, o);
+
+    const std::string partial = partial_dir(o.out);
+    if (fs::exists(partial, ec)) {
+        fmt::print(stderr, "paft merge: removing {} left by an interrupted merge\n", partial);
+        fs::remove_all(partial);
+    }
+    make_dirs(partial);
+
+    std::unique_ptr<ShardedWriter> writer;
+    LoraOutput                     lora;
+    if (o.format == OutFormat::hf) {
+        std::vector<ShardedWriter::Entry> entries;
+        for (const TensorJob & job : plan.jobs) {
+            entries.push_back({job.name, job.shape, job.out});
+        }
+        writer = std::make_unique<ShardedWriter>(partial, "model", std::move(entries), o.shard_bytes,
+                                                 std::map<std::string, std::string>{{"format", "pt"}});
+    } else {
+        LoraConfig lc;
+        lc.r       = o.rank;
+        lc.alpha   = (float) o.rank;  // scale 1: B * A is the delta itself
+        lc.targets = lora_targets(plan);
+        lora.adapter = std::make_unique<LoraAdapter>(plan.base_config, lc);
+    }
+
+    uint64_t largest = 0;
+    for (const TensorJob & job : plan.jobs) {
+        largest = std::max(largest, job.work_bytes);
+    }
+    const int    threads = o.threads > 0 ? o.threads : std::max(1, (int) std::thread::hardware_concurrency());
+    MemoryBudget budget(o.memory_limit > 0 ? o.memory_limit : std::max<uint64_t>(largest, 1ull << 30));
+    Progress     progress("merge", (long) plan.jobs.size(), "tensors", o.plain_progress);
+
+    // Jobs are taken in output order; each is merged whole by one worker, so the result does not
+    // depend on the thread count. The first failure (lowest tensor) stops the others.
+    std::atomic<size_t>             next{0};
+    std::atomic<bool>               failed{false};
+    std::vector<std::exception_ptr> errors(plan.jobs.size());
+    std::mutex                      progress_mutex;
+    size_t                          done = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        Worker w;
+        for (size_t i = next++; i < plan.jobs.size() && !failed; i = next++) {
+            budget.acquire(plan.jobs[i].work_bytes);
+            try {
+                run_job(plan, i, writer.get(), &lora, w);
+            } catch (...) {
+                errors[i] = std::current_exception();
+                failed    = true;
+            }
+            budget.release(plan.jobs[i].work_bytes);
+            std::lock_guard<std::mutex> lock(progress_mutex);
+            progress.update((long) ++done);
+        }
+    }
+    for (const std::exception_ptr & e : errors) {
+        if (e) {
+            fs::remove_all(partial, ec);
+            std::rethrow_exception(e);
+        }
+    }
+    progress.finish();
+
+    MergeReport report;
+    report.tensors = plan.jobs.size();
+    for (const TensorJob & job : plan.jobs) {
+        report.merged += job.changed ? 1 : 0;
+    }
+    if (writer) {
+        writer->finish();
+        report.bytes_out = writer->total_bytes();
+        copy_side_files(plan, c, partial, plan.jobs.empty() ? DType::F32 : plan.jobs.front().out);
+    } else {
+        std::sort(lora.energy.begin(), lora.energy.end(),
+                  [](const LoraEnergy & a, const LoraEnergy & b) { return a.tensor < b.tensor; });
+        lora.adapter->save(partial, c.base->model);
+        json energy = json::object();
+        for (const LoraEnergy & e : lora.energy) {
+            energy[e.tensor] = e.retained;
+        }
+        write_file_atomic(partial + "/merge_report.json",
+                          json{{"rank", o.rank}, {"retained_energy", energy}}.dump(2) + "\n");
+        write_file_atomic(partial + "/mergekit_config.yml", merge_config_yaml(c));
+        report.energy = std::move(lora.energy);
+    }
+    if (o.overwrite && fs::exists(o.out, ec)) {
+        fs::remove_all(o.out);
+    }
+    fs::rename(partial, o.out);
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+}
+
+}  // namespace paft
