@@ -10,5 +10,6 @@ void register_init_model(CLI::App & app);  // paft init-model
 void register_tokenize(CLI::App & app);    // paft tokenize
 void register_train(CLI::App & app);       // paft sft, dpo, orpo, parallel, sequential
 void register_merge(CLI::App & app);       // paft merge
+void register_sparsity(CLI::App & app);    // paft sparsity
 
 }  // namespace paft

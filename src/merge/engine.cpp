@@ -58,11 +58,6 @@ struct Input {
     std::map<std::string, std::pair<int, int>> targets;  // HF weight name -> (layer, LoRA target)
 };
 
-std::string lora_weight_name(int layer, int target) {
-    return fmt::format("model.layers.{}.{}.{}.weight", layer, target <= TARGET_O ? "self_attn" : "mlp",
-                       lora_target_name(target));
-}
-
 bool same_dir(const std::string & a, const std::string & b) {
     std::error_code ec1, ec2;
     const fs::path  ca = fs::weakly_canonical(a, ec1), cb = fs::weakly_canonical(b, ec2);
@@ -127,7 +122,7 @@ Input open_input(const ModelRef & ref, const std::optional<ModelRef> & base, con
         for (int l = 0; l < in.adapter->layers(); l++) {
             for (int t = 0; t < TARGET_COUNT; t++) {
                 if (in.adapter->has(l, t)) {
-                    in.targets[lora_weight_name(l, t)] = {l, t};
+                    in.targets[lora_module_path(l, t) + ".weight"] = {l, t};
                 }
             }
         }
@@ -157,7 +152,6 @@ struct Plan {
     std::vector<Input>        inputs;
     std::vector<TensorJob>    jobs;
     std::string               tokenizer_dir, config_dir;
-    std::map<std::string, std::pair<int, int>> projections;  // HF weight name -> (layer, LoRA target)
 };
 
 // Layer position for gradient parameters, as mergekit's planner sets it: layer l of L at
@@ -375,11 +369,6 @@ Plan make_plan(const MergeConfig & c, const MergeRunOptions & o) {
         plan.jobs.push_back(std::move(job));
     }
 
-    for (int l = 0; l < ref_config.num_layers; l++) {
-        for (int t = 0; t < TARGET_COUNT; t++) {
-            plan.projections[lora_weight_name(l, t)] = {l, t};
-        }
-    }
     plan.config_dir    = ref_dir;
     plan.tokenizer_dir = c.tokenizer_source.empty() || c.tokenizer_source == "base" ? ref_dir : c.tokenizer_source;
     expect_dir(plan.tokenizer_dir, "tokenizer_source");
@@ -488,20 +477,19 @@ void copy_unchanged(const Plan & plan, size_t index, ShardedWriter & writer, Wor
     plan.base_store->release(job.name);
 }
 
-// Lora output: the pieces each job adds, gathered under a lock.
+// Lora output: the factors of each projection the merge changes, gathered under a lock.
 struct LoraOutput {
-    std::unique_ptr<LoraAdapter> adapter;
-    std::vector<LoraEnergy>      energy;
-    std::mutex                   mutex;
+    std::vector<LowRankModule> modules;
+    std::mutex                 mutex;
 };
 
-void factorize_job(const Plan & plan, const TensorJob & job, Worker & w, LoraOutput & lora) {
+void factorize_job(const TensorJob & job, Worker & w, LoraOutput & lora, int rank) {
     for (size_t j = 0; j < job.n; j++) {
         w.out[j] -= w.base[j];  // the merged delta
     }
-    const auto module = plan.projections.find(job.name);
     const bool zero = std::all_of(w.out.begin(), w.out.begin() + (ptrdiff_t) job.n, [](float x) { return x == 0.0f; });
-    if (module == plan.projections.end()) {
+    int        layer = 0, target = 0;
+    if (!lora_module_of(job.name, &layer, &target)) {
         if (!zero) {
             throw InputError(fmt::format("--out-format lora: the merge changes tensor '{}', which is not one of the "
                                          "seven projections a LoRA adapter holds",
@@ -512,18 +500,12 @@ void factorize_job(const Plan & plan, const TensorJob & job, Worker & w, LoraOut
     if (zero) {
         return;
     }
-    const LowRank f = factorize_delta(w.out.data(), (int) job.rows, (int) job.cols, lora.adapter->config().r);
+    LowRankModule module{layer, target, factorize_delta(w.out.data(), (int) job.rows, (int) job.cols, rank, job.name)};
     std::lock_guard<std::mutex> lock(lora.mutex);
-    const auto [layer, target] = module->second;
-    if (!lora.adapter->has(layer, target)) {
-        throw std::logic_error(fmt::format("lora output: no module for {}", job.name));
-    }
-    std::copy(f.A.begin(), f.A.end(), lora.adapter->A(layer, target));
-    std::copy(f.B.begin(), f.B.end(), lora.adapter->B(layer, target));
-    lora.energy.push_back({job.name, f.retained});
+    lora.modules.push_back(std::move(module));
 }
 
-void run_job(const Plan & plan, size_t index, ShardedWriter * writer, LoraOutput * lora, Worker & w) {
+void run_job(const Plan & plan, size_t index, ShardedWriter * writer, LoraOutput * lora, int rank, Worker & w) {
     const TensorJob & job = plan.jobs[index];
     if (!job.changed) {
         if (writer) copy_unchanged(plan, index, *writer, w);
@@ -539,20 +521,8 @@ void run_job(const Plan & plan, size_t index, ShardedWriter * writer, LoraOutput
     if (writer) {
         writer->write_f32(index, w.out.data());
     } else {
-        factorize_job(plan, job, w, *lora);
+        factorize_job(job, w, *lora, rank);
     }
-}
-
-// Which LoRA modules the lora output holds: every module some adapter targets (full models may
-// change any projection, so then all seven).
-std::array<bool, TARGET_COUNT> lora_targets(const Plan & plan) {
-    std::array<bool, TARGET_COUNT> targets{};
-    for (const Input & in : plan.inputs) {
-        for (int t = 0; t < TARGET_COUNT; t++) {
-            targets[t] = targets[t] || !in.on_base || (in.adapter && in.adapter->config().targets[t]);
-        }
-    }
-    return targets;
 }
 
 void copy_side_files(const Plan & plan, const MergeConfig & c, const std::string & dir, DType out_dtype) {
@@ -616,12 +586,6 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
         }
         writer = std::make_unique<ShardedWriter>(partial, "model", std::move(entries), o.shard_bytes,
                                                  std::map<std::string, std::string>{{"format", "pt"}});
-    } else {
-        LoraConfig lc;
-        lc.r       = o.rank;
-        lc.alpha   = (float) o.rank;  // scale 1: B * A is the delta itself
-        lc.targets = lora_targets(plan);
-        lora.adapter = std::make_unique<LoraAdapter>(plan.base_config, lc);
     }
 
     uint64_t largest = 0;
@@ -645,7 +609,7 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
         for (size_t i = next++; i < plan.jobs.size() && !failed; i = next++) {
             budget.acquire(plan.jobs[i].work_bytes);
             try {
-                run_job(plan, i, writer.get(), &lora, w);
+                run_job(plan, i, writer.get(), &lora, o.rank, w);
             } catch (...) {
                 errors[i] = std::current_exception();
                 failed    = true;
@@ -673,17 +637,17 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
         report.bytes_out = writer->total_bytes();
         copy_side_files(plan, c, partial, plan.jobs.empty() ? DType::F32 : plan.jobs.front().out);
     } else {
-        std::sort(lora.energy.begin(), lora.energy.end(),
-                  [](const LoraEnergy & a, const LoraEnergy & b) { return a.tensor < b.tensor; });
-        lora.adapter->save(partial, c.base->model);
-        json energy = json::object();
-        for (const LoraEnergy & e : lora.energy) {
-            energy[e.tensor] = e.retained;
+        if (lora.modules.empty()) {
+            throw InputError("--out-format lora: the merge changes no projection: there is nothing to factorise");
         }
-        write_file_atomic(partial + "/merge_report.json",
-                          json{{"rank", o.rank}, {"retained_energy", energy}}.dump(2) + "\n");
+        std::sort(lora.modules.begin(), lora.modules.end(), [](const LowRankModule & a, const LowRankModule & b) {
+            return std::make_pair(a.layer, a.target) < std::make_pair(b.layer, b.target);
+        });
+        write_lora_adapter(partial, c.base->model, plan.base_config, lora.modules, o.rank);
         write_file_atomic(partial + "/mergekit_config.yml", merge_config_yaml(c));
-        report.energy = std::move(lora.energy);
+        for (const LowRankModule & m : lora.modules) {
+            report.energy.push_back({lora_module_path(m.layer, m.target) + ".weight", m.factors.retained});
+        }
     }
     if (o.overwrite && fs::exists(o.out, ec)) {
         fs::remove_all(o.out);

@@ -45,18 +45,13 @@ float number_field(const nlohmann::json & j, const char * key, float fallback, c
     return j[key].get<float>();
 }
 
-// PEFT's module path of a target in layer l, e.g. "model.layers.3.self_attn.q_proj".
-std::string module_path(int layer, int target) {
-    return fmt::format("model.layers.{}.{}.{}", layer, is_attention(target) ? "self_attn" : "mlp", kTargetNames[target]);
-}
-
 // target_modules as PEFT reads it: "all-linear"; a string is a regular expression that must
 // match a module's whole path; a list names modules by their last part ("q_proj") or a longer
 // suffix ("self_attn.q_proj"). Only targets chosen in every layer are supported.
 std::array<bool, TARGET_COUNT> peft_targets(const nlohmann::json & spec, int layers, const std::string & path) {
     std::array<bool, TARGET_COUNT> targets{};
     auto matches = [&](int layer, int t) {
-        const std::string module = module_path(layer, t);
+        const std::string module = lora_module_path(layer, t);
         if (spec.is_string()) {
             return spec == "all-linear" || std::regex_match(module, std::regex(spec.get<std::string>()));
         }
@@ -97,10 +92,14 @@ std::array<bool, TARGET_COUNT> peft_targets(const nlohmann::json & spec, int lay
 }
 
 std::string peft_key_for(int layer, int target, char which) {
-    return fmt::format("base_model.model.{}.lora_{}.weight", module_path(layer, target), which);
+    return fmt::format("base_model.model.{}.lora_{}.weight", lora_module_path(layer, target), which);
 }
 
 }  // namespace
+
+std::string lora_module_path(int layer, int target) {
+    return fmt::format("model.layers.{}.{}.{}", layer, is_attention(target) ? "self_attn" : "mlp", kTargetNames[target]);
+}
 
 const char * lora_target_name(int target) {
     return kTargetNames[target];

@@ -18,6 +18,9 @@ enum LoraTarget { TARGET_Q, TARGET_K, TARGET_V, TARGET_O, TARGET_GATE, TARGET_UP
 
 const char * lora_target_name(int target);  // "q_proj", ..., "down_proj"
 int          lora_target_from_name(const std::string & name);  // -1 if unknown
+// The module path of a target in layer l, as PEFT and Hugging Face name it:
+// "model.layers.3.self_attn.q_proj" (its weight: + ".weight").
+std::string  lora_module_path(int layer, int target);
 
 struct LoraConfig {
     int                           r       = 8;
