@@ -253,17 +253,18 @@ double compare_with_oracle(Values values, const std::vector<Case> & cases) {
 // merge_tensor on hand-made buffers.
 std::vector<float> merge_small(const MergeOptions & o, const std::vector<float> & base,
                                const std::vector<std::vector<float>> & deltas, const std::string & name = "t") {
-    const MergeSettings s = resolve_merge_options(o, deltas.size());
+    const ResolvedMerge r = resolve_merge_options(o, deltas.size());
     TensorInput         in;
     in.name = name;
     in.n    = base.size();
+    in.cols = base.size();
     in.base = base.data();
     for (const auto & d : deltas) {
         in.deltas.push_back(d.empty() ? nullptr : d.data());
     }
     MergeScratch       scratch;
     std::vector<float> out(base.size());
-    merge_tensor(s, in, scratch, out.data());
+    merge_tensor(*r.method, in, r.params, scratch, out.data());
     return out;
 }
 
@@ -487,10 +488,10 @@ TEST(Merge, ValidateNamesTheField) {
     expect_input_error([] { validate(opts("tie", {}), 2); }, {"method", "'tie'", "dare_ties"});
     expect_input_error([] { validate(opts("ties", {1, 2, 3}), 2); }, {"weights", "3 values", "2 models"});
     expect_input_error([] { validate(opts("ties", {}, {0.5}), 2); }, {"densities", "1 values"});
-    expect_input_error([] { validate(opts("ties", {}, {0.5, 0.0}), 2); }, {"densities[1]", "(0, 1]"});
-    expect_input_error([] { validate(opts("dare_ties", {}, {1.5, 0.5}), 2); }, {"densities[0]", "(0, 1]"});
-    expect_input_error([] { validate(opts("ties", {}, {0.5, NAN}), 2); }, {"densities[1]"});
-    expect_input_error([] { validate(opts("ties", {1, INFINITY}), 2); }, {"weights[1]"});
+    expect_input_error([] { validate(opts("ties", {}, {0.5, 0.0}), 2); }, {"density (model 1)", "(0, 1]"});
+    expect_input_error([] { validate(opts("dare_ties", {}, {1.5, 0.5}), 2); }, {"density (model 0)", "(0, 1]"});
+    expect_input_error([] { validate(opts("ties", {}, {0.5, NAN}), 2); }, {"density (model 1)"});
+    expect_input_error([] { validate(opts("ties", {1, INFINITY}), 2); }, {"weight (model 1)", "finite"});
     expect_input_error([] { validate(opts("ties", {}, {}, 2), 2); }, {"normalize"});
     expect_input_error([] { validate(opts("ties", {}, {}, -1, NAN), 2); }, {"lambda"});
     expect_input_error([] { validate(opts("linear", {}, {}, -1, 0.5), 2); }, {"lambda", "linear"});
@@ -501,7 +502,14 @@ TEST(Merge, ValidateNamesTheField) {
     expect_input_error([] { validate(opts("ties", {}), 0); }, {"adapters"});
     EXPECT_NO_THROW(validate(opts("linear", {1, -1}, {}, 0), 2));
     EXPECT_NO_THROW(validate(opts("dare_ties", {1, 2}, {1.0, 0.1}, 1, 0.5, "density", 3), 2));
-    EXPECT_EQ(merge_method_names(), (std::vector<std::string>{"linear", "task_arithmetic", "ties", "dare_ties"}));
+    // Every registered method but slerp, whose t MergeOptions cannot give.
+    EXPECT_EQ(merge_method_names(),
+              (std::vector<std::string>{"linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs",
+                                        "breadcrumbs_ties", "della", "della_linear", "model_stock"}));
+    expect_input_error([] { validate(opts("slerp", {}), 1); }, {"t", "slerp"});
+    expect_input_error([] { validate(opts("model_stock", {1, 1}), 2); }, {"weights", "model_stock", "'weight'"});
+    expect_input_error([] { validate(opts("model_stock", {}), 1); }, {"model_stock", "at least 2"});
+    expect_input_error([] { validate(opts("della", {}, {0.9, 0.5}), 2); }, {"epsilon (model 0)"});
 
     const ModelConfig c    = small_config();
     const auto        base = Model::random(c, 1);
@@ -513,5 +521,5 @@ TEST(Merge, ValidateNamesTheField) {
     expect_input_error([&] { merge_adapters(*base, {&good, nullptr}, opts("ties", {})); }, {"adapters[1]"});
     // A density so small that int(density * numel) == 0 for q_proj [32, 32].
     expect_input_error([&] { merge_adapters(*base, {&good}, opts("ties", {}, {1e-4})); },
-                       {"densities[0]", "model.layers.0.self_attn.q_proj.weight", "1024 entries"});
+                       {"density (model 0)", "model.layers.0.self_attn.q_proj.weight", "1024 entries"});
 }

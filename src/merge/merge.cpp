@@ -14,7 +14,9 @@
 
 #include <cmath>
 #include <exception>
+#include <iterator>
 #include <map>
+#include <optional>
 
 namespace paft {
 namespace {
@@ -109,9 +111,71 @@ struct NoState {};
 std::vector<std::string> merge_method_names() {
     std::vector<std::string> names;
     for (const MergeMethodDef & m : merge_methods()) {
-        names.push_back(m.name);
+        bool runnable = true;
+        for (const ParamSpec & spec : m.params) {
+            runnable &= !(spec.required && spec.scope == ParamScope::global);
+        }
+        if (runnable) {
+            names.push_back(m.name);
+        }
     }
     return names;
+}
+
+ResolvedMerge resolve_merge_options(const MergeOptions & o, size_t deltas) {
+    const MergeMethodDef * def = find_merge_method(o.method);
+    if (!def) {
+        throw InputError(fmt::format("method: unknown merge method '{}' (known: {})", o.method, merge_method_list()));
+    }
+    if (deltas == 0) {
+        throw InputError("adapters: a merge needs at least one adapter to merge");
+    }
+    for (const auto * list : {&o.weights, &o.densities}) {
+        const char * field = list == &o.weights ? "weights" : "densities";
+        if (!list->empty() && list->size() != deltas) {
+            throw InputError(fmt::format("{}: {} values for {} models (give one per model, or none)", field,
+                                         list->size(), deltas));
+        }
+    }
+    if (o.normalize < -1 || o.normalize > 1) {
+        throw InputError(fmt::format("normalize: {} is not -1 (method default), 0 or 1", o.normalize));
+    }
+    // The fields set must be parameters of the method.
+    const std::pair<bool, const char *> given[] = {{!o.weights.empty(), "weight"},
+                                                   {!o.densities.empty(), "density"},
+                                                   {o.normalize != -1, "normalize"},
+                                                   {o.lambda != 1.0, "lambda"},
+                                                   {!o.rescale.empty(), "rescale"}};
+    const char * fields[] = {"weights", "densities", "normalize", "lambda", "rescale"};
+    for (size_t f = 0; f < std::size(given); f++) {
+        if (given[f].first) {
+            check_param_name(*def, given[f].second, false, fields[f]);
+        }
+    }
+    const ParamLookup lookup = [&](const std::string & name, int model) -> std::optional<ParamScalar> {
+        ParamScalar v;
+        if (name == "weight") {
+            v.number = o.weights.empty() ? 1.0 : o.weights[model];
+        } else if (name == "density" && !o.densities.empty()) {
+            v.number = o.densities[model];
+        } else if (name == "normalize" && o.normalize != -1) {
+            v.kind    = ParamScalar::Kind::boolean;
+            v.boolean = o.normalize == 1;
+        } else if (name == "lambda") {
+            v.number = o.lambda;
+        } else if (name == "rescale" && !o.rescale.empty()) {
+            v.kind = ParamScalar::Kind::text;
+            v.text = o.rescale;
+        } else {
+            return std::nullopt;
+        }
+        return v;
+    };
+    ResolvedMerge r;
+    r.method      = def;
+    r.params      = resolve_tensor_params(*def, deltas, lookup, "");
+    r.params.seed = o.seed;
+    return r;
 }
 
 void validate(const MergeOptions & options, size_t deltas) {
@@ -120,7 +184,7 @@ void validate(const MergeOptions & options, size_t deltas) {
 
 std::shared_ptr<Model> merge_adapters(const Model & base, const std::vector<const LoraAdapter *> & adapters,
                                       const MergeOptions & options) {
-    const MergeSettings settings = resolve_merge_options(options, adapters.size());
+    const ResolvedMerge merge = resolve_merge_options(options, adapters.size());
     for (size_t a = 0; a < adapters.size(); a++) {
         check_adapter(base, adapters[a], fmt::format("adapters[{}]", a));
     }
@@ -135,6 +199,8 @@ std::shared_ptr<Model> merge_adapters(const Model & base, const std::vector<cons
         TensorInput        in;
         in.name = entry.name;
         in.n    = entry.numel();
+        in.rows = entry.shape.size() >= 2 ? (size_t) entry.shape[0] : 1;  // [rows, cols]; a 1-D tensor is one row
+        in.cols = in.rows > 0 ? in.n / in.rows : 0;
         in.base = base.data() + entry.offset;
         in.deltas.assign(adapters.size(), nullptr);
         st.deltas.resize(adapters.size());
@@ -146,7 +212,7 @@ std::shared_ptr<Model> merge_adapters(const Model & base, const std::vector<cons
                 in.deltas[a] = st.deltas[a].data();
             }
         }
-        merge_tensor(settings, in, st.scratch, merged->data() + entry.offset);
+        merge_tensor(*merge.method, in, merge.params, st.scratch, merged->data() + entry.offset);
     });
     return merged;
 }

@@ -2,7 +2,8 @@
 // For LoRA adapters the delta of a targeted weight is s * B * A ([out, in]); every other tensor
 // has no delta (a zero delta).
 //
-// Methods (mergekit names and defaults; the exact rules are in docs/MERGING.md):
+// merge_adapters runs any method of the registry (merge/methods.h) whose parameters MergeOptions
+// can express; docs/MERGING.md gives each method's exact math. The PAFT defaults:
 //   linear            sum_i w_i (base + d_i) / sum_i w_i          (normalize: true)
 //   task_arithmetic   base + lambda * sum_i w_i d_i                (normalize: false)
 //   ties              trim each d_i to its top density share by magnitude, elect the sign of
@@ -13,6 +14,7 @@
 //                     and no division (normalize: false), as mergekit does today
 #pragma once
 
+#include "merge/methods.h"
 #include "model/lora.h"
 #include "model/model.h"
 
@@ -36,8 +38,19 @@ struct MergeOptions {
     std::string rescale;
 };
 
+// The methods merge_adapters can run: every registered method with no required global
+// parameter (slerp needs t, which MergeOptions has no field for).
 std::vector<std::string> merge_method_names();
 void                     validate(const MergeOptions & options, size_t deltas);  // InputError naming the field
+
+// options as the registry's parameters for `deltas` models: weights -> weight (1 each when
+// empty), densities -> density, normalize, lambda and rescale where set. A field the method does
+// not take (densities for linear, lambda != 1 for slerp, ...) is an InputError naming it.
+struct ResolvedMerge {
+    const MergeMethodDef * method = nullptr;
+    TensorParams           params;
+};
+ResolvedMerge resolve_merge_options(const MergeOptions & options, size_t deltas);
 
 // A new model: base with the adapters' deltas merged by options.method. Adapters must be for
 // `base`'s shapes; any subset of modules may be targeted by each.

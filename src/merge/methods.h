@@ -11,6 +11,7 @@
 
 #include "merge/sparsify.h"
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -28,15 +29,19 @@ struct ParamScalar {
     std::string text;
 };
 
-enum class Consensus { none, sum, count };  // sign election: sign of sum_i w_i d_i (mergekit), or of sum_i sign(d_i)
+enum class Consensus { none, sum, count };  // sign election: sign of sum_i w_i d_i (mergekit), or of sum_i sign(w_i d_i)
 enum class Divisor { weights, count };      // normalize divides by the agreeing weights' sum (mergekit) or their count (TIES paper, PEFT)
 enum class TopkScope { tensor, row, model };  // where magnitude top-k is taken: per tensor (mergekit), per row, whole model (TIES paper)
 
 // Whole-model top-k (TopkScope::model): keep |d| > threshold, and, of the entries with
-// |d| == threshold, the first `equal_kept` of this tensor in flat index order.
+// |d| == threshold, the first `equal_kept` of this tensor in flat index order. Breadcrumbs also
+// drops the model's largest share: of the kept, |d| > drop_threshold and the first `drop_equal`
+// with |d| == drop_threshold (the defaults drop nothing). model_topk.h computes the cuts.
 struct ModelCut {
-    float  threshold  = 0.0f;
-    size_t equal_kept = 0;
+    float  threshold      = 0.0f;
+    size_t equal_kept     = 0;
+    float  drop_threshold = INFINITY;
+    size_t drop_equal     = 0;
 };
 
 // The per-model parameters of one tensor (after defaults).
@@ -62,7 +67,11 @@ struct TensorParams {
     std::vector<ModelCut>    cuts;                 // TopkScope::model: one per model, filled by the engine
 };
 
-// One tensor of the merge: n entries, [rows, cols] (a 1-D tensor is one row).
+// One tensor of the merge: n entries, [rows, cols] (a 1-D tensor is one row; n = rows * cols).
+// Task vectors (the task-arithmetic family, model_stock's angles) come from `deltas`; where a
+// delta is null but the model's tensor is given, from models[i] - base (rounded to f32, as
+// mergekit forms deltas). Whole models (linear, slerp, model_stock's mean) come from value().
+// `models` may be empty (all null).
 struct TensorInput {
     std::string                name;  // the Hugging Face tensor name (seeds the random masks)
     size_t                     rows = 1, cols = 0, n = 0;
@@ -75,9 +84,11 @@ struct TensorInput {
 
 // Buffers one thread reuses from tensor to tensor.
 struct MergeScratch {
-    std::vector<std::vector<float>> deltas;  // sparsified copies, one per model
-    std::vector<float>              work;    // magnitudes, probabilities
-    std::vector<double>             sums;
+    std::vector<std::vector<float>>  deltas;   // sparsified copies, one per model
+    std::vector<std::vector<double>> scales;   // della: keep probabilities (rescale density: 1 / p), one per model
+    std::vector<float>               work;     // magnitudes
+    std::vector<double>              sums;     // model_stock: dot products
+    std::vector<uint64_t>            order;    // della: one row's ranking
 };
 
 using TensorMergeFn = void (*)(const TensorInput & in, const TensorParams & params, MergeScratch & scratch,
@@ -112,6 +123,15 @@ const std::vector<MergeMethodDef> & merge_methods();
 const MergeMethodDef *              find_merge_method(const std::string & name);  // null if unknown
 std::string                         merge_method_list();                          // "linear, task_arithmetic, ..."
 
+const ParamSpec * find_param(const MergeMethodDef & method, const std::string & name);  // null if not taken
+// "weight, density (per model); lambda, normalize, ... (global)", for error messages.
+std::string       param_list(const MergeMethodDef & method);
+// InputError unless `method` takes parameter `name`, naming `where` (FILE:LINE or a field) and
+// listing the method's parameters. `per_model`: the key was given for one model; a global
+// parameter is refused there (a per-model one may be given globally: it applies to every model).
+void              check_param_name(const MergeMethodDef & method, const std::string & name, bool per_model,
+                                   const std::string & where);
+
 // The configured value of parameter `name` for the tensor being planned: `model` is the model's
 // index, or -1 for a global parameter; nullopt = not set (the default applies).
 using ParamLookup = std::function<std::optional<ParamScalar>(const std::string & name, int model)>;
@@ -125,5 +145,11 @@ TensorParams resolve_tensor_params(const MergeMethodDef & method, size_t models,
 // only on the inputs and params (random masks on seed, in.name and the model's index).
 void merge_tensor(const MergeMethodDef & method, const TensorInput & in, const TensorParams & params,
                   MergeScratch & scratch, float * out);
+
+// The keep mask the random sparsifier of `method` (dare_*, della*) draws for model `model`'s
+// delta of this tensor, as merge_tensor draws it: keep[j] = 1 when entry j survives the drop.
+// Empty when nothing is drawn (another method, no delta, density >= 1). For tests and checks.
+void random_keep_mask(const MergeMethodDef & method, const TensorInput & in, const TensorParams & params,
+                      size_t model, std::vector<uint8_t> & keep);
 
 }  // namespace paft
