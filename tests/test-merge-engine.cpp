@@ -269,6 +269,35 @@ TEST_F(MergeEngine, AdaptersGiveTheWeightsOfTheFullModelsTheyMake) {
     }
 }
 
+// A base given as MODEL+ADAPTER (mergekit's base+lora): PAFT's SLERP from the SFT model to the
+// preference model, over adapters, equals the same over the full models.
+TEST_F(MergeEngine, BaseWithAnAdapterEqualsItsFullModel) {
+    const std::string base = (dir / "base").string(), a0 = (dir / "adapter0").string(),
+                      a1 = (dir / "adapter1").string();
+    for (const std::string method : {"slerp", "ties"}) {
+        const std::string params = method == "slerp" ? "parameters: {t: 0.4}\n" : "parameters: {density: 0.5, weight: 1}\n";
+        const std::string over_adapters = config(method + "-a.yaml", "merge_method: " + method + "\nbase_model: " + base +
+                                                                         "+" + a0 + "\nmodels:\n  - model: " + base +
+                                                                         "+" + a1 + "\n" + params);
+        const std::string over_models = config(method + "-m.yaml", "merge_method: " + method + "\nbase_model: " +
+                                                                       (dir / "full0").string() + "\nmodels:\n  - model: " +
+                                                                       (dir / "full1").string() + "\n" + params);
+        RunResult r = merge({"merge", over_adapters, "--out", (dir / (method + "-a")).string()});
+        ASSERT_EQ(r.code, 0) << describe(r);
+        r = merge({"merge", over_models, "--out", (dir / (method + "-m")).string()});
+        ASSERT_EQ(r.code, 0) << describe(r);
+        expect_same_tensors(dir / (method + "-a"), dir / (method + "-m"), method);
+    }
+    // paft parallel's merge options with slerp mean exactly that.
+    MergeOptions o;
+    o.method = "slerp";
+    o.t      = 0.4;
+    MergeRunOptions run;
+    run.out = (dir / "options").string();
+    run_merge(adapter_merge_config(base, {a0, a1}, o), run);
+    expect_same_tensors(dir / "options", dir / "slerp-m", "MergeOptions slerp");
+}
+
 // Gradients and filters are evaluated per tensor: task arithmetic with a per-layer lambda and
 // per-module weights, against base + lambda(t) * sum_i w_i(name) * delta_i computed here.
 TEST_F(MergeEngine, GradientsAndFiltersReachEveryTensor) {

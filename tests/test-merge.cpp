@@ -1,4 +1,5 @@
-// Merging: paft's merge_adapters against the float64 torch oracle (tools/reference/merge_ref.py,
+// Merging LoRA adapters (paft parallel's merge: run_merge over "base+adapter" inputs, as
+// MergeOptions describe them) against the float64 torch oracle (tools/reference/merge_ref.py,
 // written from the TIES / DARE / task arithmetic definitions and mergekit's rules) on a small
 // random model and two LoRA adapters saved to disk; hand-computed per-tensor cases (TIES' trim,
 // election and disjoint mean; DARE's drop and rescale); merge_adapter_into against W + s B A
@@ -12,6 +13,7 @@
 #include "core/random.h"
 #include "io/fs.h"
 #include "io/safetensors.h"
+#include "merge/config.h"
 #include "merge/merge.h"
 #include "merge/methods.h"
 #include "merge/sparsify.h"
@@ -23,7 +25,6 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <omp.h>
 
 #include <cmath>
 #include <cstring>
@@ -79,14 +80,6 @@ std::vector<LoraAdapter> two_adapters(const ModelConfig & c, Values values) {
     a.push_back(make_adapter(c, "q_proj,v_proj,o_proj,gate_proj,down_proj", 4, 8.0f, false, 21, values));
     a.push_back(make_adapter(c, "q_proj,k_proj,up_proj,down_proj", 4, 6.0f, true, 22, values));
     return a;
-}
-
-std::vector<const LoraAdapter *> pointers(const std::vector<LoraAdapter> & adapters) {
-    std::vector<const LoraAdapter *> p;
-    for (const LoraAdapter & a : adapters) {
-        p.push_back(&a);
-    }
-    return p;
 }
 
 struct Case {
@@ -181,6 +174,28 @@ nlohmann::json case_json(const Case & c, const std::string & masks) {
     return j;
 }
 
+// run_merge of dir/base with dir/adapter0, adapter1, ... as `options` say (paft parallel's merge),
+// into dir/<name>; every tensor of the result.
+std::map<std::string, std::vector<float>> merge_saved(const fs::path & dir, size_t adapters, const MergeOptions & options,
+                                                      const std::string & name) {
+    std::vector<std::string> dirs;
+    for (size_t i = 0; i < adapters; i++) {
+        dirs.push_back((dir / fmt::format("adapter{}", i)).string());
+    }
+    MergeRunOptions run;
+    run.out            = (dir / name).string();
+    run.seed           = options.seed;
+    run.plain_progress = true;
+    run.overwrite      = true;
+    run_merge(adapter_merge_config((dir / "base").string(), dirs, options), run);
+    const TensorStore                         store = TensorStore::open_dir(run.out);
+    std::map<std::string, std::vector<float>> out;
+    for (const std::string & tensor : store.names()) {
+        out[tensor] = store.read_f32_any(tensor, nullptr);
+    }
+    return out;
+}
+
 // A float64 tensor of the oracle's output.
 std::vector<double> read_f64(const SafetensorsFile & file, const std::string & name) {
     const TensorInfo * info = file.find(name);
@@ -195,7 +210,7 @@ std::vector<double> read_f64(const SafetensorsFile & file, const std::string & n
 }
 
 // Saves base and adapters, runs the oracle over `cases`, and compares every tensor of paft's
-// merge_adapters with it. Returns the largest relative error (max |diff| / max |want| per tensor).
+// merge (run_merge) with it. Returns the largest relative error (max |diff| / max |want| per tensor).
 double compare_with_oracle(Values values, const std::vector<Case> & cases) {
     const ModelConfig                      c        = small_config();
     const std::shared_ptr<Model>           base     = Model::random(c, 20);
@@ -224,22 +239,16 @@ double compare_with_oracle(Values values, const std::vector<Case> & cases) {
         ADD_FAILURE() << "the merge oracle failed: " << cmd << "\n" << read_file((dir / "stderr").string());
         return NAN;
     }
-    // Load the saved files back, so paft merges exactly what the oracle read.
-    const std::shared_ptr<Model>   loaded = Model::load((dir / "base").string());
-    std::vector<LoraAdapter>       reloaded;
-    for (size_t i = 0; i < adapters.size(); i++) {
-        reloaded.push_back(LoraAdapter::load((dir / fmt::format("adapter{}", i)).string(), c));
-    }
     double worst = 0.0;
     for (const Case & k : cases) {
         SCOPED_TRACE(k.name);
-        const std::shared_ptr<Model> merged = merge_adapters(*loaded, pointers(reloaded), k.options);
-        const SafetensorsFile        expected((dir / "expected" / (k.name + ".safetensors")).string());
-        double                       case_worst = 0.0;
-        for (const ParamEntry & e : loaded->layout().entries()) {
+        const auto            merged = merge_saved(dir, adapters.size(), k.options, k.name);
+        const SafetensorsFile expected((dir / "expected" / (k.name + ".safetensors")).string());
+        double                case_worst = 0.0;
+        for (const ParamEntry & e : base->layout().entries()) {
             const std::vector<double> want = read_f64(expected, e.name);
-            const float *             got  = merged->data() + e.offset;
-            const double err = rel_error(std::vector<double>(got, got + e.numel()), want);
+            const std::vector<float> & got = merged.at(e.name);
+            const double err = rel_error(std::vector<double>(got.begin(), got.end()), want);
             EXPECT_LE(err, 1e-6) << e.name;
             case_worst = nan_max(case_worst, err);
         }
@@ -253,8 +262,23 @@ double compare_with_oracle(Values values, const std::vector<Case> & cases) {
 // merge_tensor on hand-made buffers.
 std::vector<float> merge_small(const MergeOptions & o, const std::vector<float> & base,
                                const std::vector<std::vector<float>> & deltas, const std::string & name = "t") {
-    const ResolvedMerge r = resolve_merge_options(o, deltas.size());
-    TensorInput         in;
+    // The options' parameters as a merge of that many adapters resolves them (placeholder paths).
+    std::vector<std::string> names;
+    for (size_t i = 0; i < deltas.size(); i++) {
+        names.push_back(fmt::format("adapter{}", i));
+    }
+    const MergeConfig      c      = adapter_merge_config("base", names, o);
+    const MergeMethodDef & method = *find_merge_method(o.method);
+    const ParamLookup      lookup = [&](const std::string & key, int model) -> std::optional<ParamScalar> {
+        const auto & settings = model >= 0 ? c.models[model].parameters : c.parameters;
+        const auto   it       = settings.find(key);
+        if (it != settings.end()) return evaluate_setting(it->second, name, 0.0);
+        const auto global = c.parameters.find(key);
+        return global == c.parameters.end() ? std::nullopt : evaluate_setting(global->second, name, 0.0);
+    };
+    TensorParams params = resolve_tensor_params(method, deltas.size(), lookup, name);
+    params.seed         = o.seed;
+    TensorInput in;
     in.name = name;
     in.n    = base.size();
     in.cols = base.size();
@@ -264,7 +288,7 @@ std::vector<float> merge_small(const MergeOptions & o, const std::vector<float> 
     }
     MergeScratch       scratch;
     std::vector<float> out(base.size());
-    merge_tensor(*r.method, in, r.params, scratch, out.data());
+    merge_tensor(method, in, params, scratch, out.data());
     return out;
 }
 
@@ -402,11 +426,14 @@ TEST(Merge, TiesTrimsPerHuggingFaceTensor) {
             a.B(l, TARGET_K)[i] *= 10.0f;
         }
     }
-    const auto merged = merge_adapters(*base, {&a}, opts("ties", {}, {0.25}));
+    const fs::path dir = fresh_test_folder("paft-merge");
+    base->save((dir / "base").string(), DType::F32);
+    a.save((dir / "adapter0").string(), (dir / "base").string());
+    const auto merged = merge_saved(dir, 1, opts("ties", {}, {0.25}), "out");
     for (const ParamEntry & e : base->layout().entries()) {
         size_t changed = 0;
         for (size_t j = 0; j < e.numel(); j++) {
-            changed += merged->data()[e.offset + j] != base->data()[e.offset + j];
+            changed += merged.at(e.name)[j] != base->data()[e.offset + j];
         }
         const bool targeted = e.name.find("_proj.weight") != std::string::npos &&
                               e.name.find("self_attn") != std::string::npos && e.name.find("o_proj") == std::string::npos;
@@ -414,31 +441,21 @@ TEST(Merge, TiesTrimsPerHuggingFaceTensor) {
     }
 }
 
-TEST(Merge, DeterministicAcrossThreadCounts) {
-    const ModelConfig              c        = small_config();
-    const auto                     base     = Model::random(c, 30);
-    const std::vector<LoraAdapter> adapters = two_adapters(c, Values::continuous);
-    const int                      saved    = omp_get_max_threads();
-    for (const MergeOptions & o : {opts("ties", {1, 0.7}, {0.4, 0.6}), opts("dare_ties", {1, 0.7}, {0.4, 0.6})}) {
-        omp_set_num_threads(1);
-        const auto one = merge_adapters(*base, pointers(adapters), o);
-        omp_set_num_threads(3);
-        const auto three = merge_adapters(*base, pointers(adapters), o);
-        EXPECT_EQ(std::memcmp(one->data(), three->data(), one->size() * sizeof(float)), 0) << o.method;
-    }
-    omp_set_num_threads(saved);
-}
-
 TEST(Merge, UntouchedTensorsAreCopied) {
     const ModelConfig              c        = small_config();
     const auto                     base     = Model::random(c, 31);
     const std::vector<LoraAdapter> adapters = two_adapters(c, Values::continuous);
+    const fs::path                 dir      = fresh_test_folder("paft-merge");
+    base->save((dir / "base").string(), DType::F32);
+    for (size_t i = 0; i < adapters.size(); i++) {
+        adapters[i].save((dir / fmt::format("adapter{}", i)).string(), (dir / "base").string());
+    }
     for (const MergeOptions & o : {opts("ties", {1, 0.5}, {0.5, 0.5}), opts("dare_ties", {1, 0.5}, {0.5, 0.5}),
                                    opts("task_arithmetic", {1, 0.5}), opts("linear", {0.3, 0.9})}) {
-        const auto merged = merge_adapters(*base, pointers(adapters), o);
+        const auto merged = merge_saved(dir, adapters.size(), o, o.method);
         for (const ParamEntry & e : base->layout().entries()) {
             if (e.name.find("_proj.weight") == std::string::npos) {
-                EXPECT_EQ(std::memcmp(merged->data() + e.offset, base->data() + e.offset, e.numel() * sizeof(float)), 0)
+                EXPECT_EQ(std::memcmp(merged.at(e.name).data(), base->data() + e.offset, e.numel() * sizeof(float)), 0)
                     << o.method << " " << e.name;
             }
         }
@@ -486,8 +503,8 @@ TEST(Merge, MergeAdapterIntoMatchesDoubleLoops) {
 
 TEST(Merge, ValidateNamesTheField) {
     expect_input_error([] { validate(opts("tie", {}), 2); }, {"method", "'tie'", "dare_ties"});
-    expect_input_error([] { validate(opts("ties", {1, 2, 3}), 2); }, {"weights", "3 values", "2 models"});
-    expect_input_error([] { validate(opts("ties", {}, {0.5}), 2); }, {"densities", "1 values"});
+    expect_input_error([] { validate(opts("ties", {1, 2, 3}), 2); }, {"merge.weights", "3 values", "2 adapters"});
+    expect_input_error([] { validate(opts("ties", {}, {0.5}), 2); }, {"merge.densities", "1 values"});
     expect_input_error([] { validate(opts("ties", {}, {0.5, 0.0}), 2); }, {"density (model 1)", "(0, 1]"});
     expect_input_error([] { validate(opts("dare_ties", {}, {1.5, 0.5}), 2); }, {"density (model 0)", "(0, 1]"});
     expect_input_error([] { validate(opts("ties", {}, {0.5, NAN}), 2); }, {"density (model 1)"});
@@ -495,31 +512,28 @@ TEST(Merge, ValidateNamesTheField) {
     expect_input_error([] { validate(opts("ties", {}, {}, 2), 2); }, {"normalize"});
     expect_input_error([] { validate(opts("ties", {}, {}, -1, NAN), 2); }, {"lambda"});
     expect_input_error([] { validate(opts("linear", {}, {}, -1, 0.5), 2); }, {"lambda", "linear"});
-    expect_input_error([] { validate(opts("task_arithmetic", {}, {0.5, 0.5}), 2); }, {"densities", "task_arithmetic"});
+    expect_input_error([] { validate(opts("task_arithmetic", {}, {0.5, 0.5}), 2); },
+                       {"merge.densities", "task_arithmetic"});
     expect_input_error([] { validate(opts("ties", {}, {}, -1, 1.0, "l2"), 2); }, {"rescale", "'l2'"});
     expect_input_error([] { validate(opts("linear", {}, {}, -1, 1.0, "l1"), 2); }, {"rescale", "linear"});
-    expect_input_error([] { validate(opts("linear", {1, -1}), 2); }, {"weights", "sum"});
-    expect_input_error([] { validate(opts("ties", {}), 0); }, {"adapters"});
+    expect_input_error([] { validate(opts("linear", {1, -1}), 2); }, {"weight", "sum"});
+    expect_input_error([] { validate(opts("ties", {}), 0); }, {"models", "gives 0"});
     EXPECT_NO_THROW(validate(opts("linear", {1, -1}, {}, 0), 2));
     EXPECT_NO_THROW(validate(opts("dare_ties", {1, 2}, {1.0, 0.1}, 1, 0.5, "density", 3), 2));
-    // Every registered method but slerp, whose t MergeOptions cannot give.
-    EXPECT_EQ(merge_method_names(),
-              (std::vector<std::string>{"linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs",
-                                        "breadcrumbs_ties", "della", "della_linear", "model_stock"}));
     expect_input_error([] { validate(opts("slerp", {}), 1); }, {"t", "slerp"});
-    expect_input_error([] { validate(opts("model_stock", {1, 1}), 2); }, {"weights", "model_stock", "'weight'"});
+    MergeOptions slerp = opts("slerp", {});
+    slerp.t            = 0.3;
+    EXPECT_NO_THROW(validate(slerp, 1));
+    expect_input_error([] { validate(opts("model_stock", {1, 1}), 2); }, {"merge.weights", "model_stock", "'weight'"});
     expect_input_error([] { validate(opts("model_stock", {}), 1); }, {"model_stock", "at least 2"});
     expect_input_error([] { validate(opts("della", {}, {0.9, 0.5}), 2); }, {"epsilon (model 0)"});
 
+    // A density so small that int(density * numel) == 0 for q_proj [32, 32]: found at that tensor.
+    const fs::path    dir  = fresh_test_folder("paft-merge");
     const ModelConfig c    = small_config();
-    const auto        base = Model::random(c, 1);
-    ModelConfig       wide = c;
-    wide.intermediate_size = 64;
-    const LoraAdapter good = make_adapter(c, "q_proj", 2, 2.0f, false, 1, Values::continuous);
-    const LoraAdapter bad  = make_adapter(wide, "up_proj", 2, 2.0f, false, 1, Values::continuous);
-    expect_input_error([&] { merge_adapters(*base, {&good, &bad}, opts("ties", {})); }, {"adapters[1]", "up_proj"});
-    expect_input_error([&] { merge_adapters(*base, {&good, nullptr}, opts("ties", {})); }, {"adapters[1]"});
-    // A density so small that int(density * numel) == 0 for q_proj [32, 32].
-    expect_input_error([&] { merge_adapters(*base, {&good}, opts("ties", {}, {1e-4})); },
+    Model::random(c, 1)->save((dir / "base").string(), DType::F32);
+    make_adapter(c, "q_proj", 2, 2.0f, false, 1, Values::continuous).save((dir / "adapter0").string(), "base");
+    expect_input_error([&] { merge_saved(dir, 1, opts("ties", {}, {1e-4}), "out"); },
                        {"density (model 0)", "model.layers.0.self_attn.q_proj.weight", "1024 entries"});
+    EXPECT_FALSE(fs::exists(dir / "out"));
 }

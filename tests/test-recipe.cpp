@@ -838,7 +838,7 @@ TEST(Parallel, FlagsOverrideTheRecipe) {
     const ParallelOptions p = parallel_from_args(
         {"--config", path, "--pref-method", "dpo", "--model", "other", "--sft-data", "s2.jsonl", "--pref-data", "p2.jsonl",
             "--out", "runs/q", "--threads", "16", "--sft-threads", "10", "--pref-threads", "6", "--l1-lambda", "0.5",
-            "--beta", "0.05", "--no-merge", "--merge-method", "linear", "--merge-weights", "1,2", "--resume", "--set",
+            "--beta", "0.05", "--no-merge", "--merge-method", "dare_linear", "--merge-weights", "1,2", "--resume", "--set",
             "sft.learning_rate=3e-4", "--set", "preference.loss_type=ipo", "--set", "lora_dropout=0.2", "--seed", "5"});
     testing::internal::GetCapturedStderr();
     EXPECT_EQ(p.preference.method, Method::dpo);  // the flag's method, over the recipe's orpo
@@ -857,7 +857,7 @@ TEST(Parallel, FlagsOverrideTheRecipe) {
     EXPECT_EQ(p.sft.l1_lambda, 0.5);
     EXPECT_EQ(p.preference.preference.beta, 0.05);
     EXPECT_FALSE(p.merge_enabled);
-    EXPECT_EQ(p.merge.method, "linear");
+    EXPECT_EQ(p.merge.method, "dare_linear");
     EXPECT_EQ(p.merge.weights, (std::vector<double>{1.0, 2.0}));
     EXPECT_EQ(p.merge.densities, (std::vector<double>{0.5, 1.0}));
     EXPECT_TRUE(p.sft.resume);
@@ -897,7 +897,15 @@ TEST(Parallel, Errors) {
     recipe_error("merge:\n  weight: [1, 2]\n", ":2: unknown key 'weight' in merge: (did you mean 'weights'?)");
     recipe_error("merge:\n  weights: [1, 2, 3]\n", ":2: merge.weights: expected 2 values (sft, preference), got 3");
     recipe_error("merge:\n  densities: [0, 1]\n", ":2: merge.densities: a density must be in (0, 1]");
-    recipe_error("merge:\n  method: slerp\n", ":2: merge.method: expected one of linear, task_arithmetic, ties, dare_ties");
+    recipe_error("merge:\n  method: slerpp\n", ":2: merge.method: expected one of linear, task_arithmetic, ties, dare_ties");
+    // Settings the merge method does not take, or lacks, are found by the merge's own checks.
+    for (const auto & [yaml, message] : {std::pair{"merge:\n  method: slerp\n", "merge: t for tensor '(any tensor)': slerp needs"},
+                                         {"merge:\n  method: linear\n  lambda: 2\n", "merge: merge.lambda: linear takes no parameter 'lambda'"}}) {
+        const std::string path = write_recipe(yaml);
+        expect_input_error([&] { parallel_from_args({"--config", path, "--model", "m", "--sft-data", "s", "--pref-data",
+                                                     "p", "--out", "o"}); },
+                           {message});
+    }
     recipe_error("merge:\n  normalize: sometimes\n", ":2: merge.normalize: expected true or false, got 'sometimes'");
     recipe_error("sft: 3\n", ":1: sft: expected a section of keys");
     recipe_error("preferences:\n  beta: 1\n", ":1: unknown key 'preferences' (did you mean 'preference'?)");

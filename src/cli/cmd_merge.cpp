@@ -66,7 +66,11 @@ MergeConfig short_form_config(const MergeFlags & f) {
     if (c.models.empty()) {
         throw InputError("--adapter/--model: nothing to merge");
     }
-    for (const auto & [values, name] : {std::pair{&f.weights, "weight"}, {&f.densities, "density"}}) {
+    // Weights default to 1 each here (mergekit's YAML requires them), where the method takes them.
+    const MergeMethodDef *    method  = find_merge_method(f.method);
+    const std::vector<double> ones    = {1.0};
+    const std::vector<double> & weights = f.weights.empty() && method && find_param(*method, "weight") ? ones : f.weights;
+    for (const auto & [values, name] : {std::pair{&weights, "weight"}, {&f.densities, "density"}}) {
         if (values->empty()) continue;
         if (values->size() != c.models.size() && values->size() != 1) {
             throw InputError(fmt::format("--{}: {} values for {} models (give one per model, or one for all)", name,
@@ -109,13 +113,14 @@ void print_report(const MergeReport & r, const MergeRunOptions & o) {
             sum += e.retained;
         }
         fmt::print("wrote a rank-{} LoRA adapter of the merged delta to {} ({} modules; retained energy: mean {:.4f}, "
-                   "min {:.4f}; per module in merge_report.json) in {:.1f} s\n",
+                   "min {:.4f}; per module in lora_extraction.json) in {:.1f} s\n",
                    o.rank, o.out, r.energy.size(), r.energy.empty() ? 1.0 : sum / (double) r.energy.size(), low,
                    r.seconds);
         return;
     }
-    fmt::print("merged {} tensors ({} changed) into {}: {:.2f} GB in {:.1f} s\n", r.tensors, r.merged, o.out,
-               (double) r.bytes_out / 1e9, r.seconds);
+    const double mb = (double) r.bytes_out / 1e6;
+    fmt::print("merged {} tensors ({} changed) into {}: {} in {:.1f} s\n", r.tensors, r.merged, o.out,
+               mb >= 1000 ? fmt::format("{:.2f} GB", mb / 1000) : fmt::format("{:.1f} MB", mb), r.seconds);
 }
 
 }  // namespace

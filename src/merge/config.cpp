@@ -89,7 +89,7 @@ ParamSetting parse_setting(const YAML::Node & node, const std::string & file, co
     if (node.IsSequence() && node.size() > 0) {
         s.kind = ParamSetting::Kind::gradient;
         for (const YAML::Node & item : node) {
-            const ParamScalar v = item.IsScalar() ? parse_scalar(item.Scalar()) : ParamScalar{ParamScalar::Kind::text};
+            const ParamScalar v = item.IsScalar() ? parse_scalar(item.Scalar()) : parse_scalar("[]");  // a word: refused below
             if (v.kind != ParamScalar::Kind::number) {
                 throw InputError(fmt::format("{}: {}: a gradient is a list of numbers", at(file, item), name));
             }
@@ -139,7 +139,7 @@ void emit_setting(YAML::Emitter & out, const ParamSetting & s) {
     switch (s.kind) {
         case ParamSetting::Kind::scalar:
             if (s.scalar.kind == ParamScalar::Kind::number) {
-                out << s.scalar.number;
+                out << fmt::format("{}", s.scalar.number);  // the shortest text that reads back the same
             } else if (s.scalar.kind == ParamScalar::Kind::boolean) {
                 out << s.scalar.boolean;
             } else {
@@ -147,7 +147,11 @@ void emit_setting(YAML::Emitter & out, const ParamSetting & s) {
             }
             break;
         case ParamSetting::Kind::gradient:
-            out << YAML::Flow << s.gradient;
+            out << YAML::Flow << YAML::BeginSeq;
+            for (double v : s.gradient) {
+                out << fmt::format("{}", v);
+            }
+            out << YAML::EndSeq;
             break;
         case ParamSetting::Kind::conditions:
             out << YAML::BeginSeq;
@@ -225,14 +229,36 @@ MergeConfig adapter_merge_config(const std::string & base, const std::vector<std
         s.where         = where;
         return s;
     };
+    for (const auto & [values, field] : {std::pair{&o.weights, "weights"}, {&o.densities, "densities"}}) {
+        if (!values->empty() && values->size() != adapters.size()) {
+            throw InputError(fmt::format("merge.{}: {} values for {} adapters (give one per adapter, or none)", field,
+                                         values->size(), adapters.size()));
+        }
+    }
     MergeConfig c;
     c.method = o.method;
     c.base   = ModelRef{base, ""};
-    for (size_t i = 0; i < adapters.size(); i++) {
-        MergeInputModel m{ModelRef{base, adapters[i]}, {}, fmt::format("adapters[{}]", i)};
-        if (i < o.weights.size()) m.parameters["weight"] = number(o.weights[i], "merge.weights");
+    std::vector<std::string> models = adapters;
+    if (o.method == "slerp" && adapters.size() == 2) {
+        // PAFT's SLERP: from the first adapter's model (t = 0) to the second's (t = 1).
+        c.base = ModelRef{base, adapters[0]};
+        models.erase(models.begin());
+    }
+    // MergeOptions' empty weights mean 1 each, where the method takes weights.
+    const MergeMethodDef * method      = find_merge_method(o.method);
+    const bool             has_weights = method && find_param(*method, "weight");
+    for (size_t i = 0; i < models.size(); i++) {
+        MergeInputModel m{ModelRef{base, models[i]}, {}, fmt::format("adapters[{}]", i)};
+        if (i < o.weights.size()) {
+            m.parameters["weight"] = number(o.weights[i], "merge.weights");
+        } else if (has_weights) {
+            m.parameters["weight"] = number(1.0, "merge.weights");
+        }
         if (i < o.densities.size()) m.parameters["density"] = number(o.densities[i], "merge.densities");
         c.models.push_back(std::move(m));
+    }
+    if (o.normalize < -1 || o.normalize > 1) {
+        throw InputError(fmt::format("merge.normalize: {} is not -1 (the method's default), 0 or 1", o.normalize));
     }
     if (o.normalize >= 0) {
         ParamSetting s;
@@ -242,6 +268,7 @@ MergeConfig adapter_merge_config(const std::string & base, const std::vector<std
         c.parameters["normalize"] = s;
     }
     if (o.lambda != 1.0) c.parameters["lambda"] = number(o.lambda, "merge.lambda");
+    if (o.t) c.parameters["t"] = number(*o.t, "merge.t");
     if (!o.rescale.empty()) {
         ParamSetting s;
         s.scalar.kind = ParamScalar::Kind::text;

@@ -95,6 +95,10 @@ struct MergeReport {
     std::vector<LoraEnergy> energy;  // lora output: per tensor
 };
 
+// The checks of a config that need no files: the method, the number of models, every
+// parameter's name and scope, and the values at a nominal tensor. InputError.
+void check_merge_parameters(const MergeConfig & config);
+
 // Validates everything (paths, architectures, tensor names and shapes, adapter targets, every
 // parameter of every tensor) and then merges, streaming tensors through a pool of workers into
 // a temporary directory that is renamed to options.out at the end.

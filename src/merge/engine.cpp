@@ -15,10 +15,10 @@
 #include "io/fs.h"
 #include "io/safetensors.h"
 #include "merge/lora_extract.h"
+#include "merge/model_topk.h"
 #include "model/config.h"
 #include "model/lora.h"
 
-#include <cblas.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <omp.h>
@@ -107,7 +107,7 @@ void check_same_architecture(const ModelConfig & ref, const std::string & ref_na
 Input open_input(const ModelRef & ref, const std::optional<ModelRef> & base, const std::string & what) {
     Input in;
     in.ref     = ref;
-    in.on_base = base && same_dir(ref.model, base->model);
+    in.on_base = base && base->adapter.empty() && same_dir(ref.model, base->model);
     in.config  = read_config(ref.model, what);
     if (!in.on_base) {
         in.store = std::make_unique<TensorStore>(TensorStore::open_dir(ref.model));
@@ -147,6 +147,7 @@ struct TensorJob {
 struct Plan {
     const MergeMethodDef *    method = nullptr;
     std::optional<ModelRef>   base;
+    std::unique_ptr<Input>       base_input;  // the base's adapter (base_model: MODEL+ADAPTER), if any
     ModelConfig               base_config;
     std::unique_ptr<TensorStore> base_store;  // the reference model's tensors (the base, or the first model)
     std::vector<Input>        inputs;
@@ -189,40 +190,15 @@ const char * torch_dtype_name(DType d) {
     return d == DType::BF16 ? "bfloat16" : d == DType::F16 ? "float16" : "float32";
 }
 
-const ParamSpec * find_param(const MergeMethodDef & m, const std::string & name) {
-    for (const ParamSpec & p : m.params) {
-        if (name == p.name) return &p;
-    }
-    return nullptr;
-}
-
-std::string param_list(const MergeMethodDef & m) {
-    std::string list;
-    for (const ParamSpec & p : m.params) {
-        list += (list.empty() ? "" : ", ") + std::string(p.name);
-    }
-    return list.empty() ? "none" : list;
-}
-
 // Every parameter the config sets must be one the method takes, at the right level.
 void check_parameter_names(const MergeConfig & c, const MergeMethodDef & m) {
-    auto check = [&](const std::map<std::string, ParamSetting> & params, bool per_model) {
-        for (const auto & [name, setting] : params) {
-            const ParamSpec * spec = find_param(m, name);
-            if (!spec) {
-                throw InputError(fmt::format("{}: {} takes no parameter '{}' (its parameters: {})", setting.where,
-                                             m.name, name, param_list(m)));
-            }
-            if (per_model && spec->scope == ParamScope::global) {
-                throw InputError(fmt::format("{}: {} is a global parameter of {}: put it under the top-level "
-                                             "'parameters'",
-                                             setting.where, name, m.name));
-            }
-        }
-    };
-    check(c.parameters, false);
+    for (const auto & [name, setting] : c.parameters) {
+        check_param_name(m, name, false, setting.where);
+    }
     for (const MergeInputModel & model : c.models) {
-        check(model.parameters, true);
+        for (const auto & [name, setting] : model.parameters) {
+            check_param_name(m, name, true, setting.where);
+        }
     }
 }
 
@@ -230,8 +206,10 @@ std::vector<const MergeInputModel *> models_to_merge(const MergeConfig & c, cons
     std::vector<const MergeInputModel *> models;
     for (const MergeInputModel & model : c.models) {
         // mergekit lists the base among the models; methods with a base merge into it, not it.
-        const bool is_base = m.base != BaseUse::unused && c.base && model.ref.adapter.empty() &&
-                             c.base->adapter.empty() && same_dir(model.ref.model, c.base->model);
+        const bool is_base = m.base != BaseUse::unused && c.base && same_dir(model.ref.model, c.base->model) &&
+                             (model.ref.adapter.empty() ? c.base->adapter.empty()
+                                                        : !c.base->adapter.empty() &&
+                                                              same_dir(model.ref.adapter, c.base->adapter));
         if (!is_base) {
             models.push_back(&model);
         }
@@ -245,22 +223,37 @@ uint64_t job_bytes(size_t n, size_t models, bool changed) {
     return changed ? (uint64_t) n * sizeof(float) * (1 + 2 * models + 2) : (uint64_t) n * sizeof(float);
 }
 
-Plan make_plan(const MergeConfig & c, const MergeRunOptions & o) {
-    Plan plan;
-    plan.method = find_merge_method(c.method);
-    if (!plan.method) {
+const MergeMethodDef & method_of(const MergeConfig & c) {
+    const MergeMethodDef * m = find_merge_method(c.method);
+    if (!m) {
         throw InputError(fmt::format("merge_method: unknown method '{}' (known: {})", c.method, merge_method_list()));
     }
-    const MergeMethodDef & m = *plan.method;
-    if (m.base == BaseUse::required && !c.base) {
-        throw InputError(fmt::format("base_model: {} needs a base model", m.name));
+    if (m->base == BaseUse::required && !c.base) {
+        throw InputError(fmt::format("base_model: {} needs a base model", m->name));
     }
-    if (c.base && !c.base->adapter.empty()) {
-        throw InputError(fmt::format("base_model: {}: the base must be a model directory, not model+adapter",
-                                     c.base->text()));
-    }
+    return *m;
+}
+
+// The configured value of a parameter for one tensor: the model's setting, else the global one.
+ParamLookup config_lookup(const MergeConfig & c, const std::vector<const MergeInputModel *> & models,
+                          const std::string & tensor, double t) {
+    return [&c, &models, tensor, t](const std::string & name, int model) -> std::optional<ParamScalar> {
+        if (model >= 0) {
+            const auto it = models[model]->parameters.find(name);
+            if (it != models[model]->parameters.end()) {
+                if (auto v = evaluate_setting(it->second, tensor, t)) return v;
+            }
+        }
+        const auto it = c.parameters.find(name);
+        return it == c.parameters.end() ? std::nullopt : evaluate_setting(it->second, tensor, t);
+    };
+}
+
+// The method, its parameters' names and scopes, and the number of models; the models to merge.
+std::vector<const MergeInputModel *> check_structure(const MergeConfig & c) {
+    const MergeMethodDef & m = method_of(c);
     check_parameter_names(c, m);
-    const std::vector<const MergeInputModel *> models = models_to_merge(c, m);
+    std::vector<const MergeInputModel *> models = models_to_merge(c, m);
     if (models.size() < m.min_models || models.size() > m.max_models) {
         throw InputError(fmt::format("models: {} merges {} model{} besides the base; the config gives {}", m.name,
                                      m.min_models == m.max_models ? std::to_string(m.min_models)
@@ -268,6 +261,24 @@ Plan make_plan(const MergeConfig & c, const MergeRunOptions & o) {
                                                               : fmt::format("{} to {}", m.min_models, m.max_models),
                                      m.max_models == 1 ? "" : "s", models.size()));
     }
+    return models;
+}
+
+}  // namespace
+
+void check_merge_parameters(const MergeConfig & c) {
+    const std::vector<const MergeInputModel *> models = check_structure(c);
+    // Values at a nominal tensor (a merge resolves them at every real tensor instead).
+    resolve_tensor_params(method_of(c), models.size(), config_lookup(c, models, "", 0.0), "(any tensor)");
+}
+
+namespace {
+
+Plan make_plan(const MergeConfig & c, const MergeRunOptions & o) {
+    const std::vector<const MergeInputModel *> models = check_structure(c);
+    Plan plan;
+    plan.method              = &method_of(c);
+    const MergeMethodDef & m = *plan.method;
     if (o.format == OutFormat::lora && (!c.base || m.base == BaseUse::unused)) {
         throw InputError("--out-format lora: the merged delta is taken against the base model; give base_model");
     }
@@ -279,6 +290,13 @@ Plan make_plan(const MergeConfig & c, const MergeRunOptions & o) {
         if (use_base) {
             plan.base = c.base;
         }
+    }
+    if (plan.base && !plan.base->adapter.empty()) {
+        if (o.format == OutFormat::lora) {
+            throw InputError("--out-format lora: the adapter would hold a delta against base_model " +
+                             plan.base->text() + ", which is not a model directory");
+        }
+        plan.base_input = std::make_unique<Input>(open_input(*plan.base, std::nullopt, "base_model"));
     }
     for (size_t i = 0; i < models.size(); i++) {
         plan.inputs.push_back(open_input(models[i]->ref, plan.base, fmt::format("models[{}]", i)));
@@ -328,7 +346,6 @@ Plan make_plan(const MergeConfig & c, const MergeRunOptions & o) {
     }
 
     // Every tensor's parameters, evaluated and checked now rather than halfway through.
-    std::vector<const MergeInputModel *> by_index = models;
     for (const std::string & name : names) {
         TensorJob         job;
         const TensorInfo & info = plan.base_store->info(name);
@@ -344,28 +361,12 @@ Plan make_plan(const MergeConfig & c, const MergeRunOptions & o) {
         }
         job.out     = out_dtype ? *out_dtype : info.dtype;
         job.t       = layer_position(name, ref_config.num_layers);
-        job.changed = !use_base || std::any_of(plan.inputs.begin(), plan.inputs.end(), [&](const Input & in) {
-                          return !in.on_base || in.targets.count(name);
-                      });
-        const ParamLookup lookup = [&](const std::string & pname, int model) -> std::optional<ParamScalar> {
-            if (model >= 0) {
-                const auto it = by_index[model]->parameters.find(pname);
-                if (it != by_index[model]->parameters.end()) {
-                    if (auto v = evaluate_setting(it->second, name, job.t)) return v;
-                }
-            }
-            const auto it = c.parameters.find(pname);
-            if (it != c.parameters.end()) {
-                return evaluate_setting(it->second, name, job.t);
-            }
-            return std::nullopt;
-        };
-        job.params      = resolve_tensor_params(m, plan.inputs.size(), lookup, name);
+        job.changed = !use_base || (plan.base_input && plan.base_input->targets.count(name)) ||
+                      std::any_of(plan.inputs.begin(), plan.inputs.end(),
+                                  [&](const Input & in) { return !in.on_base || in.targets.count(name); });
+        job.params      = resolve_tensor_params(m, plan.inputs.size(), config_lookup(c, models, name, job.t), name);
         job.params.seed = o.seed;
         job.work_bytes  = job_bytes(job.n, plan.inputs.size(), job.changed);
-        if (job.params.topk == TopkScope::model) {
-            throw InputError(fmt::format("topk_scope: model is not supported by paft merge yet (tensor or row)"));
-        }
         plan.jobs.push_back(std::move(job));
     }
 
@@ -407,60 +408,106 @@ struct Worker {
     MergeScratch                    scratch;
 };
 
-// C [out, in] = alpha * B [out, r] * A [r, in] + beta * C.
-void add_lora_product(const LoraAdapter & a, int layer, int target, float beta, float * C) {
-    const int out = a.out_features(target), in = a.in_features(target), r = a.config().r;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, a.config().scale(), a.B(layer, target), r,
-                a.A(layer, target), in, beta, C, in);
+// Model i's tensor of `job` into buf: with a base, its delta against `base` (null when it has
+// none); without one, the model's own tensor.
+const float * read_model(const Plan & plan, const TensorJob & job, size_t i, const float * base,
+                         std::vector<float> & buf) {
+    const Input & src    = plan.inputs[i];
+    const auto    target = src.targets.find(job.name);
+    if (src.on_base) {
+        if (target == src.targets.end()) {
+            return nullptr;
+        }
+        buf.resize(job.n);
+        add_lora_delta(*src.adapter, target->second.first, target->second.second, 1.0f, 0.0f, buf.data());
+        return buf.data();
+    }
+    buf.resize(job.n);
+    src.store->read_f32(job.name, job.shape, buf.data());
+    src.store->release(job.name);
+    if (target != src.targets.end()) {
+        add_lora_delta(*src.adapter, target->second.first, target->second.second, 1.0f, 1.0f, buf.data());
+    }
+    if (base) {
+        // delta = model - base, in place (rounded once to f32, as mergekit's f32 path does).
+        for (size_t j = 0; j < job.n; j++) {
+            buf[j] -= base[j];
+        }
+    }
+    return buf.data();
 }
 
-// Fills the job's TensorInput from the files: the base, and per model a delta against it (or,
-// without a base, the model's own tensor).
+const float * read_base(const Plan & plan, const TensorJob & job, std::vector<float> & buf) {
+    if (!plan.base) {
+        return nullptr;
+    }
+    buf.resize(job.n);
+    plan.base_store->read_f32(job.name, job.shape, buf.data());
+    plan.base_store->release(job.name);
+    if (plan.base_input) {
+        const auto target = plan.base_input->targets.find(job.name);
+        if (target != plan.base_input->targets.end()) {
+            add_lora_delta(*plan.base_input->adapter, target->second.first, target->second.second, 1.0f, 1.0f,
+                           buf.data());
+        }
+    }
+    return buf.data();
+}
+
+// The job's TensorInput from the files: the base, and per model a delta against it (or, without
+// a base, the model's own tensor).
 TensorInput load_inputs(const Plan & plan, const TensorJob & job, Worker & w) {
     TensorInput in;
     in.name = job.name;
     in.rows = job.rows;
     in.cols = job.cols;
     in.n    = job.n;
+    in.base = read_base(plan, job, w.base);
     const size_t m = plan.inputs.size();
     in.deltas.assign(m, nullptr);
     in.models.assign(m, nullptr);
     w.tensors.resize(m);
-    if (plan.base) {
-        w.base.resize(job.n);
-        plan.base_store->read_f32(job.name, job.shape, w.base.data());
-        plan.base_store->release(job.name);
-        in.base = w.base.data();
-    }
     for (size_t i = 0; i < m; i++) {
-        const Input &        src    = plan.inputs[i];
-        std::vector<float> & buf    = w.tensors[i];
-        const auto           target = src.targets.find(job.name);
-        if (src.on_base) {
-            if (target != src.targets.end()) {
-                buf.resize(job.n);
-                add_lora_product(*src.adapter, target->second.first, target->second.second, 0.0f, buf.data());
-                in.deltas[i] = buf.data();
-            }
-            continue;
-        }
-        buf.resize(job.n);
-        src.store->read_f32(job.name, job.shape, buf.data());
-        src.store->release(job.name);
-        if (target != src.targets.end()) {
-            add_lora_product(*src.adapter, target->second.first, target->second.second, 1.0f, buf.data());
-        }
-        if (plan.base) {
-            // delta = model - base, in place (rounded once to f32, as mergekit's f32 path does).
-            for (size_t j = 0; j < job.n; j++) {
-                buf[j] -= w.base[j];
-            }
-            in.deltas[i] = buf.data();
-        } else {
-            in.models[i] = buf.data();
-        }
+        (in.base ? in.deltas : in.models)[i] = read_model(plan, job, i, in.base, w.tensors[i]);
     }
     return in;
+}
+
+// topk_scope: model: each model's cut over all its tensors, from a pass over the deltas before
+// the merge (model_topk.h). Every tensor must give a model the same density (and gamma).
+void plan_model_cuts(Plan & plan) {
+    if (std::none_of(plan.jobs.begin(), plan.jobs.end(),
+                     [](const TensorJob & j) { return j.params.topk == TopkScope::model; })) {
+        return;
+    }
+    const size_t        m = plan.inputs.size();
+    std::vector<double> density(m), gamma(m);
+    std::vector<size_t> numel;
+    const bool          breadcrumbs = std::string(plan.method->name).rfind("breadcrumbs", 0) == 0;
+    for (size_t t = 0; t < plan.jobs.size(); t++) {
+        const TensorJob & job = plan.jobs[t];
+        numel.push_back(job.n);
+        for (size_t i = 0; i < m; i++) {
+            const ModelParams & p = job.params.models[i];
+            if (job.params.topk != TopkScope::model ||
+                (t > 0 && (p.density != density[i] || (breadcrumbs && p.gamma != gamma[i])))) {
+                throw InputError(fmt::format("topk_scope: model takes one density{} per model for the whole model; "
+                                             "model {} has another at tensor '{}'",
+                                             breadcrumbs ? " and gamma" : "", i, job.name));
+            }
+            density[i] = p.density;
+            gamma[i]   = breadcrumbs ? p.gamma : 0.0;
+        }
+    }
+    fmt::print(stderr, "paft merge: topk_scope model: a first pass over every delta for each model's cut\n");
+    const DeltaSource source = [&](size_t t, size_t i, std::vector<float> & buf) -> const float * {
+        thread_local std::vector<float> base;
+        return read_model(plan, plan.jobs[t], i, read_base(plan, plan.jobs[t], base), buf);
+    };
+    const std::vector<std::vector<ModelCut>> cuts = model_topk_cuts(numel, density, gamma, source);
+    for (size_t t = 0; t < plan.jobs.size(); t++) {
+        plan.jobs[t].params.cuts = cuts[t];
+    }
 }
 
 // A tensor no model changes: the base's bytes as they are, or converted to the output dtype.
@@ -548,7 +595,10 @@ std::string partial_dir(const std::string & out) {
     const fs::path p = fs::path(out).lexically_normal();
     const fs::path name = p.filename().empty() ? p.parent_path().filename() : p.filename();
     const fs::path parent = p.filename().empty() ? p.parent_path().parent_path() : p.parent_path();
-    return (parent / ("." + name.string() + ".paft-partial")).string();
+    // Built with append(): "." + std::string trips a GCC 12 -Wrestrict false positive.
+    std::string hidden = ".";
+    hidden.append(name.string()).append(".paft-partial");
+    return (parent / hidden).string();
 }
 
 }  // namespace
@@ -569,6 +619,7 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
         throw InputError(fmt::format("--out: {} already exists (remove it, or pass --overwrite)", o.out));
     }
     Plan plan = make_plan(c, o);
+    plan_model_cuts(plan);
 
     const std::string partial = partial_dir(o.out);
     if (fs::exists(partial, ec)) {

@@ -6,6 +6,7 @@
 #include "io/fs.h"
 #include "io/safetensors.h"
 
+#include <cblas.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -306,6 +307,12 @@ void LoraAdapter::save(const std::string & dir, const std::string & base_model_p
               {"rank_pattern", json::object()},
               {"alpha_pattern", json::object()}};
     write_file_atomic(dir + "/adapter_config.json", j.dump(2) + "\n");
+}
+
+void add_lora_delta(const LoraAdapter & a, int layer, int target, float weight, float beta, float * W) {
+    const int out = a.out_features(target), in = a.in_features(target), r = a.config().r;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, weight * a.config().scale(), a.B(layer, target),
+                r, a.A(layer, target), in, beta, W, in);
 }
 
 }  // namespace paft

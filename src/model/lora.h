@@ -78,4 +78,8 @@ private:
     std::vector<float>                             params_, grads_;
 };
 
+// W [out, in] = beta * W + weight * s * B * A for module (layer, target) of `adapter` (one f32
+// product; the module's delta itself with beta = 0).
+void add_lora_delta(const LoraAdapter & adapter, int layer, int target, float weight, float beta, float * W);
+
 }  // namespace paft

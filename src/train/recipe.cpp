@@ -213,11 +213,10 @@ const NameTable<std::string> kOptimizers = {{"adamw_torch", "adamw"},
 
 const NameTable<bool> kOrpoNll = {{"prompt", true}, {"completion", false}};
 
-// A merge method's name, checked against the merge registry (merge.h).
+// A merge method's name, checked against the merge registry (merge/methods.h).
 std::string merge_method(const std::string & text) {
-    const std::vector<std::string> names = merge_method_names();
-    if (std::find(names.begin(), names.end(), text) == names.end()) {
-        throw InputError(fmt::format("expected one of {}, got {}", join(names, ", "), quote(text)));
+    if (!find_merge_method(text)) {
+        throw InputError(fmt::format("expected one of {}, got {}", merge_method_list(), quote(text)));
     }
     return text;
 }
@@ -509,7 +508,7 @@ const std::vector<MergeKey> & merge_keys() {
         {"enabled", "Merge the two adapters into the base after training", Kind::boolean, nullptr,
          [](ParallelOptions & p, const std::string & v) { p.merge_enabled = parse_bool(v); },
          [](const ParallelOptions & p) { return text_of(p.merge_enabled); }},
-        {"method", "Merge method: linear, task_arithmetic, ties, dare_ties", Kind::choice, nullptr,
+        {"method", "Merge method (docs/MERGING.md): ties, dare_ties, task_arithmetic, linear, slerp, ...", Kind::choice, nullptr,
          [](ParallelOptions & p, const std::string & v) { p.merge.method = merge_method(v); },
          [](const ParallelOptions & p) { return p.merge.method; }},
         {"weights", "Weights of the sft and preference deltas (default 1 each)", Kind::list, "",
@@ -528,7 +527,12 @@ const std::vector<MergeKey> & merge_keys() {
         {"lambda", "Scale of the merged delta", Kind::number, nullptr,
          [](ParallelOptions & p, const std::string & v) { p.merge.lambda = parse_double(v); },
          [](const ParallelOptions & p) { return float_text(p.merge.lambda); }},
-        {"seed", "dare_ties: seed of the drop masks", Kind::integer, nullptr,
+        {"t", "slerp: interpolation from the base (0) to the model (1); its one adapter is merge.weights' first", Kind::number, "",
+         [](ParallelOptions & p, const std::string & v) {
+             p.merge.t = v.empty() ? std::nullopt : std::optional<double>(parse_double(v));
+         },
+         [](const ParallelOptions & p) { return p.merge.t ? float_text(*p.merge.t) : std::string(); }},
+        {"seed", "dare_ties, della: seed of the random masks", Kind::integer, nullptr,
          [](ParallelOptions & p, const std::string & v) { p.merge.seed = parse_integer<uint64_t>(v); },
          [](const ParallelOptions & p) { return text_of(p.merge.seed); }},
     };
@@ -1127,21 +1131,10 @@ void validate(const ParallelOptions & p) {
             throw InputError(fmt::format("{} branch: {}", name, e.what()));
         }
     }
-    const MergeOptions & m = p.merge;
     try {
-        merge_method(m.method);
+        validate(p.merge, 2);
     } catch (const InputError & e) {
-        throw InputError(std::string("merge.method (--merge-method): ") + e.what());
-    }
-    if (!m.weights.empty() && m.weights.size() != 2) {
-        throw InputError(fmt::format("merge.weights: expected 2 values (sft, preference), got {}", m.weights.size()));
-    }
-    if (!m.densities.empty() && m.densities.size() != 2) {
-        throw InputError(
-            fmt::format("merge.densities: expected 2 values (sft, preference), got {}", m.densities.size()));
-    }
-    if (!std::isfinite(m.lambda)) {
-        throw InputError("merge.lambda must be a finite number");
+        throw InputError(std::string("merge: ") + e.what());
     }
 }
 
