@@ -10,7 +10,8 @@
 // this program, so both are measured the same way: wall clock from fork to wait4, peak RSS from
 // wait4's rusage (ru_maxrss). Before each run every input file is read through once (both sides
 // start with their inputs in the page cache) and sync() flushes the previous run's writes. Then
-// the two outputs are compared entry by entry.
+// the two outputs are compared entry by entry. Peak RSS includes the pages of memory-mapped inputs a
+// process has touched and not unmapped (both sides map their inputs).
 //
 //   build/bench-merge --size small|1b --scenario lora|full|all --threads 2 [--repeats N]
 //
@@ -35,6 +36,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
