@@ -82,7 +82,7 @@ struct MergeRunOptions {
     bool        plain_progress  = false;           // plain lines even on a terminal
 };
 
-// What a merge did, for the program's summary and merge_report.json.
+// What a merge did, for the program's summary.
 struct LoraEnergy {
     std::string tensor;
     double      retained = 1.0;  // sum of the kept squared singular values / sum of all
