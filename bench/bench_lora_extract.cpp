@@ -10,6 +10,8 @@
 #include "core/random.h"
 #include "merge/lora_extract.h"
 
+#include "bench_util.h"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <lapacke.h>
@@ -27,10 +29,6 @@
 using namespace paft;
 
 namespace {
-
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // CPU seconds of the calling thread: on a busy machine closer to the unloaded wall time than the
 // wall clock is (the work is single-threaded).

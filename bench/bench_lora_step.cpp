@@ -14,6 +14,8 @@
 #include "io/fs.h"
 #include "train/optimizer.h"
 
+#include "bench_util.h"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -28,10 +30,6 @@
 using namespace paft;
 
 namespace {
-
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // GFLOP/s of a large square SGEMM through the same backend: the machine's practical ceiling.
 double sgemm_rate(Backend & backend, int n) {

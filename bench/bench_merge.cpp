@@ -27,6 +27,8 @@
 #include "model/model.h"
 #include "model/presets.h"
 
+#include "bench_util.h"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -57,18 +59,6 @@ struct Args {
     double      shard_bytes = 5e9;  // the peer's shard size (mergekit's --out-shard-size default)
     bool        stable_sort = false, no_torch = false, no_paft = false, keep = false;
 };
-
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// The 1-minute load average: the machine is shared, and figures only mean something next to it.
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string   one;
-    in >> one;
-    return one.empty() ? "?" : one;
-}
 
 ModelConfig shape_for(const std::string & size) {
     ModelConfig c = model_preset("llama-120m");

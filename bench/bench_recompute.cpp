@@ -13,6 +13,8 @@
 #include "model/parallel.h"
 #include "model/presets.h"
 
+#include "bench_util.h"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -24,10 +26,6 @@
 using namespace paft;
 
 namespace {
-
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 double mib(size_t bytes) {
     return bytes / (1024.0 * 1024.0);

@@ -7,6 +7,8 @@
 //   build/bench-tokenize --npm build/npm --mb 4 --reps 5
 #include "tokenizer/tokenizer.h"
 
+#include "bench_util.h"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -21,10 +23,6 @@
 using namespace paft;
 
 namespace {
-
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // The corpus repeated until it holds `mb` MB; returns the texts and their total bytes.
 std::vector<std::string> load_texts(const std::string & corpus, double mb, size_t & bytes) {

@@ -37,6 +37,8 @@
 #include "train/options.h"
 #include "train/trainer.h"
 
+#include "bench_util.h"
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -64,18 +66,6 @@ struct Args {
     double      dropout = 0.05, l1_lambda = 1e-4;
     bool        no_torch = false, keep = false;
 };
-
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// The 1-minute load average: the machine is shared, and figures only mean something next to it.
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string   one;
-    in >> one;
-    return one.empty() ? "?" : one;
-}
 
 std::vector<int32_t> random_ids(Random & rng, int n, int vocab) {
     std::vector<int32_t> ids(n);

@@ -15,7 +15,7 @@ namespace paft {
 void validate(const MergeOptions & options, size_t deltas) {
     std::vector<std::string> adapters;
     for (size_t i = 0; i < deltas; i++) {
-        adapters.push_back(fmt::format("adapter{}", i));  // placeholders: only the parameters are checked
+        adapters.push_back(fmt::format("adapter{}", i));  // names only: this check reads no files
     }
     check_merge_parameters(adapter_merge_config("base", adapters, options));
 }
