@@ -45,11 +45,7 @@ std::shared_ptr<Model> dyadic_base(uint64_t seed) {
 }
 
 LoraAdapter dyadic_adapter(const std::string & targets, uint64_t seed) {
-    LoraConfig lc;
-    lc.r       = 4;
-    lc.alpha   = 8.0f;
-    lc.targets = parse_lora_targets(targets);
-    LoraAdapter a(small_test_config(3), lc);
+    LoraAdapter a(small_test_config(3), test_lora_config(targets, 4, 8.0f));
     Random      rng(seed);
     for (float & p : a.params()) {
         p = (float) ((int) (rng.next_u64() % 17) - 8) / 8.0f;

@@ -59,12 +59,7 @@ enum class Values { dyadic, continuous };
 
 LoraAdapter make_adapter(const ModelConfig & c, const std::string & targets, int r, float alpha, bool rslora,
                          uint64_t seed, Values values) {
-    LoraConfig lc;
-    lc.r       = r;
-    lc.alpha   = alpha;
-    lc.rslora  = rslora;
-    lc.targets = parse_lora_targets(targets);
-    LoraAdapter adapter(c, lc);
+    LoraAdapter adapter(c, test_lora_config(targets, r, alpha, rslora));
     Random      rng(seed);
     for (float & p : adapter.params()) {
         p = values == Values::dyadic ? (float) ((int) (rng.next_u64() % 17) - 8) / 8.0f : 0.05f * rng.normal();

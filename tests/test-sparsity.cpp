@@ -55,12 +55,7 @@ ModelConfig small_config() {
 // otherwise. So delta has exact zeros, tiny values and values spread around any threshold.
 LoraAdapter structured_adapter(const ModelConfig & c, const std::string & targets, int r, float alpha, bool rslora,
                                uint64_t seed) {
-    LoraConfig lc;
-    lc.r       = r;
-    lc.alpha   = alpha;
-    lc.rslora  = rslora;
-    lc.targets = parse_lora_targets(targets);
-    LoraAdapter a(c, lc);
+    LoraAdapter a(c, test_lora_config(targets, r, alpha, rslora));
     Random      rng(seed);
     for (int l = 0; l < a.layers(); l++) {
         for (int t = 0; t < TARGET_COUNT; t++) {

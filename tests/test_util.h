@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/lora.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -125,6 +126,16 @@ inline paft::ModelConfig small_test_config(int layers) {
     c.head_dim          = 8;
     c.vocab_size        = 40;
     return c;
+}
+
+// A LoRA configuration: r, lora_alpha, rsLoRA, and the modules ("q_proj,v_proj" or "all-linear").
+inline paft::LoraConfig test_lora_config(const std::string & targets, int r, float alpha, bool rslora = false) {
+    paft::LoraConfig lc;
+    lc.r       = r;
+    lc.alpha   = alpha;
+    lc.rslora  = rslora;
+    lc.targets = paft::parse_lora_targets(targets);
+    return lc;
 }
 
 // A float64 tensor an oracle wrote (test failure and empty when missing or not F64).

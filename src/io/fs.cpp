@@ -105,4 +105,15 @@ void make_dirs(const std::string & path) {
     if (ec) throw RuntimeFailure(fmt::format("cannot create folder {}: {}", path, ec.message()));
 }
 
+void copy_files_if_present(const std::string & from, const std::string & to,
+                           std::initializer_list<const char *> names) {
+    for (const char * name : names) {
+        const std::filesystem::path source = std::filesystem::path(from) / name;
+        std::error_code             ec;
+        if (std::filesystem::exists(source, ec)) {
+            write_file_atomic((std::filesystem::path(to) / name).string(), read_file(source.string()));
+        }
+    }
+}
+
 }  // namespace paft

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,15 @@ using WriteChunk = std::function<void(const void * data, size_t size)>;
 // Like write_file_atomic, but the content is streamed: `fill` calls its argument once per
 // chunk, so a large file never has to be built in memory first.
 void write_file_atomic_stream(const std::string & path, const std::function<void(const WriteChunk &)> & fill);
+
+// Copies each of `names` that exists in folder `from` into folder `to` (atomically, file by file).
+void copy_files_if_present(const std::string & from, const std::string & to,
+                           std::initializer_list<const char *> names);
+
+// The files next to a Hugging Face model's weights that describe its tokenizer.
+inline constexpr std::initializer_list<const char *> kTokenizerFiles = {
+    "tokenizer.json",  "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+    "vocab.json",      "merges.txt",            "added_tokens.json",       "chat_template.jinja"};
 
 // Creates a folder and its parents if missing.
 void make_dirs(const std::string & path);

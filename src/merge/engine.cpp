@@ -41,11 +41,6 @@ namespace {
 namespace fs = std::filesystem;
 using json   = nlohmann::json;
 
-// The files next to the weights that a merged model keeps (from tokenizer_source).
-const char * const kTokenizerFiles[] = {"tokenizer.json",  "tokenizer_config.json", "special_tokens_map.json",
-                                        "tokenizer.model", "vocab.json",            "merges.txt",
-                                        "added_tokens.json", "chat_template.jinja"};
-
 // ---- Inputs ----------------------------------------------------------------------------------
 
 // One model of the merge, opened.
@@ -576,16 +571,8 @@ void copy_side_files(const Plan & plan, const MergeConfig & c, const std::string
     json config = json::parse(read_file(plan.config_dir + "/config.json"));
     config["torch_dtype"] = torch_dtype_name(out_dtype);
     write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
-    const fs::path generation = fs::path(plan.config_dir) / "generation_config.json";
-    if (fs::exists(generation)) {
-        write_file_atomic(dir + "/generation_config.json", read_file(generation.string()));
-    }
-    for (const char * name : kTokenizerFiles) {
-        const fs::path from = fs::path(plan.tokenizer_dir) / name;
-        if (fs::exists(from)) {
-            write_file_atomic(dir + "/" + name, read_file(from.string()));
-        }
-    }
+    copy_files_if_present(plan.config_dir, dir, {"generation_config.json"});
+    copy_files_if_present(plan.tokenizer_dir, dir, kTokenizerFiles);
     write_file_atomic(dir + "/mergekit_config.yml", merge_config_yaml(c));
 }
 

@@ -48,13 +48,8 @@ DType dtype_of(const ModelConfig & config) {
 // Saves a model as a Hugging Face folder with the base's tokenizer files next to it.
 void save_model_dir(const Model & model, const std::string & base_dir, const std::string & dir) {
     model.save(dir, dtype_of(model.config()));
-    for (const char * name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                              "generation_config.json", "tokenizer.model"}) {
-        const fs::path from = fs::path(base_dir) / name;
-        if (fs::exists(from)) {
-            write_file_atomic(dir + "/" + name, read_file(from.string()));
-        }
-    }
+    copy_files_if_present(base_dir, dir, {"generation_config.json"});
+    copy_files_if_present(base_dir, dir, kTokenizerFiles);
 }
 
 // The run's resolved recipe, next to the branches' own.
