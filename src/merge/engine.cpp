@@ -676,6 +676,7 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
         copy_side_files(plan, c, partial, plan.jobs.empty() ? DType::F32 : plan.jobs.front().out);
     } else {
         if (lora.modules.empty()) {
+            fs::remove_all(partial, ec);
             throw InputError("--out-format lora: the merge changes no projection: there is nothing to factorise");
         }
         std::sort(lora.modules.begin(), lora.modules.end(), [](const LowRankModule & a, const LowRankModule & b) {
