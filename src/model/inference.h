@@ -1,0 +1,92 @@
+// Inference: forward passes that append tokens to key/value caches, for scoring and generation.
+//
+// A KvCache holds one sequence's keys (after RoPE) and values for every layer. A sequence may
+// also see a read-only prefix cache shared with other sequences: the choices of a multiple-choice
+// question all continue one context, which is computed once (prefix reuse).
+//
+// Decoder::forward runs the new tokens of several sequences in one pass: every projection and the
+// MLP are one product over all their tokens (so a batch of generations, one token each, is a
+// matrix product rather than a matrix-vector product per sequence); attention is per sequence,
+// over its prefix, its cache and its new tokens, causal. The arithmetic is the Transformer's
+// (same kernels for norms, RoPE, SwiGLU), so logits agree with a whole-sequence forward up to the
+// order of the attention sums.
+//
+// Adapters are folded into the weights before inference (W += s·B·A per adapter, PEFT's
+// merge_and_unload), so inference costs the same with or without them.
+#pragma once
+
+#include "core/backend.h"
+#include "model/model.h"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace paft {
+
+class KvCache {
+public:
+    // Room for `capacity` positions; grows on demand (append past capacity reallocates).
+    KvCache(const ModelConfig & config, int capacity);
+
+    int    length() const { return length_; }
+    int    capacity() const { return capacity_; }
+    void   truncate(int length);  // forgets positions >= length (length <= length())
+    size_t bytes() const;         // memory held
+
+    // Layer l's keys and values [capacity, Hkv*D], row t = position (prefix length + t).
+    float *       keys(int layer);
+    float *       values(int layer);
+    const float * keys(int layer) const;
+    const float * values(int layer) const;
+
+    // Makes room for `n` more positions and returns the row where they start (the old length);
+    // the caller fills rows [length, length + n) of every layer and the length becomes length + n.
+    int append(int n);
+
+private:
+    int                num_layers_, row_ = 0;  // row_ = Hkv*D
+    int                length_ = 0, capacity_ = 0;
+    std::vector<float> k_, v_;  // [L, capacity, Hkv*D]
+    void               reserve(int capacity);
+};
+
+// One sequence's part of a forward pass.
+struct SequenceInput {
+    const KvCache *          prefix = nullptr;  // read-only positions [0, P), P = prefix->length(); may be null
+    KvCache *                cache  = nullptr;  // own positions P .. P + cache->length(); the new tokens' keys
+                                                // and values are appended here (required)
+    std::span<const int32_t> tokens;            // new tokens (at least one), at positions
+                                                // P + cache->length() + i
+    bool                     all_logits = false;  // logits for every new token, else only for the last
+};
+
+// The model's weights with the adapters folded in: loads DIR and adds s·B·A of each adapter
+// directory (in order, weight 1) to its target weights. InputError for a bad model or adapter.
+std::shared_ptr<const Model> load_model_with_adapters(const std::string & model_dir,
+                                                      const std::vector<std::string> & adapter_dirs);
+
+class Decoder {
+public:
+    Decoder(Backend & backend, std::shared_ptr<const Model> model);
+
+    // Runs the new tokens of `seqs` and returns logits [R, V] (row-major, R = sum over seqs of n or
+    // 1 as all_logits says, in the order of seqs), valid until the next call. The caches grow by
+    // their sequence's n tokens. Two inputs must not share a cache.
+    const float * forward(std::span<const SequenceInput> seqs);
+
+    const Model & model() const { return *model_; }
+    int           vocab_size() const { return model_->config().vocab_size; }
+
+private:
+    Backend &                    backend_;
+    std::shared_ptr<const Model> model_;
+    // scratch, sized for the largest call so far: N = total new tokens
+    std::vector<float>   x_, h_, qkv_, attn_, gu_, act_, cos_, sin_;  // [N, ...]
+    std::vector<float>   hidden_last_, logits_;                        // [R, C], [R, V]
+    std::vector<int32_t> ids_;                                         // [N]
+};
+
+}  // namespace paft
