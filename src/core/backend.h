@@ -22,6 +22,24 @@ struct AttentionShape {
     int sliding_window = 0;  // 0: none; else query i sees key j only if i - j < sliding_window
 };
 
+// One sequence's part of attention_cached: the queries of its n new tokens against the keys and
+// values of all its positions, which lie in two ranges: a shared prefix (positions [0, P)) and
+// the sequence's own cache (positions P + t), whose last n rows are the new tokens' own keys and
+// values. Keys are after RoPE; key and value rows are [Hkv*D].
+struct CachedSequence {
+    const float * q;    // [n, ldq] the new tokens' queries (after RoPE), heads packed Hq*D
+    int           ldq;
+    float *       out;  // [n, ldo] attention output, heads packed Hq*D
+    int           ldo;
+    int           n;
+    const float * prefix_k;  // [P, Hkv*D] (null when P = 0)
+    const float * prefix_v;
+    int           P;
+    const float * k;  // [len, Hkv*D], len >= n
+    const float * v;
+    int           len;
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -69,6 +87,13 @@ public:
     virtual void attention_backward(float * dqkv, const float * dout, const float * qkv, const float * lse,
                                     const int32_t * key_mask, const int32_t * doc_start,
                                     const AttentionShape & shape) = 0;
+
+    // Causal attention of cached sequences (inference): new token i of a sequence sits at position
+    // p = P + len - n + i and sees the keys at positions j <= p (and p - j < sliding_window when
+    // sliding_window > 0), softmax scale 1/sqrt(D), as attention_forward. Any number of sequences
+    // in one call, so that one-token steps of a batch of sequences run in parallel.
+    virtual void attention_cached(const CachedSequence * seqs, int count, int Hq, int Hkv, int D,
+                                  int sliding_window) = 0;
 
     // out[N,F] = silu(gu[:, :F]) * gu[:, F:]        gu [N, 2F] (gate then up)
     virtual void swiglu_forward(float * out, const float * gu, int N, int F) = 0;

@@ -81,6 +81,42 @@ void weights_row(float * scores, int k0, int L, int i, const int32_t * key_mask,
     }
 }
 
+// A block row's softmax for attention_cached: scores[j] for j < L are the scores of keys k0 + j;
+// the allowed keys are the columns [lo, hi) (a contiguous range: causal, sliding window). Scaled
+// and max-subtracted as softmax_row; the other columns become 0.
+void softmax_span(float * scores, int L, int lo, int hi, float scale) {
+    float maxv = -INFINITY;
+    for (int j = lo; j < hi; j++) {
+        maxv = std::max(maxv, scores[j] * scale);
+    }
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = lo; j < hi; j++) {
+        float e   = fast_exp(scores[j] * scale - maxv);
+        scores[j] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = lo; j < hi; j++) {
+        scores[j] *= inv;
+    }
+    std::fill(scores, scores + lo, 0.0f);
+    std::fill(scores + hi, scores + L, 0.0f);
+}
+
+// A growing per-thread buffer of at least `n` floats: the attention tiles of attention_cached,
+// which runs once per layer and token step, without an allocation each time. (A tile holds at
+// most kQueryBlock rows of the keys one block sees, so growing it inside a parallel region,
+// where running out of memory would terminate, is no practical risk.)
+float * thread_tile(size_t n) {
+    thread_local std::vector<float> tile;
+    if (tile.size() < n) {
+        tile.resize(n);
+    }
+    return tile.data();
+}
+
 class CpuBackend final : public Backend {
 public:
     explicit CpuBackend(int threads) {
@@ -351,6 +387,53 @@ public:
                     }
                 }
             }
+        }
+    }
+
+    // Tasks (sequence, block of kQueryBlock new queries, head), dynamically scheduled: each task
+    // writes its own output rows with single-threaded products, so the result does not depend on
+    // which thread runs it. A block's keys are those of its last query, from the window's start:
+    // P = Q K^T over the prefix's columns then the cache's, softmax, out = P V over both. The
+    // cache part is never empty: a query's own key is there.
+    void attention_cached(const CachedSequence * seqs, int count, int Hq, int Hkv, int D,
+                          int sliding_window) override {
+        const int   R     = Hkv * D;  // key and value row
+        const int   group = Hq / Hkv;
+        const float scale = 1.0f / std::sqrt((float) D);
+        int         tasks = 0;
+        for (int s = 0; s < count; s++) {
+            tasks += (seqs[s].n + kQueryBlock - 1) / kQueryBlock * Hq;
+        }
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int task = 0; task < tasks; task++) {
+            int s = 0, t = task;  // t: the task's index within sequence s
+            while (t >= (seqs[s].n + kQueryBlock - 1) / kQueryBlock * Hq) {
+                t -= (seqs[s].n + kQueryBlock - 1) / kQueryBlock * Hq;
+                s++;
+            }
+            const CachedSequence & c = seqs[s];
+            const int h = t % Hq, kvh = h / group, i0 = t / Hq * kQueryBlock, i1 = std::min(c.n, i0 + kQueryBlock);
+            const int m = i1 - i0;
+            const int p0 = c.P + c.len - c.n + i0, p1 = p0 + m;  // the block's positions [p0, p1)
+            const int k0 = first_key(p0, sliding_window), L = p1 - k0;  // its keys [k0, p1)
+            const int split = std::clamp(c.P - k0, 0, L);              // columns [0, split) in the prefix
+            const float * q  = c.q + (size_t) i0 * c.ldq + (size_t) h * D;
+            float *       o  = c.out + (size_t) i0 * c.ldo + (size_t) h * D;
+            const size_t  kv = (size_t) kvh * D;
+            const size_t  own = (size_t) (k0 + split - c.P) * R + kv;  // the cache's first key used
+            float *       P  = thread_tile((size_t) m * L);             // [m, L]
+            if (split > 0) {
+                gemm(false, true, m, split, D, 1.0f, q, c.ldq, c.prefix_k + (size_t) k0 * R + kv, R, 0.0f, P, L);
+            }
+            gemm(false, true, m, L - split, D, 1.0f, q, c.ldq, c.k + own, R, 0.0f, P + split, L);
+            for (int r = 0; r < m; r++) {
+                const int p = p0 + r;
+                softmax_span(P + (size_t) r * L, L, first_key(p, sliding_window) - k0, p + 1 - k0, scale);
+            }
+            if (split > 0) {
+                gemm(false, false, m, D, split, 1.0f, P, L, c.prefix_v + (size_t) k0 * R + kv, R, 0.0f, o, c.ldo);
+            }
+            gemm(false, false, m, D, L - split, 1.0f, P + split, L, c.v + own, R, split > 0 ? 1.0f : 0.0f, o, c.ldo);
         }
     }
 

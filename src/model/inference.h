@@ -33,6 +33,8 @@ public:
 
     int    length() const { return length_; }
     int    capacity() const { return capacity_; }
+    int    layers() const { return num_layers_; }
+    int    row_size() const { return row_; }  // floats per position and layer: Hkv*D
     void   truncate(int length);  // forgets positions >= length (length <= length())
     size_t bytes() const;         // memory held
 
@@ -81,12 +83,18 @@ public:
     int           vocab_size() const { return model_->config().vocab_size; }
 
 private:
+    void check_inputs(std::span<const SequenceInput> seqs) const;
+    void layer_forward(int l, std::span<const SequenceInput> seqs, int N, int R);
+    void linear(const float * x, const float * W, const float * b, int M, int in, int out, float * y);
+
     Backend &                    backend_;
     std::shared_ptr<const Model> model_;
-    // scratch, sized for the largest call so far: N = total new tokens
-    std::vector<float>   x_, h_, qkv_, attn_, gu_, act_, cos_, sin_;  // [N, ...]
-    std::vector<float>   hidden_last_, logits_;                        // [R, C], [R, V]
-    std::vector<int32_t> ids_;                                         // [N]
+    // scratch, grown to the largest call so far: N = total new tokens, R = rows of logits
+    std::vector<float>          x_, h_, rstd_, qkv_, attn_, gu_, act_, cos_, sin_;  // [N, ...]
+    std::vector<float>          logits_;                                           // [R, V]
+    std::vector<int32_t>        ids_, positions_;                                  // [N]
+    std::vector<int32_t>        logit_rows_;  // [R] the rows (of N) whose logits are returned, increasing
+    std::vector<CachedSequence> attention_;   // one per input sequence
 };
 
 }  // namespace paft

@@ -105,6 +105,21 @@ std::vector<float> rope_inv_freq(const ModelConfig & c) {
     return inv;
 }
 
+void rope_tables(const std::vector<float> & inv_freq, const int32_t * positions, size_t N, std::vector<float> & cos,
+                 std::vector<float> & sin) {
+    const size_t half = inv_freq.size();
+    cos.resize(N * half);
+    sin.resize(N * half);
+    for (size_t n = 0; n < N; n++) {
+        float pos = (float) positions[n];
+        for (size_t i = 0; i < half; i++) {
+            float angle       = pos * inv_freq[i];
+            cos[n * half + i] = std::cos(angle);
+            sin[n * half + i] = std::sin(angle);
+        }
+    }
+}
+
 namespace {
 
 // Refuses a parameter buffer larger than the machine's memory before touching it: with Linux's

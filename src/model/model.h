@@ -99,4 +99,9 @@ private:
 
 std::vector<float> rope_inv_freq(const ModelConfig & config);
 
+// cos and sin [N, D/2] of positions[n] * inv_freq[i], in f32 as Hugging Face computes them (the
+// Transformer and the Decoder both take their RoPE tables from here). The vectors are resized.
+void rope_tables(const std::vector<float> & inv_freq, const int32_t * positions, size_t N, std::vector<float> & cos,
+                 std::vector<float> & sin);
+
 }  // namespace paft

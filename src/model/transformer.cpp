@@ -185,24 +185,7 @@ void Transformer::prepare(const Batch & batch, const LoraAdapter * adapter) {
     rstdf_.resize(N);
     lse_.resize(N);
     logp_.assign(N, 0.0f);
-    rope_tables(batch);
-}
-
-void Transformer::rope_tables(const Batch & batch) {
-    // cos/sin of position * inv_freq in f32, as Hugging Face computes them.
-    const std::vector<float> & inv  = model_->inv_freq();
-    const size_t               half = inv.size();
-    const size_t               N    = batch.position_ids.size();
-    cos_.resize(N * half);
-    sin_.resize(N * half);
-    for (size_t n = 0; n < N; n++) {
-        float pos = (float) batch.position_ids[n];
-        for (size_t i = 0; i < half; i++) {
-            float angle          = pos * inv[i];
-            cos_[n * half + i] = std::cos(angle);
-            sin_[n * half + i] = std::sin(angle);
-        }
-    }
+    rope_tables(model_->inv_freq(), batch.position_ids.data(), batch.position_ids.size(), cos_, sin_);
 }
 
 // One decoder layer: x [N, C] -> x_out [N, C], keeping its activations in `a`. x_out null: a

@@ -104,7 +104,6 @@ private:
     Projection projection(int layer, Which which, const LayerParams * dw) const;
 
     void prepare(const Batch & batch, const LoraAdapter * adapter);
-    void rope_tables(const Batch & batch);
     void run_layers(const Batch & batch);
     void layer_forward(const Batch & batch, int l, const float * x, float * x_out, LayerActs & a);
     LayerActs & acts(int l) { return layers_[recomputing_ ? 0 : l]; }
