@@ -11,5 +11,7 @@ void register_tokenize(CLI::App & app);    // paft tokenize
 void register_train(CLI::App & app);       // paft sft, dpo, orpo, parallel, sequential
 void register_merge(CLI::App & app);       // paft merge
 void register_sparsity(CLI::App & app);    // paft sparsity
+void register_generate(CLI::App & app);    // paft generate
+void register_chat(CLI::App & app);        // paft chat
 
 }  // namespace paft
