@@ -250,12 +250,16 @@ std::vector<std::string> ModelLanguageModel::greedy_until(const std::vector<Gree
         GenerationOptions options;
         options.max_new_tokens = max_new;
         options.stop           = requests[i].until;
+        // transformers' generate stops at the model's EOS; the tokenizer's counts too.
         if (auto eos = tokenizer_.eos_id()) {
             options.eos_ids.push_back(*eos);
         }
+        if (const int eos = decoder_.model().config().eos_token_id; eos >= 0) {
+            options.eos_ids.push_back(eos);
+        }
         const long base = done;
         std::vector<Generation> generations = generate(
-            decoder_, tokenizer_, prompts, options, std::max(1, options_.generation_batch), {}, [&](size_t) {
+            decoder_, tokenizer_, prompts, options, std::max(1, options_.generation_batch), {}, [&](size_t, const Generation &) {
                 done++;
                 if (options_.on_progress) {
                     options_.on_progress(done, static_cast<long>(requests.size()));
