@@ -28,22 +28,25 @@ std::vector<const TaskDoc *> choose_shots(const Task & t, int k, PyRandom & rnd,
     if (k == 0) {
         return shots;
     }
-    const size_t n    = t.shot_docs.size();
-    const size_t need = static_cast<size_t>(k) + (t.shot_source == ShotSource::SampleExcluding ? 1 : 0);
+    const bool   excluding = t.shot_source == ShotSource::SampleExcluding || t.shot_source == ShotSource::FirstNExcluding;
+    const size_t n         = t.shot_docs.size();
+    const size_t need      = static_cast<size_t>(k) + (excluding ? 1 : 0);
     if (need > n) {
         throw InputError(fmt::format("{}: {} few-shot examples need {} documents but {} has {}", t.name, k, need,
                                      t.shot_split, n));
     }
-    if (t.shot_source == ShotSource::FirstN) {
-        for (size_t i = 0; i < static_cast<size_t>(k); i++) {
-            shots.push_back(&t.shot_docs[i]);
+    std::vector<size_t> picked;
+    if (t.shot_source == ShotSource::FirstN || t.shot_source == ShotSource::FirstNExcluding) {
+        for (size_t i = 0; i < need; i++) {
+            picked.push_back(i);
         }
-        return shots;
+    } else {
+        picked = rnd.sample(n, need);
     }
-    for (size_t i : rnd.sample(n, need)) {
+    for (size_t i : picked) {
         const TaskDoc & shot = t.shot_docs[i];
         // [x for x in fewshotex if x != doc][:num_fewshot]
-        if (t.shot_source == ShotSource::SampleExcluding && shot.identity == doc.identity) {
+        if (excluding && shot.identity == doc.identity) {
             continue;
         }
         if (shots.size() < static_cast<size_t>(k)) {

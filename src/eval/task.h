@@ -28,6 +28,7 @@ enum class ShotSource {
     SampleExcluding,  // rnd.sample(pool, k + 1), the evaluated document dropped, the first k kept:
                       // the harness's tasks without a training split
     FirstN,           // the first k of the pool in file order, the generator untouched
+    FirstNExcluding,  // the first k + 1, the evaluated document dropped, the first k kept
 };
 
 // One document, already formatted.

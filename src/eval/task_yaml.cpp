@@ -314,6 +314,16 @@ CustomTaskConfig read_config(const std::string & path) {
 
 // ---- rendering documents --------------------------------------------------------------------
 
+std::string render_template(const DocTemplate & t, const Record & r) {
+    jinja::Value doc;
+    try {
+        doc = jinja::from_json(r.value);
+    } catch (const jinja::RenderError & e) {
+        throw InputError(fmt::format("{}: {}", r.where, e.what()));
+    }
+    return jinja::render(t.body, *doc.dict, r.where + ": " + t.origin, jinja::UndefinedOutput::Error);
+}
+
 // A template's value for one document: the field of that name if the document has one (a string,
 // or a number as text), else the rendered template.
 std::string render(const DocTemplate & t, const Record & r) {
@@ -328,13 +338,7 @@ std::string render(const DocTemplate & t, const Record & r) {
         throw InputError(fmt::format("{}: field '{}' ({}) must be a string or a number here", r.where, t.source,
                                      t.origin));
     }
-    jinja::Value doc;
-    try {
-        doc = jinja::from_json(r.value);
-    } catch (const jinja::RenderError & e) {
-        throw InputError(fmt::format("{}: {}", r.where, e.what()));
-    }
-    return jinja::render(t.body, *doc.dict, r.where + ": " + t.origin, jinja::UndefinedOutput::Error);
+    return render_template(t, r);
 }
 
 bool all_digits(const std::string & s) {
@@ -366,7 +370,7 @@ TaskDoc custom_doc(const CustomTaskConfig & c, const Record & r) {
     d.identity = r.value.dump();
     d.text     = render(c.doc_to_text, r);
     if (!c.description.source.empty()) {
-        d.description = render(c.description, r);
+        d.description = render_template(c.description, r);
     }
     if (c.generate) {
         d.answer = render(c.doc_to_target, r);
@@ -619,7 +623,7 @@ Task load_custom_task(const TaskSpec & spec, int num_fewshot) {
         t.shot_source = ShotSource::SampleExcluding;
     }
     if (c.first_n) {
-        t.shot_source = ShotSource::FirstN;
+        t.shot_source = t.shot_source == ShotSource::SampleExcluding ? ShotSource::FirstNExcluding : ShotSource::FirstN;
     }
     if (num_fewshot > 0) {
         t.shot_split = split_path(c, pool);
