@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -116,9 +117,13 @@ size_t loglikelihoods_per_doc(const Task & t, const TaskDoc & doc) {
     case Scoring::MultipleChoice:
     case Scoring::PartialContext: return doc.choices.size();
     case Scoring::TruthfulQaMc: return doc.choices.size() + doc.mc2_choices.size();
-    default: return 0;
+    case Scoring::Gsm8k:
+    case Scoring::ExactMatch: return 0;
     }
+    return 0;
 }
+
+bool generates(const Task & t) { return t.scoring == Scoring::Gsm8k || t.scoring == Scoring::ExactMatch; }
 
 std::vector<double> logprobs(const Loglikelihood * results, size_t n) {
     std::vector<double> out(n);
@@ -195,8 +200,9 @@ TaskResult run_task(LanguageModel & lm, const TaskSpec & spec, const EvalOptions
     }
     PyRandom rnd(kShuffleSeed);
     rnd.shuffle(order);
-    if (options.limit && static_cast<size_t>(std::max<int64_t>(*options.limit, 0)) < order.size()) {
-        order.resize(static_cast<size_t>(std::max<int64_t>(*options.limit, 0)));
+    if (options.limit) {
+        const size_t limit = static_cast<size_t>(std::max<int64_t>(*options.limit, 0));
+        order.resize(std::min(limit, order.size()));
     }
     if (order.empty()) {
         throw InputError(fmt::format("{}: no documents to evaluate", t.name));
@@ -234,7 +240,7 @@ TaskResult run_task(LanguageModel & lm, const TaskSpec & spec, const EvalOptions
     for (size_t pos = 0; pos < order.size(); pos++) {
         const TaskDoc & doc   = t.eval_docs[order[pos]];
         const size_t    n_ll  = loglikelihoods_per_doc(t, doc);
-        const size_t    n_gen = n_ll == 0 ? 1 : 0;
+        const size_t    n_gen = generates(t) ? 1 : 0;
         std::string     extracted;
         auto metrics = doc_metrics(t, doc, lls.data() + ll_at, n_gen ? &generations[gen_at] : nullptr, filter.get(),
                                    extracted);

@@ -246,6 +246,9 @@ CustomTaskConfig read_config(const std::string & path) {
         }
         if (root["doc_to_choice"].IsSequence()) {
             c.choice_list = r.strings(root["doc_to_choice"], "doc_to_choice");
+            if (c.choice_list.empty()) {
+                r.fail(root["doc_to_choice"], "doc_to_choice is an empty list");
+            }
         } else {
             c.doc_to_choice = r.doc_template(root["doc_to_choice"], "doc_to_choice");
         }
@@ -360,8 +363,12 @@ std::vector<std::string> doc_choices(const CustomTaskConfig & c, const Record & 
         }
         return out;
     }
-    const std::string where = r.where + ": " + c.doc_to_choice.origin;
-    return parse_python_list(render(c.doc_to_choice, r), where);
+    const std::string        where   = r.where + ": " + c.doc_to_choice.origin;
+    std::vector<std::string> choices = parse_python_list(render(c.doc_to_choice, r), where);
+    if (choices.empty()) {
+        throw InputError(where + ": gives no choices");
+    }
+    return choices;
 }
 
 TaskDoc custom_doc(const CustomTaskConfig & c, const Record & r) {

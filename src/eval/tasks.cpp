@@ -456,15 +456,14 @@ std::vector<TaskSpec> resolve_tasks(const std::vector<std::string> & names, cons
 }
 
 Task load_builtin_task(const TaskSpec & spec, int num_fewshot) {
-    Task        t;
-    t.name                  = spec.name;
-    const bool  shots       = num_fewshot > 0;
-    const std::string dir   = (std::filesystem::path(spec.data_dir) / spec.family).string();
-    auto        eval_split  = [&](const std::string & split, TaskDoc (*make)(const Record &)) {
+    Task t;
+    t.name                = spec.name;
+    const std::string dir = (std::filesystem::path(spec.data_dir) / spec.family).string();
+    auto eval_split = [&](const std::string & split, TaskDoc (*make)(const Record &)) {
         t.eval_docs = read_docs(require_split(dir, split, spec.name), make);
     };
-    auto        shot_split  = [&](const std::string & split, TaskDoc (*make)(const Record &)) {
-        if (shots) {
+    auto shot_split = [&](const std::string & split, TaskDoc (*make)(const Record &)) {
+        if (num_fewshot > 0) {
             t.shot_split = require_split(dir, split, spec.name);
             t.shot_docs  = read_docs(t.shot_split, make);
         }
@@ -485,7 +484,7 @@ Task load_builtin_task(const TaskSpec & spec, int num_fewshot) {
         // fewshot_examples (the first k of dev) is never called at b281b09.
         t.version   = kMmluVersion;
         t.eval_docs = read_mmlu_docs(require_split(dir, "test", spec.name), spec.subject);
-        if (shots) {
+        if (num_fewshot > 0) {
             t.shot_split = require_split(dir, "validation", spec.name);
             t.shot_docs  = read_mmlu_docs(t.shot_split, spec.subject);
         }
