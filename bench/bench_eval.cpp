@@ -51,7 +51,7 @@ const char * const kWords[] = {
 std::string words(uint64_t seed, uint64_t stream, int n) {
     std::string out;
     for (int i = 0; i < n; i++) {
-        const uint64_t h = hash_u64(seed * 1000003 + stream * 7919 + i);
+        const uint64_t h = hash_u64(seed, stream, i);
         out += (i ? " " : "") + std::string(kWords[h % std::size(kWords)]);
     }
     return out;
@@ -65,7 +65,7 @@ std::vector<LoglikelihoodRequest> arc_like_requests(int docs, int shots) {
     for (int d = 0; d < docs; d++) {
         std::string context;
         for (int s = 0; s < shots; s++) {
-            const uint64_t shot = 1000 + hash_u64(d * 131 + s) % 500;
+            const uint64_t shot = 1000 + hash_u64(d, s, 0) % 500;
             context += question(shot) + " " + choice(shot, 0) + "\n\n";
         }
         context += question(d);

@@ -19,8 +19,23 @@ using ojson = nlohmann::ordered_json;
 
 constexpr uint64_t kShuffleSeed = 42;  // the harness's rnd.seed(42)
 
-Task load_task(const TaskSpec & spec, int num_fewshot) {
-    return spec.family == "yaml" ? load_custom_task(spec, num_fewshot) : load_builtin_task(spec, num_fewshot);
+// Reads a task's documents and checks its few-shot settings, so that a run refuses bad data or
+// settings before the model computes anything.
+Task load_task(const TaskSpec & spec, int k) {
+    if (k < 0) {
+        throw InputError(fmt::format("{}: the number of few-shot examples must be >= 0", spec.name));
+    }
+    Task t = spec.family == "yaml" ? load_custom_task(spec, k) : load_builtin_task(spec, k);
+    if (t.zero_shot_only && k > 0) {
+        throw InputError(fmt::format("{} is zero-shot only (the harness asserts num_fewshot == 0), {} asked", t.name, k));
+    }
+    const bool   excluding = t.shot_source == ShotSource::SampleExcluding || t.shot_source == ShotSource::FirstNExcluding;
+    const size_t need      = static_cast<size_t>(k) + (excluding ? 1 : 0);
+    if (k > 0 && need > t.shot_docs.size()) {
+        throw InputError(fmt::format("{}: {} few-shot examples need {} documents but {} has {}", t.name, k, need,
+                                     t.shot_split, t.shot_docs.size()));
+    }
+    return t;
 }
 
 // fewshot_context's choice of examples; `rnd` advances as the harness's does.
@@ -31,11 +46,7 @@ std::vector<const TaskDoc *> choose_shots(const Task & t, int k, PyRandom & rnd,
     }
     const bool   excluding = t.shot_source == ShotSource::SampleExcluding || t.shot_source == ShotSource::FirstNExcluding;
     const size_t n         = t.shot_docs.size();
-    const size_t need      = static_cast<size_t>(k) + (excluding ? 1 : 0);
-    if (need > n) {
-        throw InputError(fmt::format("{}: {} few-shot examples need {} documents but {} has {}", t.name, k, need,
-                                     t.shot_split, n));
-    }
+    const size_t need      = static_cast<size_t>(k) + (excluding ? 1 : 0);  // <= n: checked by load_task
     std::vector<size_t> picked;
     if (t.shot_source == ShotSource::FirstN || t.shot_source == ShotSource::FirstNExcluding) {
         for (size_t i = 0; i < need; i++) {
@@ -179,15 +190,9 @@ std::vector<std::pair<std::string, double>> doc_metrics(const Task & t, const Ta
     return {};
 }
 
-TaskResult run_task(LanguageModel & lm, const TaskSpec & spec, const EvalOptions & options, size_t index, size_t count) {
-    const int k = options.num_fewshot.value_or(spec.default_num_fewshot);
-    if (k < 0) {
-        throw InputError(fmt::format("{}: the number of few-shot examples must be >= 0", spec.name));
-    }
-    const Task t = load_task(spec, k);
-    if (t.zero_shot_only && k > 0) {
-        throw InputError(fmt::format("{} is zero-shot only (the harness asserts num_fewshot == 0), {} asked", t.name, k));
-    }
+// Runs one loaded task (load_task) with k few-shot examples.
+TaskResult run_task(LanguageModel & lm, const Task & t, int k, const EvalOptions & options, size_t index,
+                    size_t count) {
     std::unique_ptr<RegexFilter> filter;
     if (!t.answer_regex.empty()) {
         filter = std::make_unique<RegexFilter>(t.answer_regex, t.answer_group_select, t.answer_fallback, t.name);
@@ -348,8 +353,15 @@ EvalReport evaluate(LanguageModel & lm, const std::vector<TaskSpec> & tasks, con
     report.config["harness"]     = "lm-evaluation-harness b281b09 semantics";
     ojson                            n_shot = ojson::object();
     std::vector<const TaskResult *>  subjects;
+    // Every task is read and checked before the model computes anything.
+    std::vector<Task> loaded;
+    std::vector<int>  shots;
+    for (const TaskSpec & spec : tasks) {
+        shots.push_back(options.num_fewshot.value_or(spec.default_num_fewshot));
+        loaded.push_back(load_task(spec, shots.back()));
+    }
     for (size_t i = 0; i < tasks.size(); i++) {
-        report.tasks.push_back(run_task(lm, tasks[i], options, i, tasks.size()));
+        report.tasks.push_back(run_task(lm, loaded[i], shots[i], options, i, tasks.size()));
         n_shot[report.tasks.back().name] = report.tasks.back().num_fewshot;
     }
     for (size_t i = 0; i < tasks.size(); i++) {

@@ -67,7 +67,8 @@ struct EvalReport {
     nlohmann::ordered_json  config;  // num_fewshot, limit, n-shot per task; callers add the model
 };
 
-// Loads and runs every task. InputError for bad data or settings (e.g. few-shot examples asked of
+// Loads and checks every task, then runs them. InputError for bad data or settings, before any
+// request reaches the model (e.g. few-shot examples asked of
 // a zero-shot task, or more than its few-shot split holds); RuntimeFailure when the model answers
 // a different number of requests than it was given.
 EvalReport evaluate(LanguageModel & lm, const std::vector<TaskSpec> & tasks, const EvalOptions & options);

@@ -512,7 +512,13 @@ def mean_stderr(arr):
     return math.sqrt(sum([(x - mu) ** 2 for x in arr]) / (len(arr) - 1)) / math.sqrt(len(arr))
 
 
-def evaluate(name, task, k, limit):
+def standin_greedy_request(context, until, max_gen_toks):
+    return standin_greedy(context, until)
+
+
+def evaluate(name, task, k, limit, lm_ll=standin_loglikelihood, lm_greedy=standin_greedy_request):
+    """One task's run; lm_ll(context, continuation) -> (logprob, is_greedy) and
+    lm_greedy(context, until, max_gen_toks) -> text answer the requests (the stand-in by default)."""
     if isinstance(task, Custom):
         docs = task.eval_docs()
     else:
@@ -533,7 +539,7 @@ def evaluate(name, task, k, limit):
                 out["greedy"].append([r[1], r[2], r[3]])
     values = {}
     for doc, reqs in per_doc:
-        results = [standin_loglikelihood(r[1], r[2]) if r[0] == "ll" else standin_greedy(r[1], r[2]) for r in reqs]
+        results = [lm_ll(r[1], r[2]) if r[0] == "ll" else lm_greedy(r[1], r[2], r[3]) for r in reqs]
         metrics = {m: float(v) for m, v in task.process_results(doc, results).items()}
         out["docs"].append(metrics)
         for m, v in metrics.items():
@@ -563,15 +569,16 @@ def make_task(name, data):
     raise ValueError(name)
 
 
-def run(spec, data):
+def run(spec, data, lm=()):
+    """One entry of runs.json; `lm` = (lm_ll, lm_greedy) as evaluate() takes, or () for the stand-in."""
     k, limit = spec["num_fewshot"], spec.get("limit")
     if spec["task"] != "mmlu":
-        return evaluate(spec["task"], make_task(spec["task"], data), k, limit)
+        return evaluate(spec["task"], make_task(spec["task"], data), k, limit, *lm)
     subjects = []
     for d in read_split(os.path.join(data, "mmlu"), "test"):
         if d["subject"] not in subjects:
             subjects.append(d["subject"])
-    runs = [evaluate("hendrycksTest-" + s, make_task("hendrycksTest-" + s, data), k, limit) for s in subjects]
+    runs = [evaluate("hendrycksTest-" + s, make_task("hendrycksTest-" + s, data), k, limit, *lm) for s in subjects]
     aggregate = {}
     for m in ("acc", "acc_norm"):
         aggregate[m] = sum(r["results"][m] for r in runs) / len(runs)

@@ -103,18 +103,14 @@ def greedy_tokens(model, ids, max_new, eos):
     return new, margin
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--npm", required=True)
-    args = ap.parse_args()
-    request = json.load(sys.stdin)
+def answer(request, npm):
+    """The answer object for a request object (see the module's docstring)."""
     model = llama_ref.load_model(request["model"], torch.float64)
     with open(os.path.join(request["model"], "config.json")) as f:
         config = json.load(f)
     max_length = request.get("max_length") or config["max_position_embeddings"]
     special = bool(request.get("add_special_tokens", False))
     eos = config["eos_token_id"]
-    bos = config["bos_token_id"]
 
     pairs = [tuple(p) for p in request.get("loglikelihood", [])]
     items = []
@@ -123,26 +119,30 @@ def main():
         items += [[c, special], [c + k, special], [continuation, False]]
     greedy = request.get("greedy", [])
     items += [[g["context"], special] for g in greedy]
-    ids, _, _ = run_tokenizer(args.npm, request["tokenizer"], items)
+    ids, _, _ = run_tokenizer(npm, request["tokenizer"], items)
     encoded = [tuple(ids[3 * i:3 * i + 3]) for i in range(len(pairs))]
-    if special:  # an empty context is [BOS] there
-        eos_for_empty = bos
-    else:
-        eos_for_empty = eos
-    answer = {"loglikelihood": loglikelihood(model, pairs, encoded, eos_for_empty, max_length)}
+    start_of_empty = config["bos_token_id"] if special else eos  # what an empty context becomes
+    out = {"loglikelihood": loglikelihood(model, pairs, encoded, start_of_empty, max_length)}
 
     generated = []
     for g, context_ids in zip(greedy, ids[3 * len(pairs):]):
         keep = max(1, max_length - g["max_gen_toks"])
         tokens, margin = greedy_tokens(model, context_ids[-keep:], g["max_gen_toks"], eos)
         generated.append((tokens, margin))
-    _, texts, _ = run_tokenizer(args.npm, request["tokenizer"], [], [t for t, _ in generated])
-    answer["greedy"] = []
+    texts = run_tokenizer(npm, request["tokenizer"], [], [t for t, _ in generated])[1] if generated else []
+    out["greedy"] = []
     for g, (tokens, margin), text in zip(greedy, generated, texts):
         for term in g["until"]:
             text = text.split(term)[0]
-        answer["greedy"].append({"tokens": tokens, "text": text, "margin": margin})
-    json.dump(answer, sys.stdout)
+        out["greedy"].append({"tokens": tokens, "text": text, "margin": margin})
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--npm", required=True)
+    args = ap.parse_args()
+    json.dump(answer(json.load(sys.stdin), args.npm), sys.stdout)
 
 
 if __name__ == "__main__":
