@@ -588,6 +588,7 @@ TEST(Ops, AttentionBackwardIsDeterministic) {
 struct CachedCase {
     int n, P, len;
     Vec q, out, prefix_k, prefix_v, k, v;
+    CachedCase(int n, int P, int len) : n(n), P(P), len(len) {}
 };
 
 // The reference: query i at position p = P + len - n + i over the keys j <= p (and p - j < window),
