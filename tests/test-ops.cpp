@@ -224,44 +224,56 @@ void attention_ref(DVec & out, DVec & lse, const Vec & qkv, const std::vector<in
 
 // ---------------------------------------------------------------- gemm
 
+// M = 1 takes the matrix-vector path; beta = 0 must ignore C's old contents, even NaN.
 TEST(Ops, GemmMatchesNaiveLoopForAllTransposes) {
     std::mt19937 rng(1);
-    const int    M = 3, N = 4, K = 5;
-    const float  alpha = 0.75f, beta = 0.5f;
-    for (bool ta : {false, true}) {
-        for (bool tb : {false, true}) {
-            SCOPED_TRACE(::testing::Message() << "trans_a=" << ta << " trans_b=" << tb);
-            // A is stored [K, M] when transposed, else [M, K]; B [N, K] or [K, N]; each row padded by 2.
-            const int lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 2, ldc = N + 2;
-            const Vec A  = uniform(rng, (size_t) (ta ? K : M) * lda);
-            const Vec B  = uniform(rng, (size_t) (tb ? N : K) * ldb);
-            Vec       C  = uniform(rng, (size_t) M * ldc);
-            const Vec C0 = C;
-            auto      a  = [&](int i, int k) { return (double) (ta ? A[(size_t) k * lda + i] : A[(size_t) i * lda + k]); };
-            auto      b  = [&](int k, int j) { return (double) (tb ? B[(size_t) j * ldb + k] : B[(size_t) k * ldb + j]); };
-
-            cpu().gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
-
-            DVec ref(C0.begin(), C0.end());  // padding columns must stay as they were
-            for (int i = 0; i < M; i++) {
-                for (int j = 0; j < N; j++) {
-                    double s = 0.0;
-                    for (int k = 0; k < K; k++) {
-                        s += a(i, k) * b(k, j);
+    const int    N = 4, K = 5;
+    const float  alpha = 0.75f;
+    for (int M : {3, 1}) {
+        for (float beta : {0.5f, 0.0f}) {
+            for (bool ta : {false, true}) {
+                for (bool tb : {false, true}) {
+                    SCOPED_TRACE(::testing::Message() << "M=" << M << " beta=" << beta << " trans_a=" << ta
+                                                      << " trans_b=" << tb);
+                    // A is stored [K, M] when transposed, else [M, K]; B [N, K] or [K, N]; each row padded by 2.
+                    const int lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 2, ldc = N + 2;
+                    const Vec A = uniform(rng, (size_t) (ta ? K : M) * lda);
+                    const Vec B = uniform(rng, (size_t) (tb ? N : K) * ldb);
+                    Vec       C = uniform(rng, (size_t) M * ldc);
+                    if (beta == 0.0f) {
+                        C[0] = NAN;
                     }
-                    ref[(size_t) i * ldc + j] = alpha * s + beta * C0[(size_t) i * ldc + j];
+                    const Vec C0 = C;
+                    auto a = [&](int i, int k) {
+                        return (double) (ta ? A[(size_t) k * lda + i] : A[(size_t) i * lda + k]);
+                    };
+                    auto b = [&](int k, int j) {
+                        return (double) (tb ? B[(size_t) j * ldb + k] : B[(size_t) k * ldb + j]);
+                    };
+
+                    cpu().gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+
+                    DVec ref(C0.begin(), C0.end());  // padding columns must stay as they were
+                    for (int i = 0; i < M; i++) {
+                        for (int j = 0; j < N; j++) {
+                            double s = 0.0;
+                            for (int k = 0; k < K; k++) {
+                                s += a(i, k) * b(k, j);
+                            }
+                            const double c0           = beta != 0.0f ? beta * C0[(size_t) i * ldc + j] : 0.0;
+                            ref[(size_t) i * ldc + j] = alpha * s + c0;
+                        }
+                    }
+                    EXPECT_TRUE(close(C, ref, kFwdTol));
+                    for (int i = 0; i < M; i++) {
+                        EXPECT_EQ(C[(size_t) i * ldc + N], C0[(size_t) i * ldc + N]);
+                        EXPECT_EQ(C[(size_t) i * ldc + N + 1], C0[(size_t) i * ldc + N + 1]);
+                    }
                 }
-            }
-            EXPECT_TRUE(close(C, ref, kFwdTol));
-            for (int i = 0; i < M; i++) {
-                EXPECT_EQ(C[(size_t) i * ldc + N], C0[(size_t) i * ldc + N]);
-                EXPECT_EQ(C[(size_t) i * ldc + N + 1], C0[(size_t) i * ldc + N + 1]);
             }
         }
     }
 }
-
-// ---------------------------------------------------------------- embedding
 
 TEST(Ops, EmbeddingGradientWithRepeatedIds) {
     std::mt19937                 rng(2);
@@ -568,6 +580,89 @@ TEST(Ops, AttentionBackwardIsDeterministic) {
     ASSERT_EQ(first.size(), second.size());
     EXPECT_EQ(0, std::memcmp(first.data(), second.data(), first.size() * sizeof(float)));
 }
+
+// ---------------------------------------------------------------- attention against caches
+
+// One sequence of attention_cached: q [n, ldq] (padded rows), keys and values of the prefix
+// [P, Hkv*D] and of the own cache [len, Hkv*D], out [n, ldo].
+struct CachedCase {
+    int n, P, len;
+    Vec q, out, prefix_k, prefix_v, k, v;
+    CachedCase(int n, int P, int len) : n(n), P(P), len(len) {}
+};
+
+// The reference: query i at position p = P + len - n + i over the keys j <= p (and p - j < window),
+// in double, one position at a time.
+DVec cached_attention_ref(const CachedCase & c, int ldq, int ldo, int Hq, int Hkv, int D, int window) {
+    DVec      out(c.out.size(), 0.0);
+    const int R = Hkv * D, group = Hq / Hkv;
+    for (int i = 0; i < c.n; i++) {
+        const int p = c.P + c.len - c.n + i;
+        for (int h = 0; h < Hq; h++) {
+            const int    kvh = h / group;
+            auto         key = [&](int j) { return j < c.P ? &c.prefix_k[(size_t) j * R] : &c.k[(size_t) (j - c.P) * R]; };
+            auto         val = [&](int j) { return j < c.P ? &c.prefix_v[(size_t) j * R] : &c.v[(size_t) (j - c.P) * R]; };
+            DVec         w(p + 1, 0.0);
+            double       maxv = -INFINITY, sum = 0.0;
+            for (int j = 0; j <= p; j++) {
+                if (window > 0 && p - j >= window) {
+                    continue;
+                }
+                double s = 0.0;
+                for (int d = 0; d < D; d++) {
+                    s += (double) c.q[(size_t) i * ldq + h * D + d] * key(j)[kvh * D + d];
+                }
+                w[j] = s / std::sqrt((double) D);
+                maxv = std::max(maxv, w[j]);
+            }
+            for (int j = 0; j <= p; j++) {
+                w[j] = window > 0 && p - j >= window ? 0.0 : std::exp(w[j] - maxv);
+                sum += w[j];
+            }
+            for (int j = 0; j <= p; j++) {
+                for (int d = 0; d < D; d++) {
+                    out[(size_t) i * ldo + h * D + d] += w[j] / sum * val(j)[kvh * D + d];
+                }
+            }
+        }
+    }
+    return out;
+}
+
+// Three sequences in one call: a 3-token step after a 5-token prefix and 6 cached positions; a
+// 150-token prefill (three 64-query blocks) without prefix; a 1-token step after a 70-token
+// prefix. GQA 4:2, with and without a sliding window (3, and 70 across a block boundary).
+void check_attention_cached(int window) {
+    std::mt19937 rng(20);
+    const int    Hq = 4, Hkv = 2, D = 4, R = Hkv * D, ldq = Hq * D + 3, ldo = Hq * D + 2;
+    std::vector<CachedCase> cases = {{3, 5, 9}, {150, 0, 150}, {1, 70, 1}};
+    std::vector<CachedSequence> seqs;
+    for (CachedCase & c : cases) {
+        c.q        = uniform(rng, (size_t) c.n * ldq, -2.0f, 2.0f);
+        c.out      = Vec((size_t) c.n * ldo, 7.0f);  // the padding columns must keep their 7
+        c.prefix_k = uniform(rng, (size_t) c.P * R, -2.0f, 2.0f);
+        c.prefix_v = uniform(rng, (size_t) c.P * R);
+        c.k        = uniform(rng, (size_t) c.len * R, -2.0f, 2.0f);
+        c.v        = uniform(rng, (size_t) c.len * R);
+        seqs.push_back({c.q.data(), ldq, c.out.data(), ldo, c.n, c.P ? c.prefix_k.data() : nullptr,
+                        c.P ? c.prefix_v.data() : nullptr, c.P, c.k.data(), c.v.data(), c.len});
+    }
+    cpu().attention_cached(seqs.data(), (int) seqs.size(), Hq, Hkv, D, window);
+    for (size_t s = 0; s < cases.size(); s++) {
+        const CachedCase & c   = cases[s];
+        const DVec         ref = cached_attention_ref(c, ldq, ldo, Hq, Hkv, D, window);
+        EXPECT_TRUE(close(columns(c.out, c.n, ldo, 0, Hq * D), columns(ref, c.n, ldo, 0, Hq * D), kFwdTol))
+            << "sequence " << s;
+        for (int i = 0; i < c.n; i++) {
+            EXPECT_EQ(c.out[(size_t) i * ldo + Hq * D], 7.0f);
+            EXPECT_EQ(c.out[(size_t) i * ldo + Hq * D + 1], 7.0f);
+        }
+    }
+}
+
+TEST(Ops, AttentionCached) { check_attention_cached(0); }
+TEST(Ops, AttentionCachedWindow3) { check_attention_cached(3); }
+TEST(Ops, AttentionCachedWindow70) { check_attention_cached(70); }
 
 // ---------------------------------------------------------------- swiglu
 

@@ -140,6 +140,22 @@ public:
         if (M == 0 || N == 0) {
             return;
         }
+        if (M == 1) {
+            // One row (a decoding step of one sequence): sgemm would pack the whole of B for it,
+            // which costs several times the product itself; sgemv streams B once. C's row is
+            // zeroed first for beta = 0: BLAS need not read it then, but some versions scale it
+            // by 0, which keeps a NaN.
+            if (beta == 0.0f) {
+                std::fill(C, C + N, 0.0f);
+            }
+            const int incx = trans_a ? lda : 1;  // op(A)'s only row: a row of A, or a column
+            if (trans_b) {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, incx, beta, C, 1);  // B [N, K]
+            } else {
+                cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, B, ldb, A, incx, beta, C, 1);  // B [K, N]
+            }
+            return;
+        }
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                     alpha, A, lda, B, ldb, beta, C, ldc);
     }
