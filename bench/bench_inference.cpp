@@ -101,11 +101,12 @@ int main(int argc, char ** argv) {
     Batch       b = batch_from_rows({std::vector<int32_t>(tokens.begin(), tokens.begin() + context)}, nullptr, 0, false,
                                     config.vocab_size);
     double whole = median_seconds(repeats, [&] { return seconds_of([&] { transformer.forward(b, nullptr); }); });
-    fmt::print("prefill {} tokens: Decoder {:.2f} s ({:.0f} tokens/s), Transformer forward {:.2f} s ({:.0f} tokens/s)\n",
-               context, prefill, context / prefill, whole, context / whole);
+    fmt::print("prefill {} tokens: Decoder {:.2f} s ({:.0f} tokens/s), Transformer forward {:.2f} s "
+               "({:.0f} tokens/s)\n", context, prefill, context / prefill, whole, context / whole);
 
     for (int n : {1, batch}) {
-        double step = median_seconds(repeats, [&] { return decode_step_seconds(decoder, config, tokens, n, prompt, steps); });
+        double step =
+            median_seconds(repeats, [&] { return decode_step_seconds(decoder, config, tokens, n, prompt, steps); });
         fmt::print("decode, {} sequence(s) after {} tokens: {:.1f} ms per step, {:.1f} tokens/s\n", n, prompt,
                    step * 1e3, n / step);
     }

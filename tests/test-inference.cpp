@@ -175,7 +175,8 @@ TEST_P(Inference, PrefixReuseAndTruncate) {
     EXPECT_EQ(caches[2].length(), 3);
     const std::vector<int32_t> other = random_tokens(6, V, 8);
     SequenceInput              again{&prefix, &caches[2], other, true};
-    std::vector<int32_t>       full = concat(concat(context, std::vector<int32_t>(branches[2].begin(), branches[2].begin() + 3)), other);
+    const std::vector<int32_t> kept(branches[2].begin(), branches[2].begin() + 3);
+    const std::vector<int32_t> full = concat(concat(context, kept), other);
     EXPECT_LE(rel_error(decoder.forward({&again, 1}), rows(reference_logits(*backend, model, full), 26, 32, V)),
               kTolerance);
 }
@@ -285,8 +286,8 @@ TEST_P(Inference, AdaptersFoldedIn) {
     Decoder decoder2(*backend, two);
     KvCache cache2(config, 0);
     in.cache = &cache2;
-    EXPECT_LE(rel_error(decoder2.forward({&in, 1}), reference_logits(*backend, fold_by_hand(*model, {&all, &qv}), tokens)),
-              kTolerance);
+    auto folded = fold_by_hand(*model, {&all, &qv});
+    EXPECT_LE(rel_error(decoder2.forward({&in, 1}), reference_logits(*backend, folded, tokens)), kTolerance);
     // No adapters: the model as saved.
     auto    none = load_model_with_adapters((dir / "model").string(), {});
     Decoder decoder3(*backend, none);

@@ -244,8 +244,12 @@ TEST(Ops, GemmMatchesNaiveLoopForAllTransposes) {
                         C[0] = NAN;
                     }
                     const Vec C0 = C;
-                    auto a = [&](int i, int k) { return (double) (ta ? A[(size_t) k * lda + i] : A[(size_t) i * lda + k]); };
-                    auto b = [&](int k, int j) { return (double) (tb ? B[(size_t) j * ldb + k] : B[(size_t) k * ldb + j]); };
+                    auto a = [&](int i, int k) {
+                        return (double) (ta ? A[(size_t) k * lda + i] : A[(size_t) i * lda + k]);
+                    };
+                    auto b = [&](int k, int j) {
+                        return (double) (tb ? B[(size_t) j * ldb + k] : B[(size_t) k * ldb + j]);
+                    };
 
                     cpu().gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
 
@@ -256,7 +260,8 @@ TEST(Ops, GemmMatchesNaiveLoopForAllTransposes) {
                             for (int k = 0; k < K; k++) {
                                 s += a(i, k) * b(k, j);
                             }
-                            ref[(size_t) i * ldc + j] = alpha * s + (beta != 0.0f ? beta * C0[(size_t) i * ldc + j] : 0.0);
+                            const double c0           = beta != 0.0f ? beta * C0[(size_t) i * ldc + j] : 0.0;
+                            ref[(size_t) i * ldc + j] = alpha * s + c0;
                         }
                     }
                     EXPECT_TRUE(close(C, ref, kFwdTol));
@@ -583,6 +588,7 @@ TEST(Ops, AttentionBackwardIsDeterministic) {
 struct CachedCase {
     int n, P, len;
     Vec q, out, prefix_k, prefix_v, k, v;
+    CachedCase(int n, int P, int len) : n(n), P(P), len(len) {}
 };
 
 // The reference: query i at position p = P + len - n + i over the keys j <= p (and p - j < window),

@@ -13,5 +13,6 @@ void register_merge(CLI::App & app);       // paft merge
 void register_sparsity(CLI::App & app);    // paft sparsity
 void register_generate(CLI::App & app);    // paft generate
 void register_chat(CLI::App & app);        // paft chat
+void register_eval(CLI::App & app);        // paft eval
 
 }  // namespace paft

@@ -7,9 +7,10 @@
 // Decoder::forward runs the new tokens of several sequences in one pass: every projection and the
 // MLP are one product over all their tokens (so a batch of generations, one token each, is a
 // matrix product rather than a matrix-vector product per sequence); attention is per sequence,
-// over its prefix, its cache and its new tokens, causal. The arithmetic is the Transformer's
-// (same kernels for norms, RoPE, SwiGLU), so logits agree with a whole-sequence forward up to the
-// order of the attention sums.
+// over its prefix, its cache and its new tokens, causal (Backend::attention_cached). The
+// arithmetic is the Transformer's (same kernels for norms, RoPE tables, SwiGLU), so logits agree
+// with a whole-sequence forward up to the order of the attention sums. Rows whose logits are not
+// asked for stop after the last layer's attention (their keys and values are all that is kept).
 //
 // Adapters are folded into the weights before inference (W += s·B·A per adapter, PEFT's
 // merge_and_unload), so inference costs the same with or without them.

@@ -56,7 +56,7 @@ enum class Flow { Normal, Break, Continue };
 
 class Evaluator {
 public:
-    explicit Evaluator(const std::string & origin) : origin_(origin) {}
+    Evaluator(const std::string & origin, UndefinedOutput undefined) : origin_(origin), undefined_(undefined) {}
 
     // A macro is kept in the scope it captures, and a namespace may hold itself: reference
     // cycles that would outlive the render, so they are cut when it ends.
@@ -155,7 +155,12 @@ private:
         line_ = node.line;
         switch (node.kind) {
         case Node::Kind::Text: out += node.text; return Flow::Normal;
-        case Node::Kind::Output: out += to_str(eval(*node.expr, scope)); return Flow::Normal;
+        case Node::Kind::Output: {
+            const Value v = eval(*node.expr, scope);
+            if (v.is_undefined() && undefined_ == UndefinedOutput::Error) undefined_error(v);
+            out += to_str(v);
+            return Flow::Normal;
+        }
         case Node::Kind::If:
             return exec(truthy(eval(*node.expr, scope)) ? node.body : node.else_body, out, scope);
         case Node::Kind::For: exec_for(node, out, scope); return Flow::Normal;
@@ -419,6 +424,7 @@ private:
     }
 
     const std::string & origin_;
+    const UndefinedOutput undefined_;
     int                 line_       = 1;
     int                 call_depth_ = 0;
     Value               block_input_;
@@ -428,8 +434,8 @@ private:
 
 }  // namespace
 
-std::string render(const Body & body, const Dict & variables, const std::string & origin) {
-    return Evaluator(origin).run(body, variables);
+std::string render(const Body & body, const Dict & variables, const std::string & origin, UndefinedOutput undefined) {
+    return Evaluator(origin, undefined).run(body, variables);
 }
 
 }  // namespace paft::jinja

@@ -10,8 +10,13 @@
 
 namespace paft::jinja {
 
+// What `{{ x }}` does with an undefined x: jinja2's default Undefined prints nothing, its
+// StrictUndefined (lm-evaluation-harness's task templates) is an error naming the variable.
+enum class UndefinedOutput { Empty, Error };
+
 // Renders `body` with `variables` (a Dict of name -> value). Errors are InputErrors
 // "ORIGIN:LINE: message"; raise_exception(msg) gives "ORIGIN: msg".
-std::string render(const Body & body, const Dict & variables, const std::string & origin);
+std::string render(const Body & body, const Dict & variables, const std::string & origin,
+                   UndefinedOutput undefined = UndefinedOutput::Empty);
 
 }  // namespace paft::jinja

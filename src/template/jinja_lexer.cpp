@@ -35,9 +35,9 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
 
-// jinja2 reads the source with universal newlines and drops one trailing newline
-// (keep_trailing_newline is off).
-std::string normalize_newlines(std::string_view source) {
+// jinja2 reads the source with universal newlines and, unless keep_trailing_newline is on,
+// drops one trailing newline.
+std::string normalize_newlines(std::string_view source, bool keep_trailing_newline) {
     std::string out;
     out.reserve(source.size());
     for (size_t k = 0; k < source.size(); ++k) {
@@ -48,13 +48,14 @@ std::string normalize_newlines(std::string_view source) {
             out += source[k];
         }
     }
-    if (!out.empty() && out.back() == '\n') out.pop_back();
+    if (!keep_trailing_newline && !out.empty() && out.back() == '\n') out.pop_back();
     return out;
 }
 
 class Lexer {
 public:
-    Lexer(std::string source, const std::string & origin) : src_(std::move(source)), origin_(origin) {}
+    Lexer(std::string source, const std::string & origin, const Whitespace & ws)
+        : src_(std::move(source)), origin_(origin), ws_(ws) {}
 
     std::vector<Token> run() {
         while (pos_ < src_.size()) {
@@ -97,6 +98,7 @@ private:
     // lstrip_blocks: drop the whitespace between the line's start and the tag, when nothing else
     // precedes the tag on its line.
     void lstrip(std::string & text, size_t text_start) const {
+        if (!ws_.lstrip_blocks) return;
         const size_t nl           = text.rfind('\n');
         const size_t line_start   = nl == std::string::npos ? 0 : nl + 1;
         const bool   at_line_start = line_start > 0 || text_start == 0 || src_[text_start - 1] == '\n';
@@ -183,7 +185,7 @@ private:
     void after_tag(char modifier, bool block) {
         if (modifier == '-') {
             pos_ += leading_space(std::string_view(src_).substr(pos_));
-        } else if (modifier != '+' && block && pos_ < src_.size() && src_[pos_] == '\n') {
+        } else if (modifier != '+' && block && ws_.trim_blocks && pos_ < src_.size() && src_[pos_] == '\n') {
             ++pos_;
         }
     }
@@ -351,6 +353,7 @@ private:
 
     std::string        src_;
     const std::string & origin_;
+    const Whitespace   ws_;
     size_t             pos_      = 0;
     size_t             line_pos_ = 0;
     int                line_     = 1;
@@ -359,8 +362,8 @@ private:
 
 }  // namespace
 
-std::vector<Token> tokenize(std::string_view source, const std::string & origin) {
-    return Lexer(normalize_newlines(source), origin).run();
+std::vector<Token> tokenize(std::string_view source, const std::string & origin, const Whitespace & ws) {
+    return Lexer(normalize_newlines(source, ws.keep_trailing_newline), origin, ws).run();
 }
 
 }  // namespace paft::jinja

@@ -20,7 +20,16 @@ struct Token {
     int         line        = 1;
 };
 
+// jinja2 Environment options that change how text around tags is kept. The defaults are
+// transformers' chat-template environment; lm-evaluation-harness's task templates use
+// {false, false, true}.
+struct Whitespace {
+    bool trim_blocks           = true;
+    bool lstrip_blocks         = true;
+    bool keep_trailing_newline = false;
+};
+
 // Throws InputError "ORIGIN:LINE: ..." on unterminated tags, comments and strings.
-std::vector<Token> tokenize(std::string_view source, const std::string & origin);
+std::vector<Token> tokenize(std::string_view source, const std::string & origin, const Whitespace & ws = {});
 
 }  // namespace paft::jinja

@@ -705,8 +705,8 @@ private:
 
 }  // namespace
 
-Body parse_template(std::string_view source, const std::string & origin) {
-    return Parser(tokenize(source, origin), origin).parse();
+Body parse_template(std::string_view source, const std::string & origin, const Whitespace & ws) {
+    return Parser(tokenize(source, origin, ws), origin).parse();
 }
 
 }  // namespace paft::jinja

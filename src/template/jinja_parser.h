@@ -2,6 +2,7 @@
 // jinja2's grammar and operator precedence.
 #pragma once
 
+#include "template/jinja_lexer.h"
 #include "template/jinja_value.h"
 
 #include <memory>
@@ -80,6 +81,6 @@ struct Node {
 
 // Parses a whole template. InputError "ORIGIN:LINE: template syntax error: ..." on bad syntax,
 // including nesting deeper than the parser allows.
-Body parse_template(std::string_view source, const std::string & origin);
+Body parse_template(std::string_view source, const std::string & origin, const Whitespace & ws = {});
 
 }  // namespace paft::jinja

