@@ -224,16 +224,18 @@ void attention_ref(DVec & out, DVec & lse, const Vec & qkv, const std::vector<in
 
 // ---------------------------------------------------------------- gemm
 
-// M = 1 takes the matrix-vector path; beta = 0 must ignore C's old contents, even NaN.
+// M = 1 takes the matrix-vector path, 2..16 rows against a transposed B the few-rows kernel (K = 37:
+// its 16 lanes and a tail), more rows sgemm; beta = 0 must ignore C's old contents, even NaN.
 TEST(Ops, GemmMatchesNaiveLoopForAllTransposes) {
     std::mt19937 rng(1);
-    const int    N = 4, K = 5;
+    const int    N = 4;
     const float  alpha = 0.75f;
-    for (int M : {3, 1}) {
+    for (int K : {5, 37})
+    for (int M : {3, 1, 20}) {
         for (float beta : {0.5f, 0.0f}) {
             for (bool ta : {false, true}) {
                 for (bool tb : {false, true}) {
-                    SCOPED_TRACE(::testing::Message() << "M=" << M << " beta=" << beta << " trans_a=" << ta
+                    SCOPED_TRACE(::testing::Message() << "M=" << M << " K=" << K << " beta=" << beta << " trans_a=" << ta
                                                       << " trans_b=" << tb);
                     // A is stored [K, M] when transposed, else [M, K]; B [N, K] or [K, N]; each row padded by 2.
                     const int lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 2, ldc = N + 2;

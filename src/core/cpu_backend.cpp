@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <vector>
 
@@ -117,6 +118,69 @@ float * thread_tile(size_t n) {
     return tile.data();
 }
 
+// Products of a few rows against a weight matrix, C[M, N] = alpha * A[M, K] * B[N, K]^T + beta * C
+// with M <= kFewRows (a decoding step of several sequences, the choices of a question): sgemm
+// packs all of B for them, which costs more than the product itself. Here each row of B is read
+// from memory once and dotted with the rows of A, four at a time, while it is in cache. Each output
+// is one dot product in a fixed order (2 x 8 lanes, the lanes summed, then the tail), whatever the
+// threads and whichever rows share its block.
+constexpr int kFewRows  = 16;
+constexpr int kRowBlock = 4;
+
+// Eight floats as one vector register (GCC's generic vectors: AVX with -march=native, emulated
+// elsewhere); 16 lanes a row keep two independent accumulators per row of A.
+typedef float Lanes8 __attribute__((vector_size(32)));
+
+Lanes8 load8(const float * p) {
+    Lanes8 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// out[r] = dot(a[r], b) for the kRowBlock rows a[r] of length K.
+void dot_block(const float * const * a, const float * b, int K, float * out) {
+    Lanes8 acc[kRowBlock][2] = {};
+    int    k                 = 0;
+    for (; k + 16 <= K; k += 16) {
+        const Lanes8 b0 = load8(b + k), b1 = load8(b + k + 8);
+        for (int r = 0; r < kRowBlock; r++) {
+            acc[r][0] += load8(a[r] + k) * b0;
+            acc[r][1] += load8(a[r] + k + 8) * b1;
+        }
+    }
+    for (int r = 0; r < kRowBlock; r++) {
+        const Lanes8 v   = acc[r][0] + acc[r][1];
+        float        sum = 0.0f;
+        for (int j = 0; j < 8; j++) {
+            sum += v[j];
+        }
+        for (int t = k; t < K; t++) {
+            sum += a[r][t] * b[t];
+        }
+        out[r] = sum;
+    }
+}
+
+void gemm_few_rows(int M, int N, int K, float alpha, const float * A, int lda, const float * B, int ldb, float beta,
+                   float * C, int ldc) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float * b = B + (size_t) n * ldb;
+        for (int m0 = 0; m0 < M; m0 += kRowBlock) {
+            const float * rows[kRowBlock];
+            for (int r = 0; r < kRowBlock; r++) {
+                rows[r] = A + (size_t) std::min(m0 + r, M - 1) * lda;  // past M: a repeated row, dropped
+            }
+            float dots[kRowBlock];
+            dot_block(rows, b, K, dots);
+            for (int r = 0; r < kRowBlock && m0 + r < M; r++) {
+                float & c = C[(size_t) (m0 + r) * ldc + n];
+                c         = beta == 0.0f ? alpha * dots[r] : alpha * dots[r] + beta * c;  // beta = 0 ignores C (NaN too)
+            }
+        }
+    }
+}
+
 class CpuBackend final : public Backend {
 public:
     explicit CpuBackend(int threads) {
@@ -154,6 +218,10 @@ public:
             } else {
                 cblas_sgemv(CblasRowMajor, CblasTrans, K, N, alpha, B, ldb, A, incx, beta, C, 1);  // B [K, N]
             }
+            return;
+        }
+        if (!trans_a && trans_b && M <= kFewRows) {
+            gemm_few_rows(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
             return;
         }
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
