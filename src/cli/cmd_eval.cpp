@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/evaluator.h"
+#include "eval/generate.h"
 #include "eval/model_lm.h"
 #include "eval/results.h"
 #include "eval/task_yaml.h"
@@ -103,6 +104,7 @@ void run_eval(const EvalFlags & f) {
     lm_options.add_special_tokens = f.add_special_tokens;
     lm_options.max_length         = f.max_length;
     lm_options.generation_batch   = f.batch;
+    lm_options.eos_ids            = model_eos_ids(f.model, tokenizer);
     lm_options.on_progress        = [&](long done, long) {
         if (progress) {
             progress->update(done);

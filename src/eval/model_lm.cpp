@@ -251,11 +251,14 @@ std::vector<std::string> ModelLanguageModel::greedy_until(const std::vector<Gree
         options.max_new_tokens = max_new;
         options.stop           = requests[i].until;
         // transformers' generate stops at the model's EOS; the tokenizer's counts too.
-        if (auto eos = tokenizer_.eos_id()) {
-            options.eos_ids.push_back(*eos);
-        }
-        if (const int eos = decoder_.model().config().eos_token_id; eos >= 0) {
-            options.eos_ids.push_back(eos);
+        options.eos_ids = options_.eos_ids;
+        if (options.eos_ids.empty()) {
+            if (auto eos = tokenizer_.eos_id()) {
+                options.eos_ids.push_back(*eos);
+            }
+            if (const int eos = decoder_.model().config().eos_token_id; eos >= 0) {
+                options.eos_ids.push_back(eos);
+            }
         }
         const long base = done;
         std::vector<Generation> generations = generate(

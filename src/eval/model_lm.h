@@ -28,6 +28,9 @@ struct ModelLmOptions {
     bool add_special_tokens = false;
     int  max_length         = 0;  // tokens the model sees at most; 0: config.json max_position_embeddings
     int  generation_batch   = 8;  // greedy_until: contexts decoded together
+    // greedy_until stops at these ids (model_eos_ids: the model folder's and the tokenizer's);
+    // empty: the tokenizer's EOS and config.json's first eos_token_id.
+    std::vector<int32_t> eos_ids;
     // Progress: called with (requests done, requests in this call) now and then.
     std::function<void(long, long)> on_progress;
 };
