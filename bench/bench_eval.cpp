@@ -52,12 +52,17 @@ std::string words(uint64_t seed, uint64_t stream, int n) {
     std::string out;
     for (int i = 0; i < n; i++) {
         const uint64_t h = hash_u64(seed, stream, i);
-        out += (i ? " " : "") + std::string(kWords[h % std::size(kWords)]);
+        if (i > 0) {
+            out += ' ';
+        }
+        out += kWords[h % std::size(kWords)];
     }
     return out;
 }
 
-std::string question(uint64_t id) { return "Question: Which " + words(id, 0, 6) + " best explains " + words(id, 1, 5) + "?\nAnswer:"; }
+std::string question(uint64_t id) {
+    return fmt::format("Question: Which {} best explains {}?\nAnswer:", words(id, 0, 6), words(id, 1, 5));
+}
 std::string choice(uint64_t id, int k) { return words(id, 10 + k, 2 + k % 3); }
 
 std::vector<LoglikelihoodRequest> arc_like_requests(int docs, int shots) {
@@ -139,9 +144,10 @@ int main(int argc, char ** argv) {
 
     fmt::print("scoring {} requests ({} documents, {} shots) on {} ({} parameters), {} threads, load {}\n",
                requests.size(), docs, shots, size, model->size(), threads, load_average());
-    fmt::print("  paft   {:8.2f} s  {:8.0f} request tokens/s  ({} request tokens, {} computed: {:.1f}x fewer)\n",
+    fmt::print("  paft   {:8.2f} s  {:8.0f} request tokens/s  ({} request tokens, {} computed: {:.1f}x fewer, "
+               "{:.0f} computed tokens/s)\n",
                paft_s, stats.request_tokens / paft_s, stats.request_tokens, stats.computed_tokens,
-               (double) stats.request_tokens / std::max(1L, stats.computed_tokens));
+               (double) stats.request_tokens / std::max(1L, stats.computed_tokens), stats.computed_tokens / paft_s);
     if (!no_torch) {
         nlohmann::json peer_requests;
         for (const auto & r : requests) {
