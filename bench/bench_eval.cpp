@@ -20,7 +20,6 @@
 #include "eval/model_lm.h"
 #include "io/fs.h"
 #include "model/model.h"
-#include "model/presets.h"
 
 #include "bench_util.h"
 
@@ -81,23 +80,6 @@ std::vector<LoglikelihoodRequest> arc_like_requests(int docs, int shots) {
     return out;
 }
 
-ModelConfig size_config(const std::string & size) {
-    if (size == "1b") {  // TinyLlama 1.1B
-        ModelConfig c        = model_preset("llama-120m");
-        c.hidden_size        = 2048;
-        c.intermediate_size  = 5632;
-        c.num_layers         = 22;
-        c.num_heads          = 32;
-        c.num_kv_heads       = 4;
-        c.head_dim           = 64;
-        return c;
-    }
-    if (size != "small") {
-        throw std::runtime_error("--size is small or 1b");
-    }
-    return model_preset("llama-120m");
-}
-
 std::string run_peer(const std::string & cmd) {
     FILE * pipe = popen(cmd.c_str(), "r");
     if (!pipe) {
@@ -129,7 +111,11 @@ int main(int argc, char ** argv) {
     CLI11_PARSE(app, argc, argv);
 
     const fs::path root = fs::temp_directory_path() / fmt::format("paft-bench-eval-{}", getpid());
-    const ModelConfig config = size_config(size);
+    if (size != "small" && size != "1b") {
+        fmt::print(stderr, "--size is small or 1b\n");
+        return 2;
+    }
+    const ModelConfig config = bench_model_shape(size);
     auto              model  = Model::random(config, 11);
     model->save((root / "model").string(), DType::F32);
     const Tokenizer tok     = Tokenizer::load(tokenizer);

@@ -25,7 +25,6 @@
 #include "io/safetensors.h"
 #include "model/lora.h"
 #include "model/model.h"
-#include "model/presets.h"
 
 #include "bench_util.h"
 
@@ -59,20 +58,6 @@ struct Args {
     double      shard_bytes = 5e9;  // the peer's shard size (mergekit's --out-shard-size default)
     bool        stable_sort = false, no_torch = false, no_paft = false, keep = false;
 };
-
-ModelConfig shape_for(const std::string & size) {
-    ModelConfig c = model_preset("llama-120m");
-    if (size == "1b") {  // TinyLlama 1.1B
-        c.hidden_size       = 2048;
-        c.intermediate_size = 5632;
-        c.num_layers        = 22;
-        c.num_heads         = 32;
-        c.num_kv_heads      = 4;
-        c.head_dim          = 64;
-        c.vocab_size        = 32000;
-    }
-    return c;
-}
 
 // ---- generated inputs (each written to DIR.tmp and renamed, so a present DIR is complete) ----
 
@@ -420,7 +405,7 @@ int main(int argc, char ** argv) {
     make_dirs(data);
     make_dirs(a.work);
 
-    const ModelConfig config = shape_for(a.size);
+    const ModelConfig config = bench_model_shape(a.size);
     const std::string base   = data + "/base";
     generate_base(base, config);
     if (a.scenario != "full") {

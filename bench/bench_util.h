@@ -1,6 +1,8 @@
 // Small helpers the benchmark programs share.
 #pragma once
 
+#include "model/presets.h"
+
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -16,4 +18,20 @@ inline std::string load_average() {
     std::string   one;
     in >> one;
     return one.empty() ? "?" : one;
+}
+
+// The benchmarks' model shapes: "small" is the llama-120m preset (134M parameters), "1b" TinyLlama
+// 1.1B's shape (hidden 2048, 22 layers, 32 heads, 4 key/value heads, intermediate 5632, vocab 32000).
+inline paft::ModelConfig bench_model_shape(const std::string & size) {
+    paft::ModelConfig c = paft::model_preset("llama-120m");
+    if (size == "1b") {
+        c.hidden_size       = 2048;
+        c.intermediate_size = 5632;
+        c.num_layers        = 22;
+        c.num_heads         = 32;
+        c.num_kv_heads      = 4;
+        c.head_dim          = 64;
+        c.vocab_size        = 32000;
+    }
+    return c;
 }

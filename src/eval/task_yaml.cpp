@@ -1,4 +1,5 @@
 #include "eval/task_yaml.h"
+#include "eval/tasks.h"
 
 #include "core/error.h"
 #include "core/suggest.h"
@@ -18,15 +19,6 @@ namespace paft {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-// "a, b, c" (by hand: fmt::join trips a GCC 12 -Wstringop-overflow false positive).
-std::string join(const std::vector<std::string> & items) {
-    std::string out;
-    for (const std::string & item : items) {
-        out += (out.empty() ? "" : ", ") + item;
-    }
-    return out;
-}
 
 // lm-eval's template environment: StrictUndefined, keep_trailing_newline, no block trimming.
 constexpr jinja::Whitespace kTaskWhitespace{false, false, true};
@@ -59,7 +51,7 @@ public:
                 const std::string near = closest_name(key, allowed);
                 throw InputError(fmt::format("{}: unknown key '{}' in {}{} (supported: {})", where(it->first), key,
                                              section, near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near),
-                                             join(allowed)));
+                                             comma_list(allowed)));
             }
         }
     }
@@ -185,7 +177,7 @@ void read_metrics(const Reader & r, const YAML::Node & list, CustomTaskConfig & 
         const std::string name = r.text(m["metric"], "metric");
         if (std::find(supported.begin(), supported.end(), name) == supported.end()) {
             r.fail(m["metric"], fmt::format("metric '{}' is not supported for this output_type (supported: {})", name,
-                                            join(supported)));
+                                            comma_list(supported)));
         }
         if (m["aggregation"] && r.text(m["aggregation"], "aggregation") != "mean") {
             r.fail(m["aggregation"], "aggregation must be mean");

@@ -16,15 +16,6 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-// "a, b, c" (by hand: fmt::join trips a GCC 12 -Wstringop-overflow false positive).
-std::string join(const std::vector<std::string> & items) {
-    std::string out;
-    for (const std::string & item : items) {
-        out += (out.empty() ? "" : ", ") + item;
-    }
-    return out;
-}
-
 // The versions of the task classes at harness commit b281b09 (their VERSION attributes).
 constexpr int kArcVersion = 0, kHellaswagVersion = 0, kMmluVersion = 1, kTruthfulqaVersion = 1,
               kWinograndeVersion = 0, kGsm8kVersion = 0;
@@ -450,7 +441,7 @@ std::vector<TaskSpec> resolve_tasks(const std::vector<std::string> & names, cons
         const std::string close = closest_name(name, builtin_task_names());
         throw InputError(fmt::format("unknown task '{}'{} (tasks: {}, hendrycksTest-SUBJECT, or a task YAML file)", name,
                                      close.empty() ? "" : fmt::format(": did you mean '{}'?", close),
-                                     join(builtin_task_names())));
+                                     comma_list(builtin_task_names())));
     }
     return specs;
 }
@@ -514,6 +505,17 @@ Task load_builtin_task(const TaskSpec & spec, int num_fewshot) {
         throw InputError(fmt::format("{}: not a built-in task", spec.name));
     }
     return t;
+}
+
+std::string comma_list(const std::vector<std::string> & items) {
+    std::string out;
+    for (const std::string & item : items) {
+        if (!out.empty()) {
+            out += ", ";
+        }
+        out += item;
+    }
+    return out;
 }
 
 }  // namespace paft

@@ -37,6 +37,10 @@ Task load_builtin_task(const TaskSpec & spec, int num_fewshot);
 // digits, '.' and ','), commas removed; "[invalid]" when there is none.
 std::string gsm8k_answer(const std::string & text);
 
+// "a, b, c": the names in error messages (by hand: fmt::join trips a GCC 12 -Wstringop-overflow
+// false positive).
+std::string comma_list(const std::vector<std::string> & items);
+
 // HellaSwag's text cleaning: strip, " [title]" -> ". ", "[...]" removed, "  " -> " ".
 std::string hellaswag_preprocess(const std::string & text);
 
