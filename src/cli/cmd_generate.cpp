@@ -208,8 +208,8 @@ void generate_dataset(GenerationSetup & setup, const GenerateOptions & o) {
     Progress                      progress("generate", (long) records.size(), "rec");
     progress.update((long) done);
     const auto start = std::chrono::steady_clock::now();
-    const std::vector<std::vector<int32_t>> todo(prompts.begin() + (long) done, prompts.end());
-    generate(decoder, setup.tokenizer(), todo, setup.options(), o.batch, {}, [&](size_t i, const Generation & g) {
+    const std::vector<std::vector<int32_t>> remaining(prompts.begin() + (long) done, prompts.end());
+    generate(decoder, setup.tokenizer(), remaining, setup.options(), o.batch, {}, [&](size_t i, const Generation & g) {
         ready[done + i] = output_line(records[done + i], g, generator);
         for (; ready.count(next_write); next_write++) {
             write_or_fail(f, ready[next_write], target);
