@@ -13,7 +13,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <cmath>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -193,4 +197,59 @@ TEST(Eval, BadArgumentsAreUsageErrors) {
     expect_input_error(run_paft({"eval", "--model", model, "--tasks", "winogrande", "--data-dir", kData, "--limit", "0"},
                                 dir),
                        {"--limit"});
+}
+
+// A run killed after its first task resumes from OUT.partial: the finished task is taken from
+// there, and the results equal those of a run that was never interrupted.
+TEST(Eval, KilledRunResumesFromItsPartialFile) {
+    const fs::path dir = fresh_test_folder("eval-resume");
+    write_model(dir / "model");
+    const std::string out = (dir / "results.json").string(), partial = out + ".partial";
+    const std::vector<std::string> args = {"eval", "--model", (dir / "model").string(), "--tasks", "arc_easy,gsm8k",
+                                           "--data-dir", kData, "--num-fewshot", "1", "--threads", "1",
+                                           "--batch", "1", "--plain-progress", "--out", out};
+    // Start it and kill it once the first task's line is in OUT.partial (gsm8k generates for a while).
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        const int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        std::vector<char *> argv = {const_cast<char *>(PAFT_BINARY)};
+        for (const std::string & a : args) {
+            argv.push_back(const_cast<char *>(a.c_str()));
+        }
+        argv.push_back(nullptr);
+        execv(PAFT_BINARY, argv.data());
+        _exit(127);
+    }
+    bool killed = false;
+    int  status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (fs::exists(partial) && json_lines(read_file(partial)).size() >= 2) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            killed = true;
+            break;
+        }
+        usleep(2000);
+    }
+    ASSERT_TRUE(killed) << "the run ended before its first task was recorded";
+    EXPECT_FALSE(fs::exists(out));
+
+    const RunResult resumed = run_paft(args, dir);
+    ASSERT_EQ(resumed.code, 0) << describe(resumed);
+    EXPECT_NE(resumed.err.find("1 finished task(s) reused"), std::string::npos) << resumed.err;
+    EXPECT_FALSE(fs::exists(partial));
+    const json after = json::parse(read_file(out));
+
+    std::vector<std::string> fresh_args = args;
+    fresh_args.back() = (dir / "fresh.json").string();
+    const RunResult fresh = run_paft(fresh_args, dir);
+    ASSERT_EQ(fresh.code, 0) << describe(fresh);
+    EXPECT_EQ(after["results"], json::parse(read_file((dir / "fresh.json").string()))["results"]);
+
+    // A partial file of other settings is refused, not mixed in.
+    write_file_atomic(partial, "{\"model\": \"another\"}\n");
+    expect_input_error(run_paft(args, dir), {"results.json.partial", "other settings"});
 }

@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <filesystem>
 #include <memory>
 
@@ -84,6 +86,94 @@ std::string model_args(const EvalFlags & f) {
     return args;
 }
 
+// What must not change between a run and its resumption.
+nlohmann::ordered_json run_fingerprint(const EvalFlags & f) {
+    return {{"model", f.model},
+            {"adapters", f.adapters},
+            {"tasks", f.tasks},
+            {"data_dir", f.data_dir},
+            {"num_fewshot", f.num_fewshot ? nlohmann::ordered_json(*f.num_fewshot) : nlohmann::ordered_json()},
+            {"limit", f.limit ? nlohmann::ordered_json(*f.limit) : nlohmann::ordered_json()},
+            {"add_special_tokens", f.add_special_tokens},
+            {"max_length", f.max_length},
+            {"log_samples", !f.log_samples.empty()}};
+}
+
+// OUT.partial: the run's fingerprint on the first line, then one line per finished task. A run
+// that finds one with the same fingerprint takes the finished tasks from it; the file goes away
+// once the results are written. Each line is flushed as it is written, so a killed run loses at
+// most the task it was running.
+class EvalResume {
+public:
+    EvalResume(std::string path, nlohmann::ordered_json fingerprint) : path_(std::move(path)) {
+        std::ifstream in(path_);
+        std::string   line;
+        if (in && std::getline(in, line)) {
+            nlohmann::ordered_json first = nlohmann::ordered_json::parse(line, nullptr, false);
+            if (first.is_discarded() || first != fingerprint) {
+                throw InputError(fmt::format("{}: left by a run with other settings (model, tasks, data, shots, "
+                                             "limit, ...); delete it to start over",
+                                             path_));
+            }
+            for (int number = 2; std::getline(in, line); number++) {
+                nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, false);
+                if (j.is_discarded()) {
+                    break;  // the last line of a killed run may be cut short
+                }
+                try {
+                    TaskResult t = task_result_from_json(j);
+                    done_.emplace(t.name, std::move(t));
+                } catch (const nlohmann::json::exception & e) {
+                    throw InputError(fmt::format("{}:{}: not a task result ({}); delete the file to start over",
+                                                 path_, number, e.what()));
+                }
+            }
+        }
+        in.close();
+        // Rewritten with what was read: a cut last line must not stay in front of the new ones.
+        out_ = std::fopen(path_.c_str(), "w");
+        if (!out_) {
+            throw RuntimeFailure(fmt::format("cannot write {}", path_));
+        }
+        write_line(fingerprint);
+        for (const auto & [name, result] : done_) {
+            write_line(task_result_json(result));
+        }
+        if (!done_.empty()) {
+            std::fprintf(stderr, "resuming from %s: %zu finished task(s) reused\n", path_.c_str(), done_.size());
+        }
+    }
+    ~EvalResume() {
+        if (out_) {
+            std::fclose(out_);
+        }
+    }
+
+    std::optional<TaskResult> reuse(const std::string & task) const {
+        const auto it = done_.find(task);
+        return it == done_.end() ? std::nullopt : std::optional<TaskResult>(it->second);
+    }
+    void add(const TaskResult & result) { write_line(task_result_json(result)); }
+    // The results are written: the partial file is no longer needed.
+    void finish() {
+        std::fclose(out_);
+        out_ = nullptr;
+        std::filesystem::remove(path_);
+    }
+
+private:
+    std::string                       path_;
+    std::map<std::string, TaskResult> done_;
+    std::FILE *                       out_ = nullptr;
+
+    void write_line(const nlohmann::ordered_json & j) {
+        const std::string text = j.dump() + "\n";
+        if (std::fwrite(text.data(), 1, text.size(), out_) != text.size() || std::fflush(out_) != 0) {
+            throw RuntimeFailure(fmt::format("cannot write {}", path_));
+        }
+    }
+};
+
 void run_eval(const EvalFlags & f) {
     if (f.num_fewshot && *f.num_fewshot < 0) {
         throw InputError("--num-fewshot must be >= 0");
@@ -125,6 +215,12 @@ void run_eval(const EvalFlags & f) {
             progress.reset();
         }
     };
+    std::unique_ptr<EvalResume> resume;
+    if (!f.out.empty()) {
+        resume = std::make_unique<EvalResume>(f.out + ".partial", run_fingerprint(f));
+        options.reuse        = [&](const std::string & task) { return resume->reuse(task); };
+        options.on_task_done = [&](const TaskResult & result) { resume->add(result); };
+    }
     EvalReport report = evaluate(lm, specs, options);
 
     report.config["model"]              = "paft";
@@ -146,6 +242,9 @@ void run_eval(const EvalFlags & f) {
     }
     if (!f.log_samples.empty()) {
         write_samples_jsonl(f.log_samples, report);
+    }
+    if (resume) {
+        resume->finish();
     }
     std::fputs(results_table(report).c_str(), stdout);
     if (!f.out.empty()) {

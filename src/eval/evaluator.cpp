@@ -361,7 +361,15 @@ EvalReport evaluate(LanguageModel & lm, const std::vector<TaskSpec> & tasks, con
         loaded.push_back(load_task(spec, shots.back()));
     }
     for (size_t i = 0; i < tasks.size(); i++) {
-        report.tasks.push_back(run_task(lm, loaded[i], shots[i], options, i, tasks.size()));
+        std::optional<TaskResult> earlier = options.reuse ? options.reuse(loaded[i].name) : std::nullopt;
+        if (earlier) {
+            report.tasks.push_back(std::move(*earlier));
+        } else {
+            report.tasks.push_back(run_task(lm, loaded[i], shots[i], options, i, tasks.size()));
+            if (options.on_task_done) {
+                options.on_task_done(report.tasks.back());
+            }
+        }
         n_shot[report.tasks.back().name] = report.tasks.back().num_fewshot;
     }
     for (size_t i = 0; i < tasks.size(); i++) {

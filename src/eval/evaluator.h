@@ -28,12 +28,6 @@ struct EvalProgress {
     bool        done     = false;  // false: about to call the model; true: the task is scored
 };
 
-struct EvalOptions {
-    std::optional<int>     num_fewshot;  // overrides every task's default shot count
-    std::optional<int64_t> limit;        // at most this many documents per task (after the shuffle)
-    bool                   log_samples = false;  // keep every document's requests and results
-    std::function<void(const EvalProgress &)> progress;
-};
 
 struct MetricValue {
     std::string           name;    // "acc", "acc_norm", "mc2", ...
@@ -60,6 +54,17 @@ struct TaskResult {
     size_t                   docs        = 0;
     std::vector<MetricValue> metrics;
     std::vector<DocSample>   samples;  // with EvalOptions::log_samples
+};
+
+struct EvalOptions {
+    std::optional<int>     num_fewshot;  // overrides every task's default shot count
+    std::optional<int64_t> limit;        // at most this many documents per task (after the shuffle)
+    bool                   log_samples = false;  // keep every document's requests and results
+    std::function<void(const EvalProgress &)> progress;
+    // Resuming: `reuse(name)` may give a task's result from an earlier run (it is then not run
+    // again); `on_task_done` gets every task's result as soon as it is scored.
+    std::function<std::optional<TaskResult>(const std::string &)> reuse;
+    std::function<void(const TaskResult &)>                         on_task_done;
 };
 
 struct EvalReport {

@@ -26,4 +26,10 @@ std::string results_table(const EvalReport & report);
 // Written atomically.
 void write_samples_jsonl(const std::string & path, const EvalReport & report);
 
+// One task's result as JSON and back (what `paft eval` keeps in OUT.partial to resume a run):
+// metrics with their standard errors and, when logged, every document's sample. The reading side
+// throws nlohmann's exceptions on a malformed object; the caller names the file.
+nlohmann::ordered_json task_result_json(const TaskResult & result);
+TaskResult             task_result_from_json(const nlohmann::ordered_json & json);
+
 }  // namespace paft
