@@ -209,17 +209,18 @@ TEST(Eval, KilledRunResumesFromItsPartialFile) {
                                            "--data-dir", kData, "--num-fewshot", "1", "--threads", "1",
                                            "--batch", "1", "--plain-progress", "--out", out};
     // Start it and kill it once the first task's line is in OUT.partial (gsm8k generates for a while).
+    // The child only calls async-signal-safe functions: argv is built before the fork.
+    std::vector<char *> argv = {const_cast<char *>(PAFT_BINARY)};
+    for (const std::string & a : args) {
+        argv.push_back(const_cast<char *>(a.c_str()));
+    }
+    argv.push_back(nullptr);
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         const int null = open("/dev/null", O_WRONLY);
         dup2(null, 1);
         dup2(null, 2);
-        std::vector<char *> argv = {const_cast<char *>(PAFT_BINARY)};
-        for (const std::string & a : args) {
-            argv.push_back(const_cast<char *>(a.c_str()));
-        }
-        argv.push_back(nullptr);
         execv(PAFT_BINARY, argv.data());
         _exit(127);
     }
