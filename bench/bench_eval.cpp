@@ -80,20 +80,6 @@ std::vector<LoglikelihoodRequest> arc_like_requests(int docs, int shots) {
     return out;
 }
 
-std::string run_peer(const std::string & cmd) {
-    FILE * pipe = popen(cmd.c_str(), "r");
-    if (!pipe) {
-        return {};
-    }
-    std::string out, line;
-    char        buf[4096];
-    while (fgets(buf, sizeof buf, pipe)) {
-        line = buf;
-        out += line;
-    }
-    return pclose(pipe) == 0 ? line : std::string();
-}
-
 }  // namespace
 
 int main(int argc, char ** argv) {
@@ -145,13 +131,12 @@ int main(int argc, char ** argv) {
             peer_requests["requests"].push_back({{"input", input}, {"continuation", continuation}});
         }
         write_file_atomic((root / "requests.json").string(), peer_requests.dump());
-        const std::string line = run_peer(fmt::format(
+        const nlohmann::json peer = run_peer(fmt::format(
             "/usr/bin/python3 {}/bench/torch_eval.py --model {} --requests {} --threads {}", PAFT_SOURCE_DIR,
             (root / "model").string(), (root / "requests.json").string(), threads));
-        if (line.empty()) {
+        if (peer.is_null()) {
             fmt::print("  torch  failed\n");
         } else {
-            const auto   peer    = nlohmann::json::parse(line);
             const double torch_s = peer["seconds"].get<double>();
             double       worst   = 0.0;
             for (size_t i = 0; i < got.size(); i++) {

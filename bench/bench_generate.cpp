@@ -105,19 +105,11 @@ Figures measure_torch(const std::string & model_dir, const std::string & prompts
     const std::string cmd = fmt::format("/usr/bin/python3 {}/bench/torch_generate.py --model {} --prompts {} "
                                         "--new-tokens {} --threads {} --repeats {}",
                                         PAFT_SOURCE_DIR, model_dir, prompts_file, a.new_tokens, a.threads, a.repeats);
-    FILE *      pipe = popen(cmd.c_str(), "r");
-    std::string output, last;
-    char        buf[1 << 16];
-    while (pipe && fgets(buf, sizeof buf, pipe)) {
-        last = buf;
-        output += buf;
-    }
-    Figures f;
-    if (!pipe || pclose(pipe) != 0 || last.empty()) {
-        fmt::print(stderr, "the PyTorch peer failed: {}\n{}\n", cmd, output);
+    Figures              f;
+    const nlohmann::json j = run_peer(cmd);
+    if (j.is_null()) {
         return f;
     }
-    const nlohmann::json j = nlohmann::json::parse(last);
     f.seconds              = j["seconds"];
     f.prefill_s            = j["prefill_s"];
     f.tokens               = j["tokens"].get<std::vector<std::vector<int32_t>>>();

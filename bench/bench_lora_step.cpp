@@ -147,18 +147,10 @@ int main(int argc, char ** argv) {
     std::string cmd = fmt::format("/usr/bin/python3 {}/bench/torch_lora_step.py --model {} --batch {}/batch.json "
                                   "--threads {} --steps {} --warmup {} --rank {} --alpha {}",
                                   PAFT_SOURCE_DIR, dir, dir, threads, steps, warmup, rank, 2 * rank);
-    FILE *      pipe = popen(cmd.c_str(), "r");
-    std::string output, last;
-    char        buf[4096];
-    while (pipe && fgets(buf, sizeof buf, pipe)) {
-        last = buf;
-        output += buf;
-    }
-    if (!pipe || pclose(pipe) != 0 || last.empty()) {
-        fmt::print(stderr, "the PyTorch peer failed: {}\n{}\n", cmd, output);
+    const nlohmann::json peer = run_peer(cmd);
+    if (peer.is_null()) {
         return 1;
     }
-    auto   peer      = nlohmann::json::parse(last);
     double torch_tps = peer["tokens_per_s"].get<double>();
     auto   tl        = peer["losses"];
     fmt::print("pytorch: {:8.1f} tokens/s  {:7.3f} s/step  {:6.1f} GFLOP/s  ({:.0f}% of limit)  loss {:.4f} -> {:.4f}"

@@ -206,22 +206,6 @@ void measure_paft(Backend & backend, std::shared_ptr<const Model> model, Method 
     t.losses    = logged_losses(long_out);
 }
 
-// Runs the PyTorch peer; its last stdout line is a JSON object.
-nlohmann::json run_peer(const std::string & cmd) {
-    FILE *      pipe = popen(cmd.c_str(), "r");
-    std::string output, last;
-    char        buf[4096];
-    while (pipe && fgets(buf, sizeof buf, pipe)) {
-        last = buf;
-        output += buf;
-    }
-    if (!pipe || pclose(pipe) != 0 || last.empty()) {
-        fmt::print(stderr, "the PyTorch peer failed: {}\n{}\n", cmd, output);
-        return nullptr;
-    }
-    return nlohmann::json::parse(last);
-}
-
 Figures measure_torch(Method method, const Args & a, const std::string & model_dir, const std::string & root,
                       const Workload & w, std::string & phases) {
     const std::string data = fmt::format("{}/{}-peer.json", root, method_name(method));

@@ -3,6 +3,11 @@
 
 #include "model/presets.h"
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -34,4 +39,26 @@ inline paft::ModelConfig bench_model_shape(const std::string & size) {
         c.vocab_size        = 32000;
     }
     return c;
+}
+
+// Runs a peer program (`cmd`, a shell command) whose last line on standard output is one JSON
+// object, and returns that object; null (with the peer's output on stderr) when it fails.
+inline nlohmann::json run_peer(const std::string & cmd) {
+    FILE *      pipe = popen(cmd.c_str(), "r");
+    std::string output;
+    char        buf[1 << 16];
+    for (size_t n; pipe && (n = fread(buf, 1, sizeof buf, pipe)) > 0;) {
+        output.append(buf, n);
+    }
+    while (!output.empty() && output.back() == '\n') {
+        output.pop_back();
+    }
+    const size_t   start = output.rfind('\n');
+    nlohmann::json last  = nlohmann::json::parse(output.substr(start == std::string::npos ? 0 : start + 1), nullptr,
+                                                 false);
+    if (!pipe || pclose(pipe) != 0 || !last.is_object()) {
+        fmt::print(stderr, "the peer failed: {}\n{}\n", cmd, output);
+        return nullptr;
+    }
+    return last;
 }

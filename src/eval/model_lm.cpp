@@ -4,6 +4,7 @@
 #include "core/utf8.h"
 #include "io/json_snippet.h"
 #include "eval/generate.h"
+#include "eval/sampling.h"
 
 #include <fmt/format.h>
 
@@ -49,13 +50,8 @@ size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b) {
 
 // log p(target) under the softmax of `logits` [V] and whether target is the first argmax.
 std::pair<double, bool> score_token(const float * logits, int V, int32_t target) {
-    int best = 0;
-    for (int v = 1; v < V; v++) {
-        if (logits[v] > logits[best]) {
-            best = v;
-        }
-    }
-    const double max = logits[best];
+    const int32_t best = argmax_token(logits, V);
+    const double  max  = logits[best];
     double       sum = 0.0;
     for (int v = 0; v < V; v++) {
         sum += std::exp(static_cast<double>(logits[v]) - max);
