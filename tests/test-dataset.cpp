@@ -368,6 +368,31 @@ TEST(DatasetInput, DoubleBosIsReported) {
     EXPECT_EQ(report.warnings.size(), 1u);
 }
 
+// ultrafeedback_binarized's layout: a string prompt beside whole conversations. TRL's
+// maybe_extract_prompt drops the string and takes the conversations' shared user turn as the
+// prompt, so the example is the one written with an explicit prompt turn.
+TEST(DatasetInput, StringPromptBesideConversationsIsTheSharedTurn) {
+    Pipeline       s("qwen3", "");
+    ExampleEncoder enc = s.encoder();
+    DataReport     report;
+    const auto     ultrafeedback = enc.encode_preference(
+        Record{ojson::parse(R"({"prompt":"Hi?","chosen":[{"role":"user","content":"Hi?"},{"role":"assistant","content":"Yes."}],
+                                 "rejected":[{"role":"user","content":"Hi?"},{"role":"assistant","content":"No."}]})"),
+               "u:1"},
+        report);
+    const auto explicit_prompt = enc.encode_preference(
+        Record{ojson::parse(R"({"prompt":[{"role":"user","content":"Hi?"}],"chosen":[{"role":"assistant","content":"Yes."}],
+                                 "rejected":[{"role":"assistant","content":"No."}]})"),
+               "u:2"},
+        report);
+    ASSERT_TRUE(ultrafeedback && explicit_prompt);
+    EXPECT_TRUE(ultrafeedback->conversational);
+    EXPECT_EQ(ultrafeedback->prompt_ids, explicit_prompt->prompt_ids);
+    EXPECT_EQ(ultrafeedback->chosen_ids, explicit_prompt->chosen_ids);
+    EXPECT_EQ(ultrafeedback->rejected_ids, explicit_prompt->rejected_ids);
+    EXPECT_TRUE(report.warnings.empty());
+}
+
 TEST(DatasetInput, PreferenceNeedsBothCompletions) {
     Pipeline          s("qwen3", "");
     ExampleEncoder enc = s.encoder();
@@ -381,6 +406,13 @@ TEST(DatasetInput, PreferenceNeedsBothCompletions) {
                             "p:2"},
                      report),
                  InputError);
+    // A prompt that is neither a string nor messages.
+    expect_input_error([&] {
+        enc.encode_preference(Record{ojson::parse(R"({"prompt":3,"chosen":[{"role":"user","content":"a"}],
+                                                      "rejected":[{"role":"user","content":"a"}]})"),
+                                     "p:5"},
+                              report);
+    }, {"p:5", "'prompt'"});
     EXPECT_EQ(detect_format(Record{ojson::parse(R"({"chosen":"a","rejected":"b"})"), "p:3"}), DataFormat::preference);
     EXPECT_EQ(detect_format(Record{ojson::parse(R"({"text":"a"})"), "p:4"}), DataFormat::sft);
 }

@@ -14,5 +14,6 @@ void register_sparsity(CLI::App & app);    // paft sparsity
 void register_generate(CLI::App & app);    // paft generate
 void register_chat(CLI::App & app);        // paft chat
 void register_eval(CLI::App & app);        // paft eval
+void register_synth(CLI::App & app);       // paft synth
 
 }  // namespace paft

@@ -326,10 +326,16 @@ std::optional<PreferenceExample> ExampleEncoder::encode_preference(const Record 
         ojson prompt, chosen = v["chosen"], rejected = v["rejected"];
         check_messages(chosen, r.where, "chosen");
         check_messages(rejected, r.where, "rejected");
-        if (v.contains("prompt")) {
+        if (v.contains("prompt") && v["prompt"].is_array()) {
             prompt = v["prompt"];
             check_messages(prompt, r.where, "prompt");
+        } else if (v.contains("prompt") && !v["prompt"].is_string()) {
+            throw InputError(fmt::format("{}: field 'prompt' must be a list of messages or a string, found {}", r.where,
+                                         json_snippet(v["prompt"])));
         } else {
+            // No prompt, or TRL's maybe_extract_prompt: a string prompt beside conversational
+            // completions (ultrafeedback_binarized's layout) is dropped, the prompt being the
+            // completions' shared leading messages.
             split_implicit_prompt(r, prompt, chosen, rejected);
         }
         ex.prompt_ids = encode_chat(prompt, true, r.where);

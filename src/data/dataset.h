@@ -1,6 +1,7 @@
 // Tokenised training examples from dataset records, with TRL's conventions:
 //   SFT          {"messages": [...]}, {"prompt", "completion"} (strings or message lists), {"text"}
-//   preferences  {"prompt"?, "chosen", "rejected"} (strings or message lists; without a prompt the
+//   preferences  {"prompt"?, "chosen", "rejected"} (strings or message lists; without a prompt, or
+//                with a string prompt beside message lists as in ultrafeedback_binarized, the
 //                shared leading messages of chosen and rejected are the prompt)
 // Conversations go through the chat template and are tokenised without adding special tokens
 // (the template writes them); plain text is tokenised with them, with EOS appended when missing.
