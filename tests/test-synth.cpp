@@ -719,6 +719,29 @@ TEST(SynthCli, WritesAndSummarises) {
     EXPECT_EQ(Tokenizer::load((dir / "w" / "tokenizer").string()).vocab_size(), 300);
 }
 
+// The tasks run in `paft eval` on a random model with the world's vocabulary and tokenizer (the
+// mechanics only: a random model's scores mean nothing).
+TEST(SynthCli, TasksRunInPaftEval) {
+    const fs::path dir    = fresh_test_folder("synth");
+    const json     config = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", 32},
+                             {"intermediate_size", 48}, {"num_hidden_layers", 1}, {"num_attention_heads", 4},
+                             {"num_key_value_heads", 2}, {"head_dim", 8}, {"vocab_size", 512},
+                             {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-5}, {"rope_theta", 10000.0},
+                             {"bos_token_id", 1}, {"eos_token_id", 2}, {"tie_word_embeddings", false}};
+    spit(dir / "config.json", config.dump());
+    const auto made = run_paft({"init-model", "--config", (dir / "config.json").string(), "--out", (dir / "model").string()}, dir);
+    ASSERT_EQ(made.code, 0) << describe(made);
+    const auto files = world_files(default_world().string());
+    copy_files_if_present(files.tokenizer_dir, (dir / "model").string(), {"tokenizer.json", "tokenizer_config.json"});
+    const auto r = run_paft({"eval", "--model", (dir / "model").string(), "--tasks",
+                             files.task_files[0] + "," + files.task_files[1], "--out", (dir / "results.json").string()},
+                            dir);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const json results = json::parse(read_file((dir / "results.json").string()))["results"];
+    EXPECT_TRUE(results["world_facts"].contains("acc") && results["world_facts"].contains("acc_norm")) << results.dump();
+    EXPECT_TRUE(results["world_sums"].contains("exact_match")) << results.dump();
+}
+
 TEST(SynthCli, BadOptionsExitTwo) {
     const fs::path dir = fresh_test_folder("synth");
     const std::string out = (dir / "w").string();
