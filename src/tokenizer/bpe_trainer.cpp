@@ -199,7 +199,6 @@ std::string bpe_tokenizer_json(const TrainedBpe & bpe) {
           {"end_of_word_suffix", nullptr},
           {"fuse_unk", false},
           {"byte_fallback", false},
-          {"ignore_merges", false},
           {"vocab", vocab},
           {"merges", merges}}},
     };
