@@ -32,50 +32,21 @@ struct EvalFlags {
     int                      max_length = 0, batch = 8, threads = 0;
 };
 
-bool is_yaml_file(const std::string & name) {
-    const std::string ext = std::filesystem::path(name).extension().string();
-    return ext == ".yaml" || ext == ".yml";
-}
-
 // Names (built-ins, aliases, hendrycksTest-SUBJECT) and YAML files, in the order given.
 std::vector<TaskSpec> task_specs(const EvalFlags & f) {
-    std::vector<std::string> names, builtins;
+    std::vector<std::string> names;
     for (size_t start = 0; start <= f.tasks.size();) {
         const size_t end  = std::min(f.tasks.find(',', start), f.tasks.size());
         std::string  name = f.tasks.substr(start, end - start);
         if (!name.empty()) {
             names.push_back(name);
-            if (!is_yaml_file(name)) {
-                builtins.push_back(name);
-            }
         }
         start = end + 1;
     }
     if (names.empty()) {
         throw InputError("--tasks: give at least one task (e.g. arc_challenge,hellaswag or leaderboard)");
     }
-    if (!builtins.empty() && f.data_dir.empty()) {
-        throw InputError(fmt::format("--data-dir is needed for the built-in task '{}' (DATA_DIR/DATASET/SPLIT.jsonl)",
-                                     builtins.front()));
-    }
-    std::vector<TaskSpec> specs;
-    for (const std::string & name : names) {
-        if (is_yaml_file(name)) {
-            specs.push_back(custom_task_spec(name));
-        } else {
-            for (TaskSpec & s : resolve_tasks({name}, f.data_dir)) {
-                specs.push_back(std::move(s));
-            }
-        }
-    }
-    // A task named twice (e.g. `mmlu` and one of its subjects) runs once.
-    std::vector<TaskSpec> unique;
-    for (TaskSpec & s : specs) {
-        if (std::none_of(unique.begin(), unique.end(), [&](const TaskSpec & u) { return u.name == s.name; })) {
-            unique.push_back(std::move(s));
-        }
-    }
-    return unique;
+    return resolve_task_list(names, f.data_dir);
 }
 
 std::string model_args(const EvalFlags & f) {

@@ -15,5 +15,6 @@ void register_generate(CLI::App & app);    // paft generate
 void register_chat(CLI::App & app);        // paft chat
 void register_eval(CLI::App & app);        // paft eval
 void register_synth(CLI::App & app);       // paft synth
+void register_run(CLI::App & app);         // paft run
 
 }  // namespace paft

@@ -631,4 +631,36 @@ Task load_custom_task(const TaskSpec & spec, int num_fewshot) {
     return t;
 }
 
+bool is_yaml_task_file(const std::string & name) {
+    const std::string ext = std::filesystem::path(name).extension().string();
+    return ext == ".yaml" || ext == ".yml";
+}
+
+std::vector<TaskSpec> resolve_task_list(const std::vector<std::string> & names, const std::string & data_dir) {
+    for (const std::string & name : names) {
+        if (!is_yaml_task_file(name) && data_dir.empty()) {
+            throw InputError(fmt::format(
+                "--data-dir is needed for the built-in task '{}' (DATA_DIR/DATASET/SPLIT.jsonl)", name));
+        }
+    }
+    std::vector<TaskSpec> specs;
+    for (const std::string & name : names) {
+        if (is_yaml_task_file(name)) {
+            specs.push_back(custom_task_spec(name));
+        } else {
+            for (TaskSpec & s : resolve_tasks({name}, data_dir)) {
+                specs.push_back(std::move(s));
+            }
+        }
+    }
+    // A task named twice (e.g. `mmlu` and one of its subjects) runs once.
+    std::vector<TaskSpec> unique;
+    for (TaskSpec & s : specs) {
+        if (std::none_of(unique.begin(), unique.end(), [&](const TaskSpec & u) { return u.name == s.name; })) {
+            unique.push_back(std::move(s));
+        }
+    }
+    return unique;
+}
+
 }  // namespace paft

@@ -62,6 +62,11 @@ struct CustomTaskConfig {
 // suggestion), wrong types, unsupported values, and bad templates.
 TaskSpec custom_task_spec(const std::string & yaml_path);
 
+// A task list as `paft eval --tasks` and `paft run` take it: built-in names (resolve_tasks: needs
+// `data_dir`) and YAML files (.yaml/.yml, custom_task_spec), in the order given, each once.
+std::vector<TaskSpec> resolve_task_list(const std::vector<std::string> & names, const std::string & data_dir);
+bool                  is_yaml_task_file(const std::string & name);
+
 // Reads a custom task's documents (the few-shot pool only when num_fewshot > 0) and formats them.
 Task load_custom_task(const TaskSpec & spec, int num_fewshot);
 

@@ -45,13 +45,6 @@ DType dtype_of(const ModelConfig & config) {
     return config.torch_dtype == "bfloat16" ? DType::BF16 : config.torch_dtype == "float16" ? DType::F16 : DType::F32;
 }
 
-// Saves a model as a Hugging Face folder with the base's tokenizer files next to it.
-void save_model_dir(const Model & model, const std::string & base_dir, const std::string & dir) {
-    model.save(dir, dtype_of(model.config()));
-    copy_files_if_present(base_dir, dir, {"generation_config.json"});
-    copy_files_if_present(base_dir, dir, kTokenizerFiles);
-}
-
 // The run's resolved recipe, next to the branches' own.
 void save_recipe(const ParallelOptions & o) {
     make_dirs(o.output_dir);
@@ -63,6 +56,12 @@ int every_core(int threads) {
 }
 
 }  // namespace
+
+void save_model_dir(const Model & model, const std::string & base_dir, const std::string & dir) {
+    model.save(dir, dtype_of(model.config()));
+    copy_files_if_present(base_dir, dir, {"generation_config.json"});
+    copy_files_if_present(base_dir, dir, kTokenizerFiles);
+}
 
 std::pair<int, int> branch_threads(const ParallelOptions & o) {
     const int total = every_core(o.threads);

@@ -650,7 +650,9 @@ struct RecipeFile {
 
 class RecipeReader {
 public:
-    RecipeReader(std::string path, bool parallel) : path_(std::move(path)), parallel_(parallel) {}
+    // `own_sections`: top-level keys another reader takes care of (paft run's), skipped here.
+    RecipeReader(std::string path, bool parallel, std::vector<std::string> own_sections = {})
+        : path_(std::move(path)), parallel_(parallel), own_sections_(std::move(own_sections)) {}
 
     RecipeFile read() {
         const YAML::Node root = load_yaml_file(path_, "recipe");
@@ -661,6 +663,12 @@ public:
             throw InputError(fmt::format("{}:{}: a recipe is a mapping of keys to values", path_, line(root)));
         }
         read_map(root, "");
+        return std::move(file_);
+    }
+
+    // One section's mapping (a node of the file at path_).
+    RecipeFile read_section_node(const YAML::Node & map, const std::string & section) {
+        read_section(map, section, fmt::format("{}:{}", path_, line(map)));
         return std::move(file_);
     }
 
@@ -679,6 +687,9 @@ private:
             const std::string name = key.Scalar();
             if (auto [first, fresh] = seen.emplace(name, line(key)); !fresh) {
                 throw InputError(fmt::format("{}: {}: given twice (first on line {})", where, name, first->second));
+            }
+            if (section.empty() && std::count(own_sections_.begin(), own_sections_.end(), name)) {
+                continue;
             }
             if (section.empty() && is_section(name)) {
                 read_section(value, name, where);
@@ -731,9 +742,10 @@ private:
         file_.settings.push_back(std::move(s));
     }
 
-    std::string path_;
-    bool        parallel_;
-    RecipeFile  file_;
+    std::string              path_;
+    bool                     parallel_;
+    std::vector<std::string> own_sections_;
+    RecipeFile               file_;
 };
 
 void warn_ignored(const std::string & path, const std::vector<std::string> & ignored) {
@@ -1038,13 +1050,22 @@ ParallelOptions parallel_defaults(Method preference_method) {
     return p;
 }
 
-void apply_parallel_recipe(const std::string & path, ParallelOptions & options) {
-    const RecipeFile file = RecipeReader(path, true).read();
+void apply_parallel_recipe(const std::string & path, ParallelOptions & options,
+                           const std::vector<std::string> & own_sections) {
+    const RecipeFile file = RecipeReader(path, true, own_sections).read();
     if (auto method = preference_method(file.settings); method && *method != options.preference.method) {
         options.preference = TrainOptions::defaults(*method);
     }
     apply_parallel_settings(options, file.settings);
     warn_ignored(path, file.ignored);
+}
+
+MergeOptions read_merge_options(const std::string & path, const YAML::Node & map) {
+    ParallelOptions p;
+    for (const Setting & s : RecipeReader(path, true).read_section_node(map, "merge").settings) {
+        apply_parallel_setting(p, s);
+    }
+    return p.merge;
 }
 
 void add_parallel_flags(CLI::App & cmd, ParallelFlags & flags) {

@@ -23,6 +23,7 @@
 #include "train/options.h"
 
 #include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include <string>
 #include <utility>
@@ -73,8 +74,14 @@ struct ParallelOptions {
 ParallelOptions parallel_defaults(Method preference_method = Method::dpo);
 
 // The recipe's keys over `options`. A `preference: method:` that differs from
-// options.preference.method first resets that branch to the new method's defaults.
-void apply_parallel_recipe(const std::string & path, ParallelOptions & options);
+// options.preference.method first resets that branch to the new method's defaults. Top-level keys
+// named in `own_sections` are left alone (paft run's recipe reads them itself).
+void apply_parallel_recipe(const std::string & path, ParallelOptions & options,
+                           const std::vector<std::string> & own_sections = {});
+
+// One mapping of merge keys (a `merge:` section's, e.g. an item of paft run's `merges:` list, a
+// node of the YAML file at `path`) over MergeOptions' defaults; errors name path:LINE.
+MergeOptions read_merge_options(const std::string & path, const YAML::Node & map);
 
 struct ParallelFlags {
     std::string config;  // --config FILE

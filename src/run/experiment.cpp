@@ -1,0 +1,366 @@
+#include "run/experiment.h"
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/evaluator.h"
+#include "eval/generate.h"
+#include "eval/model_lm.h"
+#include "eval/results.h"
+#include "eval/task_yaml.h"
+#include "io/fs.h"
+#include "merge/config.h"
+#include "model/inference.h"
+#include "run/report.h"
+#include "train/pipeline.h"
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+
+namespace paft {
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+namespace {
+
+std::string upper(std::string s) {
+    for (char & c : s) {
+        c = (char) std::toupper((unsigned char) c);
+    }
+    return s;
+}
+
+// mergekit's names as the paper's table writes them.
+std::string method_title(const std::string & method) {
+    if (method == "slerp") return "SLERP";
+    if (method == "task_arithmetic") return "Task Arithmetic";
+    if (method == "ties") return "TIES";
+    if (method == "dare_ties") return "DARE TIES";
+    if (method == "linear") return "Linear";
+    return method;
+}
+
+// Where everything of the run lives.
+struct Layout {
+    std::string out, base, pref;  // pref: the preference method's name ("dpo", "orpo")
+    std::string adapter(const std::string & name) const { return out + "/adapters/" + name; }
+    std::string sequential(const std::string & sft) const { return out + "/sequential/" + sft + "-" + pref; }
+    std::string merged(const std::string & variant, const std::string & method) const {
+        return out + "/merged/" + variant + "-" + method;
+    }
+    std::string eval(const std::string & row) const { return out + "/eval/" + row; }
+};
+
+class Experiment {
+public:
+    explicit Experiment(const RunRecipe & r) :
+        r_(r),
+        threads_(r.train.threads),
+        stages_(r.train.output_dir + "/stages", stage_count(r)) {
+        L_.out  = r.train.output_dir;
+        L_.base = r.train.sft.model;
+        L_.pref = method_name(r.train.preference.method);
+    }
+
+    RunSummary run() {
+        const auto t0 = std::chrono::steady_clock::now();
+        make_dirs(L_.out);
+        copy_recipe();
+        synth();
+        const std::string pref_title = upper(L_.pref);
+        base_fp_ = folder_fingerprint(L_.base);
+        base_    = Model::load(L_.base);
+
+        TrainOptions sft = r_.train.sft, sparse = r_.train.sft, pref = r_.train.preference;
+        sft.l1_lambda = 0;
+        train("sft", sft);
+        train("sft-sparse", sparse);
+        train(L_.pref, pref);
+        base_.reset();  // merging streams from disk; the sequential runs take their own copy
+        for (const char * variant : {"paft", "parallel"}) {
+            for (const MergeOptions & m : r_.merges) {
+                merge(variant, m);
+            }
+        }
+        sequential("sft");
+        sequential("sft-sparse");
+
+        RunSummary s;
+        for (const ComparisonRow & row : rows(pref_title)) {
+            s.rows.push_back(evaluate_row(row));
+        }
+        s.stages  = stages_.records();
+        s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ReportInputs in{r_, s.rows, s.stages, s.seconds, adapters_for_sparsity(pref_title), curves(pref_title)};
+        s.report = write_report(L_.out, in, s.table);
+        return s;
+    }
+
+private:
+    static int stage_count(const RunRecipe & r) {
+        const int merges = 2 * (int) r.merges.size();
+        const int rows   = merges + 2 + 3 + 1;  // merged, sequential, individual, base
+        return (r.synth ? 1 : 0) + 3 + merges + 2 + rows;
+    }
+
+    void copy_recipe() const { write_file_atomic(L_.out + "/recipe.yaml", read_file(r_.path)); }
+
+    // The stage fingerprint's shared part: the synthetic world's, when the data comes from it.
+    ordered_json upstream() const { return {{"synth", synth_fp_}}; }
+
+    void synth() {
+        if (!r_.synth) {
+            return;
+        }
+        const WorldOptions & w   = *r_.synth;
+        const std::string    dir = L_.out + "/world";
+        ordered_json in = {{"seed", w.seed},           {"people", w.people},
+                           {"heldout_people", w.heldout_people}, {"corpus_docs", w.corpus_docs},
+                           {"sft_examples", w.sft_examples},     {"pref_examples", w.pref_examples},
+                           {"judge_prompts", w.judge_prompts},   {"vocab_size", w.vocab_size}};
+        synth_fp_ = stages_.run("synth", in, {dir}, [&](StageRecord &) { write_world(dir, w); }).fingerprint;
+    }
+
+    ordered_json train_inputs(const TrainOptions & o, const std::string & model_fp) const {
+        return {{"recipe", recipe_yaml(o)}, {"data", file_fingerprint(o.train_data)}, {"model", model_fp},
+                {"upstream", upstream()}};
+    }
+
+    void train_adapter(StageRecord & rec, std::shared_ptr<const Model> model, const TrainOptions & o,
+                       const std::string & label) const {
+        auto         backend = make_cpu_backend(threads_);
+        TrainData    data    = load_train_data(o, model->config());
+        Trainer      trainer(*backend, std::move(model), o, std::move(data), threads_);
+        trainer.set_label(label);
+        TrainSummary t = trainer.run();
+        rec.info       = {{"steps", t.global_step},
+                          {"tokens", t.tokens},
+                          {"train_seconds", t.seconds},
+                          {"tokens_per_second", t.seconds > 0 ? t.tokens / t.seconds : 0.0},
+                          {"last_loss", t.last_loss},
+                          {"resumed", t.resumed}};
+    }
+
+    void train(const std::string & name, TrainOptions o) {
+        o.output_dir = L_.adapter(name);
+        const StageRecord rec = stages_.run("train/" + name, train_inputs(o, base_fp_), {o.output_dir},
+                                            [&](StageRecord & r) { train_adapter(r, base_, o, name); });
+        adapter_fp_[name] = rec.fingerprint;
+    }
+
+    // SFT merged into the base, then preference training from that model (its own reference).
+    void sequential(const std::string & sft_name) {
+        const std::string dir = L_.sequential(sft_name);
+        TrainOptions      o   = r_.train.preference;
+        o.model               = dir + "/sft-model";
+        o.output_dir          = dir + "/" + L_.pref;
+        if (o.tokenizer.empty()) {
+            o.tokenizer = L_.base;
+        }
+        ordered_json in = train_inputs(o, base_fp_);
+        in["sft"]       = adapter_fp_.at(sft_name);
+        const StageRecord rec = stages_.run("sequential/" + sft_name + "-" + L_.pref, in, {dir}, [&](StageRecord & r) {
+            auto model = Model::load(L_.base);
+            merge_adapter_into(*model, LoraAdapter::load(L_.adapter(sft_name), model->config()));
+            save_model_dir(*model, L_.base, o.model);
+            train_adapter(r, model, o, "seq-" + L_.pref);
+            merge_adapter_into(*model, LoraAdapter::load(o.output_dir, model->config()));
+            save_model_dir(*model, L_.base, dir + "/model");
+        });
+        model_fp_["sequential-" + sft_name] = rec.fingerprint;
+    }
+
+    void merge(const std::string & variant, const MergeOptions & m) {
+        const std::string sft = variant == "paft" ? "sft-sparse" : "sft";
+        MergeRunOptions   run;
+        run.out            = L_.merged(variant, m.method);
+        run.threads        = threads_;
+        run.seed           = m.seed;
+        run.plain_progress = true;
+        run.overwrite      = true;
+        const MergeConfig config = adapter_merge_config(L_.base, {L_.adapter(sft), L_.adapter(L_.pref)}, m);
+        ordered_json      in     = {{"method", m.method},
+                                    {"weights", m.weights},
+                                    {"densities", m.densities},
+                                    {"normalize", m.normalize},
+                                    {"lambda", m.lambda},
+                                    {"t", m.t ? ordered_json(*m.t) : ordered_json()},
+                                    {"seed", m.seed},
+                                    {"rescale", m.rescale},
+                                    {"base", base_fp_},
+                                    {"sft", adapter_fp_.at(sft)},
+                                    {"preference", adapter_fp_.at(L_.pref)}};
+        const StageRecord rec = stages_.run("merge/" + variant + "-" + m.method, in, {run.out}, [&](StageRecord & r) {
+            const MergeReport report = run_merge(config, run);
+            r.info = {{"tensors", report.tensors}, {"merged", report.merged}, {"bytes", report.bytes_out}};
+        });
+        model_fp_[variant + "-" + m.method] = rec.fingerprint;
+    }
+
+    std::vector<ComparisonRow> rows(const std::string & pref) const {
+        const std::string          paft_group = "PAFT (SFT_sparse + " + pref + ")";
+        const std::string          par_group  = "Parallel SFT + " + pref;
+        std::vector<ComparisonRow> rows;
+        for (const auto & [variant, group] : {std::pair{"paft", paft_group}, {"parallel", par_group}}) {
+            for (const MergeOptions & m : r_.merges) {
+                rows.push_back({std::string(variant) + "-" + m.method, group, method_title(m.method),
+                                L_.merged(variant, m.method) , {}});
+            }
+        }
+        rows.push_back({"sequential-sft-sparse", "Sequential", "SFT_sparse + " + pref,
+                        L_.sequential("sft-sparse") + "/model", {}});
+        rows.push_back({"sequential-sft", "Sequential", "SFT + " + pref, L_.sequential("sft") + "/model", {}});
+        rows.push_back({"sft-sparse", "Individual", "SFT_sparse-alone", L_.base, {L_.adapter("sft-sparse")}});
+        rows.push_back({"sft", "Individual", "SFT-alone", L_.base, {L_.adapter("sft")}});
+        rows.push_back({L_.pref, "Individual", pref + "-alone", L_.base, {L_.adapter(L_.pref)}});
+        rows.push_back({"base", "Base", fs::path(L_.base).filename().string(), L_.base, {}});
+        return rows;
+    }
+
+    // What a row's model was made from.
+    std::string row_model_fp(const ComparisonRow & row) const {
+        if (auto it = model_fp_.find(row.id); it != model_fp_.end()) {
+            return it->second;
+        }
+        if (auto it = adapter_fp_.find(row.id); it != adapter_fp_.end()) {
+            return it->second;
+        }
+        return base_fp_;
+    }
+
+    ordered_json eval_inputs(const ComparisonRow & row) const {
+        const RunEvaluation & e = r_.evaluation;
+        ordered_json          tasks = ordered_json::array();
+        for (const std::string & t : e.tasks) {
+            tasks.push_back(is_yaml_task_file(t) ? ordered_json{t, file_fingerprint(t)} : ordered_json(t));
+        }
+        return {{"model", row.model},
+                {"adapters", row.adapters},
+                {"made_from", row_model_fp(row)},
+                {"tasks", tasks},
+                {"data_dir", e.data_dir},
+                {"num_fewshot", e.num_fewshot ? ordered_json(*e.num_fewshot) : ordered_json()},
+                {"limit", e.limit ? ordered_json(*e.limit) : ordered_json()},
+                {"winrate", e.winrate.empty() ? "" : file_fingerprint(e.winrate)},
+                {"max_new_tokens", e.max_new_tokens},
+                {"upstream", upstream()}};
+    }
+
+    RowResult evaluate_row(const ComparisonRow & row) {
+        const std::string dir = L_.eval(row.id);
+        RowResult         result{row, ordered_json::object(), std::nullopt};
+        const StageRecord rec = stages_.run("eval/" + row.id, eval_inputs(row), {dir},
+                                            [&](StageRecord & r) { r.info = run_evaluation(row, dir); });
+        result.scores = rec.info.value("scores", ordered_json::object());
+        if (rec.info.contains("win_rate")) {
+            const ordered_json & w = rec.info["win_rate"];
+            WinRate              wr;
+            wr.win_rate  = w.value("win_rate", 0.0);
+            wr.std_error = w.value("std_error", 0.0);
+            wr.cases     = w.value("cases", (size_t) 0);
+            wr.wins      = w.value("wins", (size_t) 0);
+            wr.ties      = w.value("ties", (size_t) 0);
+            result.win_rate = wr;
+        }
+        return result;
+    }
+
+    // The tasks (and the win rate) of one model; returns the stage's info.
+    ordered_json run_evaluation(const ComparisonRow & row, const std::string & dir) const {
+        const RunEvaluation & e         = r_.evaluation;
+        const auto            specs     = resolve_task_list(e.tasks, e.data_dir);
+        const Tokenizer       tokenizer = Tokenizer::load(L_.base);
+        auto                  model     = load_model_with_adapters(row.model, row.adapters);
+        auto                  backend   = make_cpu_backend(threads_);
+        make_dirs(dir);
+
+        std::unique_ptr<Progress> progress;
+        ModelLmOptions            lm_options;
+        lm_options.generation_batch = e.batch;
+        lm_options.eos_ids          = model_eos_ids(L_.base, tokenizer);
+        lm_options.on_progress      = [&](long done, long) {
+            if (progress) {
+                progress->update(done);
+            }
+        };
+        ModelLanguageModel lm(*backend, model, tokenizer, lm_options);
+        EvalOptions        options;
+        options.num_fewshot = e.num_fewshot;
+        options.limit       = e.limit;
+        options.progress    = [&](const EvalProgress & p) {
+            if (!p.done) {
+                progress = std::make_unique<Progress>(fmt::format("{} {}", row.id, p.task), (long) p.requests, "req");
+            } else if (progress) {
+                progress->finish();
+                progress.reset();
+            }
+        };
+        EvalReport report           = evaluate(lm, specs, options);
+        report.config["model"]      = "paft";
+        report.config["model_args"] = fmt::format("pretrained={}{}", row.model,
+                                                  row.adapters.empty() ? "" : ",peft=" + row.adapters.front());
+        write_results_json(dir + "/results.json", report);
+        ordered_json info = {{"scores", results_json(report)["results"]}};
+
+        if (!e.winrate.empty()) {
+            const std::vector<JudgeCase> cases = read_judge_cases(e.winrate);
+            const auto                   chat  = choose_chat_template("", tokenizer, L_.base);
+            const ExampleEncoder         encoder(tokenizer, chat ? &*chat : nullptr, DataOptions{});
+            Decoder                      decoder(*backend, model);
+            WinRateOptions               w{e.max_new_tokens, e.batch, lm_options.eos_ids};
+            std::vector<JudgedAnswer>    answers;
+            const WinRate                rate = measure_win_rate(decoder, tokenizer, encoder, cases, w, answers);
+            std::string                  lines;
+            for (size_t i = 0; i < cases.size(); i++) {
+                lines += ordered_json{{"prompt", cases[i].prompt},     {"answer", cases[i].answer},
+                                      {"reference", cases[i].reference}, {"response", answers[i].response},
+                                      {"score", answers[i].score},       {"outcome", answers[i].outcome}}
+                             .dump() +
+                         "\n";
+            }
+            write_file_atomic(dir + "/winrate_answers.jsonl", lines);
+            info["win_rate"] = {{"win_rate", rate.win_rate}, {"std_error", rate.std_error}, {"cases", rate.cases},
+                                {"wins", rate.wins},         {"ties", rate.ties}};
+            write_file_atomic(dir + "/winrate.json", info["win_rate"].dump(2) + "\n");
+        }
+        return info;
+    }
+
+    std::vector<std::pair<std::string, std::string>> adapters_for_sparsity(const std::string & pref) const {
+        return {{"SFT", L_.adapter("sft")}, {"SFT_sparse", L_.adapter("sft-sparse")}, {pref, L_.adapter(L_.pref)}};
+    }
+
+    std::vector<std::pair<std::string, std::string>> curves(const std::string & pref) const {
+        return {{"SFT", L_.adapter("sft") + "/metrics.jsonl"},
+                {"SFT_sparse", L_.adapter("sft-sparse") + "/metrics.jsonl"},
+                {pref, L_.adapter(L_.pref) + "/metrics.jsonl"},
+                {"SFT -> " + pref, L_.sequential("sft") + "/" + L_.pref + "/metrics.jsonl"},
+                {"SFT_sparse -> " + pref, L_.sequential("sft-sparse") + "/" + L_.pref + "/metrics.jsonl"}};
+    }
+
+    const RunRecipe &                  r_;
+    int                                threads_;
+    StageRunner                        stages_;
+    Layout                             L_;
+    std::shared_ptr<const Model>       base_;
+    std::string                        base_fp_, synth_fp_;
+    std::map<std::string, std::string> adapter_fp_, model_fp_;
+};
+
+}  // namespace
+
+RunSummary run_experiment(const RunRecipe & recipe) {
+    if (recipe.train.preference.model != recipe.train.sft.model) {
+        throw InputError(fmt::format("{}: both branches start from the same base model ('{}' and '{}')", recipe.path,
+                                     recipe.train.sft.model, recipe.train.preference.model));
+    }
+    Experiment experiment(recipe);
+    return experiment.run();
+}
+
+}  // namespace paft

@@ -1,0 +1,143 @@
+#include "run/stages.h"
+
+#include "core/error.h"
+#include "core/memory.h"
+#include "io/fs.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+namespace paft {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+constexpr uint64_t kFnvPrime  = 1099511628211ull;
+
+uint64_t fnv1a(uint64_t h, const char * data, size_t size) {
+    for (size_t i = 0; i < size; i++) {
+        h = (h ^ (unsigned char) data[i]) * kFnvPrime;
+    }
+    return h;
+}
+
+std::string hex(uint64_t h) {
+    return fmt::format("{:016x}", h);
+}
+
+}  // namespace
+
+std::string fingerprint_text(const std::string & text) {
+    return hex(fnv1a(kFnvOffset, text.data(), text.size()));
+}
+
+std::string file_fingerprint(const std::string & path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw InputError(fmt::format("{}: cannot read the file", path));
+    }
+    uint64_t          h = kFnvOffset, size = 0;
+    std::vector<char> buffer(1 << 20);
+    while (in) {
+        in.read(buffer.data(), (std::streamsize) buffer.size());
+        const size_t got = (size_t) in.gcount();
+        h                = fnv1a(h, buffer.data(), got);
+        size += got;
+    }
+    return fmt::format("{}:{}", size, hex(h));
+}
+
+std::string folder_fingerprint(const std::string & dir) {
+    if (!fs::is_directory(dir)) {
+        throw InputError(fmt::format("{}: not a folder", dir));
+    }
+    std::vector<std::string> entries;
+    for (const auto & e : fs::directory_iterator(dir)) {
+        if (e.is_regular_file()) {
+            entries.push_back(fmt::format("{}={}", e.path().filename().string(), e.file_size()));
+        }
+    }
+    std::sort(entries.begin(), entries.end());
+    std::string text = fs::exists(dir + "/config.json") ? read_file(dir + "/config.json") : "";
+    for (const std::string & e : entries) {
+        text += "\n" + e;
+    }
+    return fingerprint_text(text);
+}
+
+nlohmann::ordered_json stage_record_json(const StageRecord & r) {
+    return {{"stage", r.name},
+            {"fingerprint", r.fingerprint},
+            {"status", r.status},
+            {"seconds", r.seconds},
+            {"peak_memory_bytes", r.peak_memory},
+            {"peak_of_process", r.peak_of_process},
+            {"info", r.info}};
+}
+
+StageRunner::StageRunner(std::string stages_dir, int total) : dir_(std::move(stages_dir)), total_(total) {
+    make_dirs(dir_);
+}
+
+std::string StageRunner::record_path(const std::string & name) const {
+    std::string file = name;
+    std::replace(file.begin(), file.end(), '/', '.');
+    return dir_ + "/" + file + ".json";
+}
+
+void StageRunner::write(const StageRecord & r) const {
+    write_file_atomic(record_path(r.name), stage_record_json(r).dump(2) + "\n");
+}
+
+int StageRunner::reused() const {
+    return (int) std::count_if(records_.begin(), records_.end(), [](const StageRecord & r) { return r.reused; });
+}
+
+StageRecord StageRunner::run(const std::string & name, const nlohmann::ordered_json & inputs,
+                             const std::vector<std::string> & outputs,
+                             const std::function<void(StageRecord &)> & work) {
+    index_++;
+    StageRecord r;
+    r.name        = name;
+    r.fingerprint = fingerprint_text(inputs.dump());
+    const std::string path = record_path(name);
+    if (fs::exists(path)) {
+        nlohmann::ordered_json old = nlohmann::ordered_json::parse(read_file(path), nullptr, false);
+        const bool same = !old.is_discarded() && old.value("fingerprint", "") == r.fingerprint;
+        if (same && old.value("status", "") == "done") {
+            r.status          = "done";
+            r.seconds         = old.value("seconds", 0.0);
+            r.peak_memory     = old.value("peak_memory_bytes", (uint64_t) 0);
+            r.peak_of_process = old.value("peak_of_process", false);
+            r.info            = old.value("info", nlohmann::ordered_json::object());
+            r.reused          = true;
+            fmt::print(stderr, "paft run [{}/{}] {}: done before, reused\n", index_, total_, name);
+            records_.push_back(r);
+            return r;
+        }
+        if (!same) {
+            for (const std::string & out : outputs) {
+                fs::remove_all(out);  // made from other settings
+            }
+        }
+    }
+    fmt::print(stderr, "paft run [{}/{}] {}\n", index_, total_, name);
+    r.status = "running";
+    write(r);
+    r.peak_of_process = !reset_peak_resident();
+    const auto t0     = std::chrono::steady_clock::now();
+    work(r);
+    r.seconds     = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.peak_memory = peak_resident_bytes();
+    r.status      = "done";
+    write(r);
+    records_.push_back(r);
+    return r;
+}
+
+}  // namespace paft
