@@ -45,6 +45,11 @@ std::string method_title(const std::string & method) {
     return method;
 }
 
+// Decoding a small model token by token is a chain of tiny products: below about ten million
+// parameters the threads' fork and join at every step cost more than they save (and far more on a
+// loaded machine, where a waiting thread loses its core), so such models decode on one thread.
+constexpr size_t kSmallModelParameters = 10'000'000;
+
 // Where everything of the run lives.
 struct Layout {
     std::string out, base, pref;  // pref: the preference method's name ("dpo", "orpo")
@@ -270,13 +275,17 @@ private:
         return result;
     }
 
+    int decoding_threads(const Model & model) const {
+        return model.size() < kSmallModelParameters ? 1 : threads_;
+    }
+
     // The tasks (and the win rate) of one model; returns the stage's info.
     ordered_json run_evaluation(const ComparisonRow & row, const std::string & dir) const {
         const RunEvaluation & e         = r_.evaluation;
         const auto            specs     = resolve_task_list(e.tasks, e.data_dir);
         const Tokenizer       tokenizer = Tokenizer::load(L_.base);
         auto                  model     = load_model_with_adapters(row.model, row.adapters);
-        auto                  backend   = make_cpu_backend(threads_);
+        auto                  backend   = make_cpu_backend(decoding_threads(*model));
         make_dirs(dir);
 
         std::unique_ptr<Progress> progress;
