@@ -107,6 +107,19 @@ std::vector<std::pair<size_t, size_t>> decayed_ranges(const ParamLayout & layout
     return ranges;
 }
 
+// params *= factor over `ranges` (AdamW's decoupled decay p (1 - lr wd), the factor rounded to float
+// once, as torch applies a Python scalar to a float32 tensor).
+void apply_weight_decay(float * params, const std::vector<std::pair<size_t, size_t>> & ranges, float factor) {
+    if (factor == 1.0f) {
+        return;
+    }
+    for (const auto & [offset, count] : ranges) {
+        for (size_t i = offset; i < offset + count; i++) {
+            params[i] *= factor;
+        }
+    }
+}
+
 class Pretrainer {
 public:
     explicit Pretrainer(const PretrainOptions & options);
@@ -350,17 +363,11 @@ PretrainSummary Pretrainer::run() {
                 std::isfinite(r.loss) ? "gradient norm" : "loss", std::isfinite(r.loss) ? grad_norm : r.loss,
                 good ? fmt::format("{}/checkpoint-{}", o_.output_dir, *good) : std::string("none")));
         }
-        // AdamW's decoupled decay p (1 - lr wd), rounded to float as torch applies a Python
-        // scalar, on the matrices; the optimizer (weight_decay 0) then adds the Adam update.
-        const double lr    = schedule_.lr(s);
-        const float  decay = (float) (1.0 - lr * o_.weight_decay);
-        float *      p     = model_->data();
-        for (const auto & [offset, count] : decayed_) {
-            for (size_t i = offset; i < offset + count && decay != 1.0f; i++) {
-                p[i] *= decay;
-            }
-        }
-        optimizer_->step(p, grads_.data(), lr);
+        // AdamW's decoupled decay on the matrices, then the Adam update (the optimizer's own
+        // weight_decay is 0): torch's order for two parameter groups.
+        const double lr = schedule_.lr(s);
+        apply_weight_decay(model_->data(), decayed_, (float) (1.0 - lr * o_.weight_decay));
+        optimizer_->step(model_->data(), grads_.data(), lr);
         num_tokens_ += r.tokens;
         summary.tokens += r.tokens;
         summary.steps++;
