@@ -16,7 +16,7 @@ void register_init_model(CLI::App & app) {
     };
     auto   opt = std::make_shared<Options>();
     auto * cmd = app.add_subcommand("init-model", "Write a randomly initialised model (Hugging Face layout)");
-    cmd->add_option("--preset", opt->preset, "Model shape: tiny, llama-20m, llama-120m")->capture_default_str();
+    cmd->add_option("--preset", opt->preset, "Model shape: tiny, paft-tiny, llama-20m, llama-120m")->capture_default_str();
     cmd->add_option("--config", opt->config, "A Hugging Face config.json to take the shape from instead");
     cmd->add_option("--out", opt->out, "Output model directory")->required();
     cmd->add_option("--dtype", opt->dtype, "Stored dtype: f32, bf16, f16")->capture_default_str();

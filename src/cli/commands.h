@@ -9,6 +9,7 @@ void register_score(CLI::App & app);       // paft score
 void register_init_model(CLI::App & app);  // paft init-model
 void register_tokenize(CLI::App & app);    // paft tokenize
 void register_train(CLI::App & app);       // paft sft, dpo, orpo, parallel, sequential
+void register_pretrain(CLI::App & app);    // paft pretrain
 void register_merge(CLI::App & app);       // paft merge
 void register_sparsity(CLI::App & app);    // paft sparsity
 void register_generate(CLI::App & app);    // paft generate

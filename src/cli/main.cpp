@@ -17,6 +17,7 @@ int main(int argc, char ** argv) {
     paft::register_init_model(app);
     paft::register_tokenize(app);
     paft::register_train(app);
+    paft::register_pretrain(app);
     paft::register_merge(app);
     paft::register_sparsity(app);
     paft::register_generate(app);
@@ -29,7 +30,7 @@ int main(int argc, char ** argv) {
         known = known || (argc > 1 && sub->get_name() == argv[1]);
     }
     if (argc > 1 && argv[1][0] != '-' && !known) {
-        fmt::print(stderr, "paft: error: unknown command '{}' (commands: score, init-model, tokenize, sft, dpo, orpo, parallel, sequential, merge, sparsity, generate, chat, eval, synth, run; see paft --help)\n",
+        fmt::print(stderr, "paft: error: unknown command '{}' (commands: score, init-model, tokenize, sft, dpo, orpo, parallel, sequential, pretrain, merge, sparsity, generate, chat, eval, synth, run; see paft --help)\n",
                    argv[1]);
         return 2;
     }

@@ -10,13 +10,23 @@
 namespace paft {
 namespace {
 
-Batch slice_rows(const Batch & batch, int first, int count) {
+// Rows [first, first + count) of `batch` into `slice`, whose buffers are reused from step to step.
+void slice_rows(const Batch & batch, int first, int count, Batch & slice) {
     const size_t begin = (size_t) first * batch.T, end = begin + (size_t) count * batch.T;
-    auto         cut   = [&](const std::vector<int32_t> & v) {
-        return v.empty() ? v : std::vector<int32_t>(v.begin() + begin, v.begin() + end);
+    auto         cut   = [&](const std::vector<int32_t> & v, std::vector<int32_t> & out) {
+        if (v.empty()) {
+            out.clear();
+        } else {
+            out.assign(v.begin() + begin, v.begin() + end);
+        }
     };
-    return Batch{count,    batch.T,    cut(batch.input_ids), cut(batch.attention_mask), cut(batch.position_ids),
-                 cut(batch.targets), cut(batch.doc_start)};
+    slice.B = count;
+    slice.T = batch.T;
+    cut(batch.input_ids, slice.input_ids);
+    cut(batch.attention_mask, slice.attention_mask);
+    cut(batch.position_ids, slice.position_ids);
+    cut(batch.targets, slice.targets);
+    cut(batch.doc_start, slice.doc_start);
 }
 
 void add_into(float * dst, const std::vector<float> & src) {
@@ -62,7 +72,7 @@ int ParallelTransformer::split(const Batch & batch) {
     for (int i = 0, row = 0; i < used; i++) {
         int rows                = batch.B / used + (i < batch.B % used ? 1 : 0);
         workers_[i].first_row = row;
-        workers_[i].slice     = slice_rows(batch, row, rows);
+        slice_rows(batch, row, rows, workers_[i].slice);
         row += rows;
     }
     return used;

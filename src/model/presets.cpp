@@ -26,12 +26,17 @@ ModelConfig llama(int hidden, int intermediate, int layers, int heads, int kv_he
 }  // namespace
 
 std::vector<std::string> model_preset_names() {
-    return {"tiny", "llama-20m", "llama-120m"};
+    return {"tiny", "paft-tiny", "llama-20m", "llama-120m"};
 }
 
 ModelConfig model_preset(const std::string & name) {
     if (name == "tiny") {
         return llama(64, 172, 2, 4, 2, 1000);
+    }
+    if (name == "paft-tiny") {  // the built-in default's base model, pre-trained by `paft pretrain`
+        ModelConfig c             = llama(128, 352, 4, 4, 4, 512);
+        c.max_position_embeddings = 512;
+        return c;
     }
     if (name == "llama-20m") {
         return llama(256, 688, 8, 8, 8, 32000);
@@ -39,7 +44,7 @@ ModelConfig model_preset(const std::string & name) {
     if (name == "llama-120m") {
         return llama(768, 2048, 12, 12, 12, 32000);
     }
-    throw InputError(fmt::format("unknown model preset '{}' (known: tiny, llama-20m, llama-120m)", name));
+    throw InputError(fmt::format("unknown model preset '{}' (known: tiny, paft-tiny, llama-20m, llama-120m)", name));
 }
 
 }  // namespace paft

@@ -8,7 +8,8 @@
 
 namespace paft {
 
-// "tiny" (~0.3M parameters), "llama-20m" (22.7M: hidden 256, 8 layers, vocab 32000) and
+// "tiny" (~0.3M parameters), "paft-tiny" (0.94M: hidden 128, 4 layers, vocab 512, 512 positions;
+// the built-in default's base), "llama-20m" (22.7M: hidden 256, 8 layers, vocab 32000) and
 // "llama-120m" (134M: hidden 768, 12 layers, vocab 32000), all Llama-shaped.
 ModelConfig              model_preset(const std::string & name);
 std::vector<std::string> model_preset_names();

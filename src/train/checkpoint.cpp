@@ -67,12 +67,12 @@ TrainerState state_from_json(const std::string & path) {
 
 }  // namespace
 
-void write_checkpoint(const std::string & out_dir, const TrainerState & state, const LoraAdapter & adapter,
-                      const Optimizer & optimizer, const std::string & base_model) {
+void write_checkpoint(const std::string & out_dir, const TrainerState & state, const Optimizer & optimizer,
+                      const std::function<void(const std::string & folder)> & write_weights) {
     const std::string dir = checkpoint_dir(out_dir, state.global_step), tmp = dir + ".tmp";
     fs::remove_all(tmp);
     make_dirs(tmp);
-    adapter.save(tmp, base_model);
+    write_weights(tmp);
     const auto                 buffers = optimizer.state();
     std::vector<TensorToWrite> tensors;
     for (const auto & [name, values] : buffers) {
@@ -92,20 +92,25 @@ void write_checkpoint(const std::string & out_dir, const TrainerState & state, c
     }
 }
 
+void write_checkpoint(const std::string & out_dir, const TrainerState & state, const LoraAdapter & adapter,
+                      const Optimizer & optimizer, const std::string & base_model) {
+    write_checkpoint(out_dir, state, optimizer, [&](const std::string & folder) { adapter.save(folder, base_model); });
+}
+
 std::optional<long> latest_checkpoint_step(const std::string & out_dir) {
     std::vector<long> steps = checkpoint_steps(out_dir);
     return steps.empty() ? std::nullopt : std::optional<long>(steps.front());
 }
 
-std::optional<TrainerState> read_latest_checkpoint(const std::string & out_dir, const ModelConfig & model,
-                                                   LoraAdapter & adapter, Optimizer & optimizer) {
+std::optional<TrainerState> read_latest_checkpoint(const std::string & out_dir, Optimizer & optimizer,
+                                                   const std::function<void(const std::string & folder)> & read_weights) {
     std::optional<long> step = latest_checkpoint_step(out_dir);
     if (!step) {
         return std::nullopt;
     }
     const std::string dir   = checkpoint_dir(out_dir, *step);
     TrainerState      state = state_from_json(dir + "/trainer_state.json");
-    adapter                 = LoraAdapter::load(dir, model);
+    read_weights(dir);
     TensorStore                               store = TensorStore::open_file(dir + "/optimizer.safetensors");
     std::map<std::string, std::vector<float>> buffers;
     for (const std::string & name : store.names()) {
@@ -120,6 +125,12 @@ std::optional<TrainerState> read_latest_checkpoint(const std::string & out_dir, 
     }
     optimizer.set_state(buffers, std::stol(it->second));
     return state;
+}
+
+std::optional<TrainerState> read_latest_checkpoint(const std::string & out_dir, const ModelConfig & model,
+                                                   LoraAdapter & adapter, Optimizer & optimizer) {
+    return read_latest_checkpoint(out_dir, optimizer,
+                                  [&](const std::string & folder) { adapter = LoraAdapter::load(folder, model); });
 }
 
 void truncate_file(const std::string & path, long bytes) {
