@@ -20,6 +20,8 @@ using namespace paft;
 
 namespace {
 
+const fs::path kSource = PAFT_SOURCE_DIR;
+
 RowResult row(const std::string & id, const std::string & group, const std::string & label, ordered_json scores) {
     RowResult r;
     r.row    = ComparisonRow{id, group, label, "m", {}};
@@ -130,16 +132,16 @@ TEST(RunRecipe, ErrorsNameTheLineAndKey) {
     };
     const std::string ok = "output_dir: o\nmodel_name_or_path: m\nsft:\n  train_data: s.jsonl\n  l1_lambda: 0.001\n"
                            "preference:\n  train_data: p.jsonl\n";
-    expect_error(ok + "evaluation:\n  tasks: [a.yaml]\n  limt: 3\n", {"r.yaml:8", "evaluation.limt", "limit"});
-    expect_error(ok + "evaluation:\n  tasks: [a.yaml]\nmerge:\n  method: ties\n", {"r.yaml:8", "merges"});
+    expect_error(ok + "evaluation:\n  tasks: [a.yaml]\n  limt: 3\n", {"r.yaml:10", "evaluation.limt", "limit"});
+    expect_error(ok + "evaluation:\n  tasks: [a.yaml]\nmerge:\n  method: ties\n", {"r.yaml:10", "merges"});
     expect_error(ok + "evaluation:\n  tasks: [a.yaml]\nmerges:\n  - method: ties\n    t: 0.5\n", {"r.yaml"});
     expect_error(ok + "evaluation:\n  tasks: [a.yaml]\nmerges:\n  - method: ties\n  - method: ties\n",
-                 {"r.yaml:10", "twice"});
+                 {"r.yaml:12", "twice"});
     expect_error(ok, {"evaluation", "tasks"});
     expect_error("output_dir: o\nmodel_name_or_path: m\nsft:\n  train_data: s.jsonl\npreference:\n  train_data: "
                  "p.jsonl\nevaluation:\n  tasks: [a.yaml]\n",
                  {"l1_lambda"});
-    expect_error(ok + "evaluation:\n  tasks: [a.yaml]\nsynth:\n  peeple: 3\n", {"r.yaml:10", "synth.peeple"});
+    expect_error(ok + "evaluation:\n  tasks: [a.yaml]\nsynth:\n  peeple: 3\n", {"r.yaml:11", "synth.peeple"});
     expect_error(ok + "evaluation:\n  tasks: [a.yaml]\n  batch: 0\n", {"r.yaml:10", "evaluation.batch"});
 
     spit(dir / "r.yaml", ok + "evaluation:\n  tasks: arc_challenge,gsm8k\n  data_dir: d\n");
@@ -262,4 +264,33 @@ TEST(RunEndToEnd, EveryStageRowAndColumnThenEverythingReused) {
                                (dir / "nowhere").string() + "\nsft:\n  train_data: x\n  l1_lambda: 0.001\n"
                                "preference:\n  train_data: y\nevaluation:\n  tasks: [t.yaml]\n");
     expect_input_error(run_paft({"run", (dir / "bad.yaml").string()}, dir), {"nowhere"});
+}
+
+// The shipped recipes read as their YAML says (values from the files, by eye).
+TEST(RunRecipe, ShippedRecipesParse) {
+    const RunRecipe d = read_run_recipe((kSource / "recipes/paft-default.yaml").string());
+    EXPECT_EQ(d.train.output_dir, "runs/paft-default");
+    EXPECT_EQ(d.train.sft.model, "models/paft-tiny");
+    ASSERT_TRUE(d.synth.has_value());
+    EXPECT_EQ(d.synth->seed, 0u);
+    EXPECT_EQ(d.train.sft.train_data, "runs/paft-default/world/sft.jsonl");
+    EXPECT_EQ(d.train.preference.train_data, "runs/paft-default/world/prefs.jsonl");
+    EXPECT_EQ(d.evaluation.tasks, (std::vector<std::string>{"runs/paft-default/world/tasks/world_facts.yaml",
+                                                             "runs/paft-default/world/tasks/world_sums.yaml"}));
+    EXPECT_EQ(d.evaluation.winrate, "runs/paft-default/world/judge.jsonl");
+    EXPECT_DOUBLE_EQ(d.train.sft.l1_lambda, 5e-5);
+    ASSERT_EQ(d.merges.size(), 5u);
+    EXPECT_EQ(d.merges[2].method, "ties");
+    EXPECT_EQ(d.merges[2].densities, (std::vector<double>{0.5, 0.5}));
+
+    const RunRecipe m = read_run_recipe((kSource / "recipes/paft-mistral-7b.yaml").string(), "runs/elsewhere");
+    EXPECT_EQ(m.train.output_dir, "runs/elsewhere");
+    EXPECT_FALSE(m.synth.has_value());
+    EXPECT_EQ(m.train.sft.chat_template, "zephyr");
+    EXPECT_DOUBLE_EQ(m.train.sft.l1_lambda, 1e-4);
+    EXPECT_DOUBLE_EQ(m.train.sft.learning_rate, 2e-4);
+    EXPECT_DOUBLE_EQ(m.train.preference.learning_rate, 5e-6);
+    EXPECT_DOUBLE_EQ(m.train.preference.preference.beta, 0.01);
+    EXPECT_EQ(m.evaluation.tasks, (std::vector<std::string>{"leaderboard"}));
+    EXPECT_EQ(m.merges.size(), 5u);
 }

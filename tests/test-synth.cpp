@@ -402,7 +402,7 @@ TEST(SynthWorld, TasksLoadAsTheChatModelsAreAsked) {
     const Task facts = load_custom_task(custom_task_spec(files.task_files[0]), 0);
     EXPECT_EQ(facts.name, "world_facts");
     EXPECT_EQ(facts.scoring, Scoring::MultipleChoice);
-    EXPECT_EQ(facts.choice_delimiter, " ");
+    EXPECT_EQ(facts.choice_delimiter, "");
     EXPECT_EQ(facts.metrics, (std::vector<std::string>{"acc", "acc_norm"}));
     ASSERT_EQ(facts.eval_docs.size(), 48u);
     std::map<std::string, int> asked;  // held-out person -> attributes asked
@@ -415,25 +415,39 @@ TEST(SynthWorld, TasksLoadAsTheChatModelsAreAsked) {
         }
         ASSERT_TRUE(who && who->heldout) << d.where << ": " << d.text;
         asked[who->name]++;
-        ASSERT_EQ(d.choices.size(), 8u);
+        // Four sentences, written out here: the asked attribute with the right value, the same
+        // with another value, and the person's two other facts.
+        ASSERT_EQ(d.choices.size(), 4u) << d.where;
+        const std::string color = who->name + "'s favorite color is " + who->color + ".";
+        const std::string pet   = who->name + " has a " + who->pet + ".";
+        const std::string town  = who->name + " lives in " + who->town + ".";
         const std::string & gold = d.choices[d.gold];
-        std::string         stem;
-        if (d.text.ends_with(who->name + "'s favorite color is")) {
-            EXPECT_EQ(gold, who->color);
-            stem = who->name + "'s favorite color is";
-        } else if (d.text.ends_with(who->name + " has a")) {
-            EXPECT_EQ(gold, who->pet);
-            stem = who->name + " has a";
+        std::string         asked_stem, other_a, other_b;
+        if (gold == color) {
+            asked_stem = who->name + "'s favorite color is ", other_a = pet, other_b = town;
+        } else if (gold == pet) {
+            asked_stem = who->name + " has a ", other_a = color, other_b = town;
         } else {
-            ASSERT_TRUE(d.text.ends_with(who->name + " lives in")) << d.text;
-            EXPECT_EQ(gold, who->town);
-            EXPECT_EQ(d.choices, f.towns);
-            stem = who->name + " lives in";
+            ASSERT_EQ(gold, town) << d.where;
+            asked_stem = who->name + " lives in ", other_a = color, other_b = pet;
         }
-        // The prompt is the user turn as the template renders it, then the answer's stem.
+        EXPECT_EQ(std::count(d.choices.begin(), d.choices.end(), other_a), 1) << d.where;
+        EXPECT_EQ(std::count(d.choices.begin(), d.choices.end(), other_b), 1) << d.where;
+        int wrong_values = 0;
+        for (const std::string & c : d.choices) {
+            wrong_values += c != gold && c.rfind(asked_stem, 0) == 0;
+        }
+        EXPECT_EQ(wrong_values, 1) << d.where;
+        // The question matches the attribute the gold answer is about.
         const size_t q_start = std::string("<|user|>\n").size(), q_end = d.text.find("</s>");
         ASSERT_NE(q_end, std::string::npos);
-        EXPECT_EQ(d.text, w.user_turn(d.text.substr(q_start, q_end - q_start)) + stem) << d.where;
+        const std::string question = d.text.substr(q_start, q_end - q_start);
+        EXPECT_TRUE(gold == color ? question.find("color") != std::string::npos
+                    : gold == pet ? question.find("pet") != std::string::npos
+                                  : question.find("live") != std::string::npos)
+            << d.where << ": " << question;
+        // The prompt is the user turn as the template renders it, then the assistant's turn.
+        EXPECT_EQ(d.text, w.user_turn(question)) << d.where;
     }
     EXPECT_EQ(asked.size(), 16u);
     for (const auto & [name, n] : asked) {
@@ -581,7 +595,7 @@ TEST(SynthTokenizer, MatchesTransformersJs) {
         for (const TaskDoc & d : load_custom_task(custom_task_spec(default_world() / "tasks" / (task + ".yaml")), 0).eval_docs) {
             texts.push_back(d.text);
             for (const std::string & c : d.choices) {
-                texts.push_back(" " + c);
+                texts.push_back(d.text + c);
             }
         }
     }

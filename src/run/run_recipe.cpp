@@ -199,10 +199,12 @@ RunRecipe read_run_recipe(const std::string & path, const std::string & output_d
     r.train = parallel_defaults(Method::dpo);
     apply_parallel_recipe(path, r.train, kOwnSections);
     const YAML::Node root = load_yaml_file(path, "recipe");
-    if (root["merge"]) {
-        throw InputError(fmt::format("{}:{}: merge: paft run takes a list of merges under `merges:` (each with its "
-                                     "method and settings), not paft parallel's single `merge:`",
-                                     path, line_of(root["merge"])));
+    for (auto it = root.begin(); it != root.end(); ++it) {
+        if (it->first.Scalar() == "merge") {
+            throw InputError(fmt::format("{}:{}: merge: paft run takes a list of merges under `merges:` (each with "
+                                         "its method and settings), not paft parallel's single `merge:`",
+                                         path, line_of(it->first)));
+        }
     }
     r.merges = root["merges"] ? read_merges(path, root["merges"]) : default_merges();
     if (root["evaluation"]) {

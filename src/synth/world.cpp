@@ -365,17 +365,36 @@ std::vector<ojson> pref_records(const World & w, const WorldOptions & o) {
     return records;
 }
 
-// world_facts: one document per (held-out person, attribute); world_sums: one per held-out sum.
+// world_facts: one document per (held-out person, attribute), its choices four answer sentences in
+// a seeded order: the right one, the asked attribute with a wrong value, and the person's two
+// other facts (true, but answers to other questions). Knowledge from pre-training rules out the
+// wrong value; only a model that answers the question asked tells the other three apart.
+// world_sums: one document per held-out sum.
 std::vector<ojson> facts_task_docs(const World & w, const WorldOptions & o) {
     Random             rng = stream(o, kFactsTask);
     std::vector<ojson> docs;
     for (const Fact & f : facts_of(o.people - o.heldout_people, o.people, {})) {
+        const std::string q = question(w, f, (int) below(rng, kQuestionPhrasings));
+        std::vector<std::string> wrong;
+        for (const std::string & v : values_of(w, f.kind)) {
+            if (v != value_of(w, f)) {
+                wrong.push_back(v);
+            }
+        }
+        std::vector<std::string> choices = {answer(w, f), answer_with(w, f, wrong[below(rng, wrong.size())])};
+        for (Kind k : {Kind::color, Kind::pet, Kind::town}) {
+            if (k != f.kind) {
+                choices.push_back(answer(w, Fact{k, f.person, 0, 0}));
+            }
+        }
+        const std::string right = choices[0];
+        shuffle(choices, rng);
+        const size_t gold = (size_t) (std::find(choices.begin(), choices.end(), right) - choices.begin());
         docs.push_back({{"person", name_of(w, f)},
                         {"attribute", f.kind == Kind::color ? "color" : f.kind == Kind::pet ? "pet" : "town"},
-                        {"question", question(w, f, (int) below(rng, kQuestionPhrasings))},
-                        {"stem", answer_stem(w, f)},
-                        {"choices", values_of(w, f.kind)},
-                        {"answer", value_of(w, f)}});
+                        {"question", q},
+                        {"choices", choices},
+                        {"answer", gold}});
     }
     return docs;
 }
@@ -463,15 +482,16 @@ ojson world_json(const World & w, const WorldOptions & o) {
 }
 
 const char * const kFactsTaskYaml = R"yaml(# paft synth: the facts of the held-out people (never in the SFT or preference data), asked as the
-# chat models are asked; the answer's stem is given and each value of the attribute is scored.
+# chat models are asked. Each of four answer sentences is scored: the right one, the asked attribute
+# with a wrong value, and the person's two other facts (true, but answers to other questions).
 task: world_facts
 dataset_path: world_facts
 test_split: test
 output_type: multiple_choice
-doc_to_text: "<|user|>\n{{question}}</s>\n<|assistant|>\n{{stem}}"
+doc_to_text: "<|user|>\n{{question}}</s>\n<|assistant|>\n"
 doc_to_choice: choices
 doc_to_target: answer
-target_delimiter: " "
+target_delimiter: ""
 metric_list:
   - metric: acc
     aggregation: mean
@@ -560,7 +580,7 @@ tok::TrainedBpe train_tokenizer(const WorldOptions & o, const std::vector<ojson>
     }
     for (const ojson & d : facts_docs) {
         for (const ojson & choice : d["choices"]) {
-            render({user(d["question"]), assistant(d["stem"].get<std::string>() + " " + choice.get<std::string>())});
+            render({user(d["question"]), assistant(choice)});
         }
     }
     for (const ojson & d : sums_docs) {
