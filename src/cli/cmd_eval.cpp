@@ -3,7 +3,7 @@
 // table on standard output, optionally every document's requests and answers.
 #include "cli/commands.h"
 #include "core/error.h"
-#include "core/progress.h"
+#include "eval/eval_progress.h"
 #include "eval/evaluator.h"
 #include "eval/generate.h"
 #include "eval/model_lm.h"
@@ -160,32 +160,20 @@ void run_eval(const EvalFlags & f) {
     auto                        model     = load_model_with_adapters(f.model, f.adapters);
     auto                        backend   = make_cpu_backend(f.threads);
 
-    std::unique_ptr<Progress> progress;
-    ModelLmOptions            lm_options;
+    EvalProgressBars bars("", f.plain_progress);
+    ModelLmOptions   lm_options;
     lm_options.add_special_tokens = f.add_special_tokens;
     lm_options.max_length         = f.max_length;
     lm_options.generation_batch   = f.batch;
     lm_options.eos_ids            = model_eos_ids(f.model, tokenizer);
-    lm_options.on_progress        = [&](long done, long) {
-        if (progress) {
-            progress->update(done);
-        }
-    };
+    lm_options.on_progress        = bars.on_requests();
     ModelLanguageModel lm(*backend, model, tokenizer, lm_options);
 
     EvalOptions options;
     options.num_fewshot = f.num_fewshot;
     options.limit       = f.limit;
     options.log_samples = !f.log_samples.empty();
-    options.progress    = [&](const EvalProgress & p) {
-        if (!p.done) {
-            const std::string label = fmt::format("[{}/{}] {}", p.task_index + 1, p.task_count, p.task);
-            progress = std::make_unique<Progress>(label, static_cast<long>(p.requests), "req", f.plain_progress);
-        } else if (progress) {
-            progress->finish();
-            progress.reset();
-        }
-    };
+    options.progress    = bars.on_task();
     std::unique_ptr<EvalResume> resume;
     if (!f.out.empty()) {
         resume = std::make_unique<EvalResume>(f.out + ".partial", run_fingerprint(f));

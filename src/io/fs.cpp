@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <system_error>
 #include <utility>
 
@@ -113,6 +114,15 @@ void copy_files_if_present(const std::string & from, const std::string & to,
         if (std::filesystem::exists(source, ec)) {
             write_file_atomic((std::filesystem::path(to) / name).string(), read_file(source.string()));
         }
+    }
+}
+
+void append_line(const std::string & path, const std::string & line) {
+    std::ofstream out(path, std::ios::app);
+    out << line << "\n";
+    out.flush();
+    if (!out) {
+        throw RuntimeFailure(fmt::format("{}: cannot write", path));
     }
 }
 

@@ -35,4 +35,9 @@ inline constexpr std::initializer_list<const char *> kTokenizerFiles = {
 // Creates a folder and its parents if missing.
 void make_dirs(const std::string & path);
 
+// Appends `line` and a newline to the file at `path` (created if missing) and flushes it, so a
+// killed process loses at most the line being written (logs such as metrics.jsonl).
+// RuntimeFailure naming the file when it cannot be written.
+void append_line(const std::string & path, const std::string & line);
+
 }  // namespace paft

@@ -2,7 +2,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
-#include "core/progress.h"
+#include "eval/eval_progress.h"
 #include "eval/evaluator.h"
 #include "eval/generate.h"
 #include "eval/model_lm.h"
@@ -288,27 +288,16 @@ private:
         auto                  backend   = make_cpu_backend(decoding_threads(*model));
         make_dirs(dir);
 
-        std::unique_ptr<Progress> progress;
-        ModelLmOptions            lm_options;
+        EvalProgressBars bars(row.id + " ", false);
+        ModelLmOptions   lm_options;
         lm_options.generation_batch = e.batch;
         lm_options.eos_ids          = model_eos_ids(L_.base, tokenizer);
-        lm_options.on_progress      = [&](long done, long) {
-            if (progress) {
-                progress->update(done);
-            }
-        };
+        lm_options.on_progress      = bars.on_requests();
         ModelLanguageModel lm(*backend, model, tokenizer, lm_options);
         EvalOptions        options;
         options.num_fewshot = e.num_fewshot;
         options.limit       = e.limit;
-        options.progress    = [&](const EvalProgress & p) {
-            if (!p.done) {
-                progress = std::make_unique<Progress>(fmt::format("{} {}", row.id, p.task), (long) p.requests, "req");
-            } else if (progress) {
-                progress->finish();
-                progress.reset();
-            }
-        };
+        options.progress    = bars.on_task();
         EvalReport report           = evaluate(lm, specs, options);
         report.config["model"]      = "paft";
         report.config["model_args"] = fmt::format("pretrained={}{}", row.model,

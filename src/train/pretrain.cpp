@@ -261,12 +261,7 @@ Pretrainer::StepResult Pretrainer::step(long step) {
 }
 
 void Pretrainer::log_line(const std::string & line) {
-    std::ofstream out(o_.output_dir + "/metrics.jsonl", std::ios::app);
-    out << line << "\n";
-    out.flush();
-    if (!out) {
-        throw RuntimeFailure(fmt::format("{}/metrics.jsonl: cannot write", o_.output_dir));
-    }
+    append_line(o_.output_dir + "/metrics.jsonl", line);
 }
 
 void Pretrainer::save_checkpoint(long step) {

@@ -371,12 +371,7 @@ void Trainer::evaluate(long step) {
 }
 
 void Trainer::log_line(const std::string & json_line) {
-    std::ofstream out(options_.output_dir + "/metrics.jsonl", std::ios::app);
-    out << json_line << "\n";
-    out.flush();
-    if (!out) {
-        throw RuntimeFailure(fmt::format("{}/metrics.jsonl: cannot write", options_.output_dir));
-    }
+    append_line(options_.output_dir + "/metrics.jsonl", json_line);
 }
 
 void Trainer::save_checkpoint(long step) {
