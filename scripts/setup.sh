@@ -32,7 +32,11 @@ if [ -n "$missing" ]; then
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j "$(nproc)"
+if [ "$mode" = run ]; then
+  cmake --build build -j "$(nproc)" --target paft  # the main job needs the program only
+else
+  cmake --build build -j "$(nproc)"
+fi
 
 case "$mode" in
   build) ;;
