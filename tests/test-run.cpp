@@ -244,6 +244,25 @@ TEST(RunEndToEnd, EveryStageRowAndColumnThenEverythingReused) {
     }
     EXPECT_EQ(again["rows"], results["rows"]);
 
+    // A stage cut short (its record still "running", its final adapter not written yet) runs
+    // again over what it left: the preference trainer resumes from its last checkpoint and writes
+    // the same adapter, so nothing downstream changes.
+    {
+        ordered_json record = ordered_json::parse(slurp(run / "stages" / "train.dpo.json"));
+        record["status"]    = "running";
+        spit(run / "stages" / "train.dpo.json", record.dump());
+        const std::string adapter = slurp(run / "adapters/dpo/adapter_model.safetensors");
+        fs::remove(run / "adapters/dpo/adapter_model.safetensors");
+        r = run_paft({"run", (dir / "recipe.yaml").string()}, dir);
+        ASSERT_EQ(r.code, 0) << describe(r);
+        const ordered_json resumed = ordered_json::parse(slurp(run / "results.json"));
+        for (const auto & s : resumed["stages"]) {
+            EXPECT_EQ(s["reused"].get<bool>(), s["stage"] != "train/dpo") << s.dump();
+        }
+        EXPECT_EQ(resumed["rows"], results["rows"]);
+        EXPECT_EQ(slurp(run / "adapters/dpo/adapter_model.safetensors"), adapter);
+    }
+
     // A new merge setting reruns only what depends on it.
     spit(dir / "recipe.yaml", [&] {
         std::string changed = recipe;
