@@ -63,6 +63,18 @@ std::vector<ordered_json> read_metrics(const std::string & path) {
     return lines;
 }
 
+// The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `x` > 0, so that the axis'
+// ticks (fifths of it) are round numbers.
+double round_axis_top(double x) {
+    const double power = std::pow(10.0, std::floor(std::log10(x)));
+    for (double m : {1.0, 2.0, 2.5, 5.0, 10.0}) {
+        if (m * power >= x) {
+            return m * power;
+        }
+    }
+    return 10.0 * power;
+}
+
 // One line chart of `metric` by step over the runs that log it; none when no run does.
 std::optional<Chart> curve_chart(const std::vector<std::pair<std::string, std::vector<ordered_json>>> & runs,
                                  const std::string & metric, const std::string & title) {
@@ -84,7 +96,7 @@ std::optional<Chart> curve_chart(const std::vector<std::pair<std::string, std::v
     c.title   = title;
     c.x_label = "optimizer step";
     c.y_label = metric;
-    c.y_max   = top > 0 ? top * 1.1 : 1.0;
+    c.y_max   = top > 0 ? round_axis_top(top) : 1.0;
     for (long s : steps) {
         c.categories.push_back(std::to_string(s));
     }
