@@ -1,6 +1,5 @@
 #include "run/report.h"
 
-#include "core/error.h"
 #include "io/fs.h"
 #include "io/svg_chart.h"
 #include "merge/sparsity_report.h"
@@ -31,6 +30,16 @@ double row_score(const RowResult & row, const std::string & task) {
     const ordered_json & m      = row.scores[task];
     const std::string    metric = primary_metric(task, m);
     return m.contains(metric) && m[metric].is_number() ? m[metric].get<double>() : kNaN;
+}
+
+// The metric a task's column shows, from the first row that has the task ("" when none has).
+std::string column_metric(const std::vector<RowResult> & rows, const std::string & task) {
+    for (const RowResult & r : rows) {
+        if (r.scores.contains(task)) {
+            return primary_metric(task, r.scores[task]);
+        }
+    }
+    return "";
 }
 
 double row_average(const RowResult & row, const std::vector<std::string> & tasks) {
@@ -139,7 +148,7 @@ std::string final_metrics_table(const std::vector<std::pair<std::string, std::ve
     for (const std::string & m : metrics) {
         out += " " + m + " |";
     }
-    out += "\n|:--|--:|" + std::string() ;
+    out += "\n|:--|--:|";
     for (size_t i = 0; i < metrics.size(); i++) {
         out += "--:|";
     }
@@ -203,17 +212,8 @@ std::string sparsity_table(const std::vector<LabeledSparsity> & inputs) {
 
 ordered_json results_document(const ReportInputs & in, const std::vector<std::string> & tasks) {
     ordered_json columns = ordered_json::object();
-    if (!in.rows.empty()) {
-        for (const std::string & t : tasks) {
-            const RowResult * with = nullptr;
-            for (const RowResult & r : in.rows) {
-                if (r.scores.contains(t)) {
-                    with = &r;
-                    break;
-                }
-            }
-            columns[t] = with ? primary_metric(t, with->scores[t]) : "";
-        }
+    for (const std::string & t : tasks) {
+        columns[t] = column_metric(in.rows, t);
     }
     ordered_json rows = ordered_json::array();
     for (const RowResult & r : in.rows) {
@@ -354,14 +354,7 @@ std::string write_report(const std::string & out_dir, const ReportInputs & in, s
     md += "## Comparison\n\n";
     md += "Each column is a task's score (";
     for (size_t i = 0; i < tasks.size(); i++) {
-        const RowResult * with = nullptr;
-        for (const RowResult & row : in.rows) {
-            if (row.scores.contains(tasks[i])) {
-                with = &row;
-                break;
-            }
-        }
-        md += fmt::format("{}{}: {}", i ? ", " : "", tasks[i], with ? primary_metric(tasks[i], with->scores[tasks[i]]) : "");
+        md += fmt::format("{}{}: {}", i ? ", " : "", tasks[i], column_metric(in.rows, tasks[i]));
     }
     md += "); Average is their mean";
     if (!r.evaluation.winrate.empty()) {

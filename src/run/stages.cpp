@@ -94,10 +94,6 @@ void StageRunner::write(const StageRecord & r) const {
     write_file_atomic(record_path(r.name), stage_record_json(r).dump(2) + "\n");
 }
 
-int StageRunner::reused() const {
-    return (int) std::count_if(records_.begin(), records_.end(), [](const StageRecord & r) { return r.reused; });
-}
-
 StageRecord StageRunner::run(const std::string & name, const nlohmann::ordered_json & inputs,
                              const std::vector<std::string> & outputs,
                              const std::function<void(StageRecord &)> & work) {

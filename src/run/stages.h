@@ -46,7 +46,6 @@ public:
                     const std::vector<std::string> & outputs, const std::function<void(StageRecord &)> & work);
 
     const std::vector<StageRecord> & records() const { return records_; }
-    int                              reused() const;
 
 private:
     std::string              dir_;
