@@ -79,7 +79,6 @@ public:
         synth();
         const std::string pref_title = upper(L_.pref);
         base_fp_ = folder_fingerprint(L_.base);
-        base_    = Model::load(L_.base);
 
         TrainOptions sft = r_.train.sft, sparse = r_.train.sft, pref = r_.train.preference;
         sft.l1_lambda = 0;
@@ -111,6 +110,14 @@ private:
         const int merges = 2 * (int) r.merges.size();
         const int rows   = merges + 2 + 3 + 1;  // merged, sequential, individual, base
         return (r.synth ? 1 : 0) + 3 + merges + 2 + rows;
+    }
+
+    // The base, loaded once for the training stages that run (none when all are reused).
+    std::shared_ptr<const Model> base_model() {
+        if (!base_) {
+            base_ = Model::load(L_.base);
+        }
+        return base_;
     }
 
     void copy_recipe() const { write_file_atomic(L_.out + "/recipe.yaml", read_file(r_.path)); }
@@ -154,7 +161,7 @@ private:
     void train(const std::string & name, TrainOptions o) {
         o.output_dir = L_.adapter(name);
         const StageRecord rec = stages_.run("train/" + name, train_inputs(o, base_fp_), {o.output_dir},
-                                            [&](StageRecord & r) { train_adapter(r, base_, o, name); });
+                                            [&](StageRecord & r) { train_adapter(r, base_model(), o, name); });
         adapter_fp_[name] = rec.fingerprint;
     }
 
