@@ -17,5 +17,6 @@ void register_chat(CLI::App & app);        // paft chat
 void register_eval(CLI::App & app);        // paft eval
 void register_synth(CLI::App & app);       // paft synth
 void register_run(CLI::App & app);         // paft run
+void register_export(CLI::App & app);      // paft export
 
 }  // namespace paft

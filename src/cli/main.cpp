@@ -25,12 +25,13 @@ int main(int argc, char ** argv) {
     paft::register_eval(app);
     paft::register_synth(app);
     paft::register_run(app);
+    paft::register_export(app);
     bool known = false;
     for (const CLI::App * sub : app.get_subcommands({})) {
         known = known || (argc > 1 && sub->get_name() == argv[1]);
     }
     if (argc > 1 && argv[1][0] != '-' && !known) {
-        fmt::print(stderr, "paft: error: unknown command '{}' (commands: score, init-model, tokenize, sft, dpo, orpo, parallel, sequential, pretrain, merge, sparsity, generate, chat, eval, synth, run; see paft --help)\n",
+        fmt::print(stderr, "paft: error: unknown command '{}' (commands: score, init-model, tokenize, sft, dpo, orpo, parallel, sequential, pretrain, merge, sparsity, generate, chat, eval, synth, run, export; see paft --help)\n",
                    argv[1]);
         return 2;
     }

@@ -310,9 +310,15 @@ void LoraAdapter::save(const std::string & dir, const std::string & base_model_p
 }
 
 void add_lora_delta(const LoraAdapter & a, int layer, int target, float weight, float beta, float * W) {
-    const int out = a.out_features(target), in = a.in_features(target), r = a.config().r;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, weight * a.config().scale(), a.B(layer, target),
-                r, a.A(layer, target), in, beta, W, in);
+    add_lora_delta_rows(a, layer, target, weight, beta, 0, a.out_features(target), W);
+}
+
+void add_lora_delta_rows(const LoraAdapter & a, int layer, int target, float weight, float beta, int64_t row0,
+                         int64_t rows, float * W_rows) {
+    const int in = a.in_features(target), r = a.config().r;
+    // B's rows [row0, row0 + rows) are contiguous: [rows, r] x A [r, in].
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, in, r, weight * a.config().scale(),
+                a.B(layer, target) + row0 * r, r, a.A(layer, target), in, beta, W_rows, in);
 }
 
 }  // namespace paft

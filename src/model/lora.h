@@ -81,5 +81,9 @@ private:
 // W [out, in] = beta * W + weight * s * B * A for module (layer, target) of `adapter` (one f32
 // product; the module's delta itself with beta = 0).
 void add_lora_delta(const LoraAdapter & adapter, int layer, int target, float weight, float beta, float * W);
+// The same for rows [row0, row0 + rows) of W only (W_rows points at row row0), so a module can
+// be merged a block of rows at a time (paft export streams large tensors this way).
+void add_lora_delta_rows(const LoraAdapter & adapter, int layer, int target, float weight, float beta, int64_t row0,
+                         int64_t rows, float * W_rows);
 
 }  // namespace paft

@@ -140,13 +140,9 @@ Model::Model(const ModelConfig & config)
     : config_(config), layout_(config_), data_(checked_size(layout_), 0.0f), view_(layout_.view(data_.data())),
       inv_freq_(rope_inv_freq(config_)) {}
 
-std::shared_ptr<Model> Model::load(const std::string & dir) {
-    const ModelConfig     config = load_model_config(dir);
-    const TensorStore     store  = TensorStore::open_dir(dir);
+void check_model_tensors(const std::string & dir, const ModelConfig & config, const TensorStore & store) {
     const ParamLayout     layout(config);
     std::set<std::string> expected;
-    // Every tensor is checked against config.json before anything is allocated, so a config that
-    // claims a huge model fails with a message rather than exhausting memory.
     for (const ParamEntry & e : layout.entries()) {
         if (!store.has(e.name)) {
             throw InputError(fmt::format("{}: tensor '{}' is missing from the model's safetensors", dir, e.name));
@@ -162,6 +158,14 @@ std::shared_ptr<Model> Model::load(const std::string & dir) {
                                          name, config.architecture_name));
         }
     }
+}
+
+std::shared_ptr<Model> Model::load(const std::string & dir) {
+    const ModelConfig config = load_model_config(dir);
+    const TensorStore store  = TensorStore::open_dir(dir);
+    // Every tensor is checked against config.json before anything is allocated, so a config that
+    // claims a huge model fails with a message rather than exhausting memory.
+    check_model_tensors(dir, config, store);
     auto model = std::make_shared<Model>(config);
     for (const ParamEntry & e : model->layout_.entries()) {
         store.read_f32(e.name, e.shape, model->data_.data() + e.offset);

@@ -97,6 +97,11 @@ private:
     std::vector<float> inv_freq_;
 };
 
+// InputError naming the folder and the tensor unless `store` holds exactly the tensors of a model
+// with this configuration, each with its shape (an unexpected tensor means a feature this
+// implementation would silently ignore). Model::load and paft export check through this.
+void check_model_tensors(const std::string & dir, const ModelConfig & config, const TensorStore & store);
+
 std::vector<float> rope_inv_freq(const ModelConfig & config);
 
 // cos and sin [N, D/2] of positions[n] * inv_freq[i], in f32 as Hugging Face computes them (the
