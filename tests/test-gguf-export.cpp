@@ -14,16 +14,18 @@
 #include "gguf/export.h"
 #include "gguf/gguf_file.h"
 #include "io/fs.h"
+#include "model/config.h"
 #include "model/inference.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+#include "cli_util.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -418,3 +420,75 @@ TEST_P(GgufExport, LoraAdapterInLlamaCppEqualsPaft) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, GgufExport, ::testing::ValuesIn(variants()),
                          [](const auto & info) { return info.param.name; });
+
+// The program: a good export of the built-in base model reports what it wrote and llama.cpp
+// loads it; bad input exits 2 with a message naming the problem, and nothing is written (no
+// output, no temporary file).
+TEST(GgufExportCli, BadInputIsRefusedAndNothingIsWritten) {
+    const fs::path work = fresh_test_folder("gguf-cli");
+    const fs::path tiny = work / "tiny";
+    fs::copy(fs::path(PAFT_SOURCE_DIR) / "models" / "paft-tiny", tiny);
+    auto files_in = [](const fs::path & dir) {
+        std::vector<std::string> names;
+        for (const auto & e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+        std::sort(names.begin(), names.end());
+        return names;
+    };
+    const auto tiny_files = files_in(tiny);
+
+    RunResult ok = run_paft({"export", "--model", tiny.string(), "--out", (work / "tiny.gguf").string(), "--type", "q8_0"}, work);
+    ASSERT_EQ(ok.code, 0) << describe(ok);
+    EXPECT_NE(ok.out.find("tiny.gguf (q8_0)"), std::string::npos) << ok.out;
+    const json info = llama_cpp({{"op", "info"}, {"model", (work / "tiny.gguf").string()}}, work);
+    EXPECT_FALSE(info.empty());
+
+    // The same output again: refused unless --overwrite; the file is untouched.
+    const std::string before = read_file((work / "tiny.gguf").string());
+    expect_input_error(run_paft({"export", "--model", tiny.string(), "--out", (work / "tiny.gguf").string()}, work),
+                       {"exists", "--overwrite"});
+    EXPECT_EQ(read_file((work / "tiny.gguf").string()), before);
+
+    const fs::path out = work / "out";  // where refused exports would have written
+    fs::create_directories(out);
+    auto expect_refused = [&](const fs::path & model, std::vector<std::string> extra, std::vector<std::string> needles) {
+        std::vector<std::string> args = {"export", "--model", model.string(), "--out", (out / "bad.gguf").string()};
+        args.insert(args.end(), extra.begin(), extra.end());
+        expect_input_error(run_paft(args, work), needles);
+        EXPECT_TRUE(files_in(out).empty()) << "a refused export left a file behind";
+    };
+    // An architecture paft (and so the export) does not know.
+    const fs::path gpt2 = work / "gpt2";
+    fs::copy(tiny, gpt2);
+    json config = json::parse(read_file((gpt2 / "config.json").string()));
+    config["architectures"] = {"GPT2LMHeadModel"};
+    write_file_atomic((gpt2 / "config.json").string(), config.dump());
+    expect_refused(gpt2, {}, {"GPT2LMHeadModel"});
+    // A tokenizer model llama.cpp's GGUF vocabularies cannot hold.
+    const fs::path wordpiece = work / "wordpiece";
+    fs::copy(tiny, wordpiece);
+    json tokenizer = json::parse(read_file((wordpiece / "tokenizer.json").string()));
+    tokenizer["model"]["type"] = "WordPiece";
+    write_file_atomic((wordpiece / "tokenizer.json").string(), tokenizer.dump());
+    expect_refused(wordpiece, {}, {"tokenizer.json", "WordPiece"});
+    // An adapter made for another base (a different hidden size).
+    ModelConfig other = load_model_config(tiny.string());
+    other.hidden_size += 16;
+    other.head_dim = other.hidden_size / other.num_heads;
+    LoraAdapter foreign(other, test_lora_config("q_proj,v_proj", 4, 8.0f));
+    foreign.init_peft(3);
+    const fs::path foreign_dir = work / "foreign-adapter";
+    foreign.save(foreign_dir.string(), "other");
+    expect_refused(tiny, {"--adapter", foreign_dir.string()}, {"foreign-adapter"});
+    expect_refused(tiny, {"--adapter", foreign_dir.string(), "--adapter-only"}, {"foreign-adapter"});
+    // A quantized LoRA file; a type llama.cpp knows but paft does not write.
+    LoraAdapter fitting(load_model_config(tiny.string()), test_lora_config("q_proj", 4, 8.0f));
+    fitting.init_peft(4);
+    const fs::path fitting_dir = work / "fitting-adapter";
+    fitting.save(fitting_dir.string(), tiny.string());
+    expect_refused(tiny, {"--adapter", fitting_dir.string(), "--adapter-only", "--type", "q8_0"}, {"q8_0", "f32"});
+    expect_refused(tiny, {"--type", "q3_k_s"}, {"q3_k_s", "q4_k_m"});
+    // The output inside the model folder.
+    expect_input_error(run_paft({"export", "--model", tiny.string(), "--out", (tiny / "model.gguf").string()}, work),
+                       {"inside", tiny.string()});
+    EXPECT_EQ(files_in(tiny), tiny_files);
+}

@@ -4,6 +4,7 @@
 // second run that reuses every stage.
 #include "cli_util.h"
 #include "core/error.h"
+#include "gguf/gguf_file.h"
 #include "run/report.h"
 #include "run/run_recipe.h"
 #include "run/stages.h"
@@ -178,7 +179,8 @@ TEST(RunEndToEnd, EveryStageRowAndColumnThenEverythingReused) {
                                "merges:\n  - {method: slerp, t: 0.5}\n  - {method: ties, densities: [0.5, 0.5]}\n"
                                "evaluation:\n  tasks: [" + (world / "tasks/world_facts.yaml").string() + ", " +
                                (world / "tasks/world_sums.yaml").string() + "]\n  limit: 4\n  winrate: " +
-                               (world / "judge.jsonl").string() + "\n  max_new_tokens: 8\n";
+                               (world / "judge.jsonl").string() + "\n  max_new_tokens: 8\n"
+                               "export:\n  types: [q8_0]\n  rows: [paft-ties, dpo]\n";
     spit(dir / "recipe.yaml", recipe);
     r = run_paft({"run", (dir / "recipe.yaml").string()}, dir);
     ASSERT_EQ(r.code, 0) << describe(r);
@@ -199,9 +201,19 @@ TEST(RunEndToEnd, EveryStageRowAndColumnThenEverythingReused) {
         EXPECT_TRUE(fs::exists(run / m / "tokenizer.json")) << m;
     }
 
-    // 3 trainings + 4 merges + 2 sequential + 10 evaluations, every one done.
+    // The GGUF files of the export: section: the merged model, and the base with the DPO adapter folded in.
+    for (const char * id : {"paft-ties", "dpo"}) {
+        const fs::path file = run / "gguf" / (std::string(id) + "-q8_0.gguf");
+        ASSERT_TRUE(fs::exists(file)) << file;
+        const GgufFile gguf(file.string());
+        EXPECT_EQ(gguf.at("general.name").as_string(), id);
+        EXPECT_EQ(gguf.at("general.file_type").as_int(), 7);  // llama.cpp's MOSTLY_Q8_0
+        EXPECT_EQ(gguf.at("tokenizer.ggml.model").as_string(), "gpt2");
+    }
+
+    // 3 trainings + 4 merges + 2 sequential + 10 evaluations + 2 exports, every one done.
     const ordered_json results = ordered_json::parse(slurp(run / "results.json"));
-    ASSERT_EQ(results["stages"].size(), 19u);
+    ASSERT_EQ(results["stages"].size(), 21u);
     for (const auto & s : results["stages"]) {
         EXPECT_EQ(s["status"], "done") << s.dump();
         EXPECT_FALSE(s["reused"].get<bool>()) << s.dump();
@@ -278,6 +290,13 @@ TEST(RunEndToEnd, EveryStageRowAndColumnThenEverythingReused) {
         EXPECT_EQ(s["reused"].get<bool>(), !redo) << name;
     }
 
+    // Bad input: an export of a row the table does not have, refused before anything runs.
+    {
+        std::string bad = recipe;
+        bad.replace(bad.find("rows: [paft-ties, dpo]"), 22, "rows: [paft-tie]");
+        spit(dir / "bad-row.yaml", bad);
+        expect_input_error(run_paft({"run", (dir / "bad-row.yaml").string()}, dir), {"export: rows", "paft-tie", "paft-ties"});
+    }
     // Bad input: a recipe naming a missing model.
     spit(dir / "bad.yaml", "output_dir: " + (dir / "run2").string() + "\nmodel_name_or_path: " +
                                (dir / "nowhere").string() + "\nsft:\n  train_data: x\n  l1_lambda: 0.001\n"

@@ -134,11 +134,14 @@ void write_vocab_metadata(GgufWriter & w, const std::string & model_dir, const M
         throw InputError(fmt::format("{}: missing (a GGUF model carries its tokenizer; export needs tokenizer.json)", file));
     }
     const json tok = json::parse(read_file(file), nullptr, false);
-    if (tok.is_discarded() || !tok.is_object() || !tok.contains("model") || !tok["model"].is_object() ||
-        !tok["model"].contains("vocab") || !tok["model"]["vocab"].is_object()) {
-        throw InputError(file + ": not a tokenizer.json with a model and its vocab");
+    if (tok.is_discarded() || !tok.is_object() || !tok.contains("model") || !tok["model"].is_object()) {
+        throw InputError(file + ": not a tokenizer.json with a model");
     }
-    const Analysis a   = analyse(tok, file);
+    // The model type first: a Unigram model's vocab is a list, and the refusal should name the type.
+    const Analysis a = analyse(tok, file);
+    if (!tok["model"].contains("vocab") || !tok["model"]["vocab"].is_object()) {
+        throw InputError(file + ": model.vocab is not an object of token ids");
+    }
     const Tokenizer tokenizer = Tokenizer::load(model_dir);  // ids, special tokens, the template
 
     // Tokens by id: the model's vocabulary, then the added tokens.

@@ -8,6 +8,7 @@
 #include "eval/model_lm.h"
 #include "eval/results.h"
 #include "eval/task_yaml.h"
+#include "gguf/export.h"
 #include "io/fs.h"
 #include "merge/config.h"
 #include "model/inference.h"
@@ -17,6 +18,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <filesystem>
@@ -74,6 +76,7 @@ public:
 
     RunSummary run() {
         const auto t0 = std::chrono::steady_clock::now();
+        export_rows(upper(L_.pref));  // an unknown row id fails now, not after the training
         make_dirs(L_.out);
         copy_recipe();
         synth();
@@ -98,6 +101,9 @@ public:
         for (const ComparisonRow & row : rows(pref_title)) {
             s.rows.push_back(evaluate_row(row));
         }
+        for (const ComparisonRow & row : export_rows(pref_title)) {
+            for (ExportType type : r_.exports.types) export_gguf_file(row, type);
+        }
         s.stages  = stages_.records();
         s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ReportInputs in{r_, s.rows, s.stages, s.seconds, adapters_for_sparsity(pref_title), curves(pref_title)};
@@ -109,7 +115,8 @@ private:
     static int stage_count(const RunRecipe & r) {
         const int merges = 2 * (int) r.merges.size();
         const int rows   = merges + 2 + 3 + 1;  // merged, sequential, individual, base
-        return (r.synth ? 1 : 0) + 3 + merges + 2 + rows;
+        const int exports = (int) r.exports.types.size() * (r.exports.rows.empty() ? rows : (int) r.exports.rows.size());
+        return (r.synth ? 1 : 0) + 3 + merges + 2 + rows + exports;
     }
 
     // The base, loaded once for the training stages that run (none when all are reused).
@@ -232,6 +239,43 @@ private:
         rows.push_back({L_.pref, "Individual", pref + "-alone", L_.base, {L_.adapter(L_.pref)}});
         rows.push_back({"base", "Base", fs::path(L_.base).filename().string(), L_.base, {}});
         return rows;
+    }
+
+    // The rows the recipe's export: section names (all by default); InputError for an unknown id.
+    std::vector<ComparisonRow> export_rows(const std::string & pref_title) const {
+        const std::vector<ComparisonRow> all = rows(pref_title);
+        if (r_.exports.rows.empty()) return all;
+        std::vector<ComparisonRow> chosen;
+        for (const std::string & id : r_.exports.rows) {
+            auto it = std::find_if(all.begin(), all.end(), [&](const ComparisonRow & row) { return row.id == id; });
+            if (it == all.end()) {
+                std::string ids;
+                for (const ComparisonRow & row : all) ids += (ids.empty() ? "" : ", ") + row.id;
+                throw InputError(fmt::format("{}: export: rows: no row '{}' (rows: {})", r_.path, id, ids));
+            }
+            chosen.push_back(*it);
+        }
+        return chosen;
+    }
+
+    // A row's model (its adapters folded in) as a GGUF file for llama.cpp: gguf/ROW-TYPE.gguf.
+    void export_gguf_file(const ComparisonRow & row, ExportType type) {
+        GgufExportOptions o;
+        o.model_dir = row.model;
+        o.adapters  = row.adapters;
+        o.type      = type;
+        o.out       = L_.out + "/gguf/" + row.id + "-" + export_type_name(type) + ".gguf";
+        o.threads   = threads_;
+        o.overwrite = true;  // a stage redone replaces its file
+        o.progress  = false;
+        o.name      = row.id;
+        const ordered_json in = {{"model", row.model}, {"adapters", row.adapters}, {"made_from", row_model_fp(row)},
+                                 {"type", export_type_name(type)}};
+        stages_.run("export/" + row.id + "-" + export_type_name(type), in, {o.out}, [&](StageRecord & r) {
+            make_dirs(L_.out + "/gguf");
+            const GgufExportReport report = export_gguf(o);
+            r.info = {{"file", o.out}, {"bytes", report.bytes}, {"tensors", report.tensors}};
+        });
     }
 
     // What a row's model was made from.

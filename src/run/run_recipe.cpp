@@ -12,7 +12,7 @@
 namespace paft {
 namespace {
 
-const std::vector<std::string> kOwnSections = {"merges", "evaluation", "synth"};
+const std::vector<std::string> kOwnSections = {"merges", "evaluation", "synth", "export"};
 
 int line_of(const YAML::Node & node) {
     return node.Mark().line + 1;
@@ -112,6 +112,25 @@ RunEvaluation read_evaluation(const std::string & path, const YAML::Node & map) 
     return e;
 }
 
+RunExport read_export(const std::string & path, const YAML::Node & map) {
+    RunExport x;
+    for_each_key(path, map, "export", [&](const std::string & name, const YAML::Node & v, const std::string & label) {
+        if (name == "types" || name == "type") {
+            for (const std::string & t : task_list(v, label)) {
+                const std::optional<ExportType> type = parse_export_type(t);
+                if (!type) throw InputError(fmt::format("{}: '{}' is not one of {}", label, t, export_type_list()));
+                x.types.push_back(*type);
+            }
+        } else if (name == "rows") {
+            x.rows = task_list(v, label);
+        } else {
+            unknown(label, "types, rows");
+        }
+    });
+    if (x.types.empty()) throw InputError(fmt::format("{}: export: types: name at least one type ({})", path, export_type_list()));
+    return x;
+}
+
 WorldOptions read_synth(const std::string & path, const YAML::Node & map) {
     WorldOptions w;
     const std::map<std::string, int *> sizes = {
@@ -209,6 +228,9 @@ RunRecipe read_run_recipe(const std::string & path, const std::string & output_d
     r.merges = root["merges"] ? read_merges(path, root["merges"]) : default_merges();
     if (root["evaluation"]) {
         r.evaluation = read_evaluation(path, root["evaluation"]);
+    }
+    if (root["export"]) {
+        r.exports = read_export(path, root["export"]);
     }
     if (root["synth"]) {
         r.synth = read_synth(path, root["synth"]);

@@ -7,11 +7,15 @@
 //                densities, lambda, t, seed); default: slerp, task_arithmetic, ties, dare_ties, linear
 //   evaluation:  tasks (names or YAML task files), data_dir, num_fewshot, limit; winrate (a file of
 //                judge cases: the synthetic world's judge), max_new_tokens, batch
+//   export:      GGUF files for llama.cpp of some rows' models: types (f32, f16, bf16, q8_0, q4_0,
+//                q4_k_m; a list or "a,b"), rows (row ids such as paft-ties, sequential-sft, base; default
+//                every row): OUTPUT_DIR/gguf/ROW-TYPE.gguf
 //   synth:       generate the synthetic world (synth/world.h options) into OUTPUT_DIR/world; the
 //                training data, tasks and judge cases not named elsewhere default to its files
 // Paths are as given (relative to the working folder), as in paft parallel and mergekit.
 #pragma once
 
+#include "gguf/gguf_model.h"
 #include "merge/merge.h"
 #include "synth/world.h"
 #include "train/recipe.h"
@@ -33,15 +37,22 @@ struct RunEvaluation {
     int                      batch          = 8;   // generations decoded together
 };
 
+struct RunExport {
+    std::vector<ExportType>  types;  // empty: no export
+    std::vector<std::string> rows;   // row ids; empty: every row
+};
+
 struct RunRecipe {
     std::string                path;    // the recipe file
     ParallelOptions            train;   // model, output_dir, threads, both branches
     std::vector<MergeOptions>  merges;  // in the table's order
     RunEvaluation              evaluation;
+    RunExport                  exports;
     std::optional<WorldOptions> synth;
 };
 
-// Reads and checks a recipe; InputError naming FILE:LINE and the key. `output_dir`, when given,
+// Reads and checks a recipe (export rows are checked against the table's rows when the run starts);
+// InputError naming FILE:LINE and the key. `output_dir`, when given,
 // replaces the recipe's. With `synth`, empty data paths, tasks and win-rate cases are filled in
 // with the world's files under OUTPUT_DIR/world.
 RunRecipe read_run_recipe(const std::string & path, const std::string & output_dir = "");
