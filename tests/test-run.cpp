@@ -320,6 +320,8 @@ TEST(RunRecipe, ShippedRecipesParse) {
     ASSERT_EQ(d.merges.size(), 5u);
     EXPECT_EQ(d.merges[2].method, "ties");
     EXPECT_EQ(d.merges[2].densities, (std::vector<double>{0.5, 0.5}));
+    EXPECT_EQ(d.exports.types, (std::vector<ExportType>{ExportType::Q8_0}));
+    EXPECT_EQ(d.exports.rows, (std::vector<std::string>{"paft-ties"}));
 
     const RunRecipe m = read_run_recipe((kSource / "recipes/paft-mistral-7b.yaml").string(), "runs/elsewhere");
     EXPECT_EQ(m.train.output_dir, "runs/elsewhere");
