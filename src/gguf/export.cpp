@@ -119,7 +119,7 @@ GgufExportReport export_model(const GgufExportOptions & o) {
     const ExportType type = o.type ? *o.type : own_type(store, o.model_dir);
     GgufWriter       w;
     write_model_metadata(w, config, o.name.empty() ? default_name(o.model_dir) : o.name, type);
-    write_vocab_metadata(w, o.model_dir, config);
+    const std::vector<std::string> vocab_notes = write_vocab_metadata(w, o.model_dir, config);
     const std::vector<GgufTensorPlan> plan = plan_model_tensors(config, type);
     for (const GgufTensorPlan & p : plan) w.add_tensor(p.gguf_name, p.shape, p.type);
 
@@ -127,6 +127,7 @@ GgufExportReport export_model(const GgufExportOptions & o) {
     report.type    = export_type_name(type);
     report.tensors = plan.size();
     for (const GgufTensorPlan & p : plan) report.types[ggml_type_name(p.type)]++;
+    report.notes = vocab_notes;
     if (gguf_context_length(config) < config.max_position_embeddings) {
         report.notes.push_back(fmt::format(
             "llama.cpp has no sliding-window attention for this architecture: the file's context length is the "

@@ -138,22 +138,22 @@ void GgufWriter::set_strings(const std::string & key, const std::vector<std::str
     set(key, std::move(e));
 }
 
-void GgufWriter::set_f32s(const std::string & key, const std::vector<float> & v) {
+void GgufWriter::set_numbers(const std::string & key, GgufValueType element_type, const void * data, size_t count,
+                             size_t element_size) {
     std::string e;
     put<uint32_t>(e, static_cast<uint32_t>(GgufValueType::ARRAY));
-    put<uint32_t>(e, static_cast<uint32_t>(GgufValueType::F32));
-    put<uint64_t>(e, v.size());
-    e.append(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(float));
+    put<uint32_t>(e, static_cast<uint32_t>(element_type));
+    put<uint64_t>(e, count);
+    e.append(static_cast<const char *>(data), count * element_size);
     set(key, std::move(e));
 }
 
+void GgufWriter::set_f32s(const std::string & key, const std::vector<float> & v) {
+    set_numbers(key, GgufValueType::F32, v.data(), v.size(), sizeof(float));
+}
+
 void GgufWriter::set_i32s(const std::string & key, const std::vector<int32_t> & v) {
-    std::string e;
-    put<uint32_t>(e, static_cast<uint32_t>(GgufValueType::ARRAY));
-    put<uint32_t>(e, static_cast<uint32_t>(GgufValueType::I32));
-    put<uint64_t>(e, v.size());
-    e.append(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(int32_t));
-    set(key, std::move(e));
+    set_numbers(key, GgufValueType::I32, v.data(), v.size(), sizeof(int32_t));
 }
 
 size_t GgufWriter::add_tensor(const std::string & name, const std::vector<int64_t> & shape, GgmlType type) {

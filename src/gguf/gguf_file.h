@@ -91,6 +91,9 @@ private:
     uint64_t                    data_bytes_ = 0;
     uint32_t                    alignment_  = 32;
     void                        set(const std::string & key, std::string encoded);
+    // An array of fixed-size numbers, their little-endian bytes at `data`.
+    void set_numbers(const std::string & key, GgufValueType element_type, const void * data, size_t count,
+                     size_t element_size);
 };
 
 // A GGUF file, memory-mapped read-only. The constructor validates the header (magic, version 2 or

@@ -21,7 +21,10 @@ using json = nlohmann::json;
 // llama.cpp's token types (llama_token_type).
 enum TokenType : int32_t { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 };
 
-// Byte-level split patterns llama.cpp knows, by its pre-tokenizer name.
+// Byte-level split patterns llama.cpp knows, by its pre-tokenizer name. The name also sets
+// llama.cpp's ignore_merges (a piece that is a token is emitted whole, merges or not): on for
+// "llama-bpe", as Llama 3's tokenizer.json says it; off for "qwen2" and "gpt-2", as theirs say
+// (a file that says otherwise differs from llama.cpp on the words its merges do not build).
 struct KnownPattern {
     const char * pre;
     const char * regex;
@@ -53,6 +56,7 @@ struct Analysis {
     Family      family;
     std::string pre;                // byte level: llama.cpp's pre-tokenizer name
     bool        add_space_prefix = false;
+    std::vector<std::string> notes;  // where llama.cpp will tokenize differently (paft export prints them)
 };
 
 Analysis analyse(const json & tok, const std::string & file) {
@@ -60,7 +64,7 @@ Analysis analyse(const json & tok, const std::string & file) {
     const std::string type = model.value("type", "");
     if (type != "BPE") refuse(file, fmt::format("model.type '{}' (only BPE tokenizers can be exported)", type));
     Analysis a{};
-    bool     byte_level = false, metaspace = false;
+    bool     byte_level = false;
     std::string regex;
     for (const json & s : steps(tok.value("pre_tokenizer", json()), "pretokenizers")) {
         const std::string t = s.value("type", "");
@@ -72,10 +76,19 @@ Analysis analyse(const json & tok, const std::string & file) {
             if (!regex.empty()) refuse(file, "pre_tokenizer with two split patterns");
             regex = s["pattern"]["Regex"].get<std::string>();
         } else if (t == "Metaspace") {
-            metaspace = true;
+            // Hugging Face's Metaspace prepends "▁" only where the text does not start with a space
+            // (and, for prepend_scheme "first", only at the start of the text, not after a special
+            // token); llama.cpp, as SentencePiece, prepends one before every text fragment. The one
+            // flag cannot say more: such a tokenizer gets the legacy Prepend normalizer's file, and
+            // llama.cpp's ids differ from Hugging Face's where a text fragment starts with a space
+            // (or, for "first", follows a special token).
             const std::string scheme = s.value("prepend_scheme", s.value("add_prefix_space", true) ? "always" : "never");
             a.add_space_prefix = scheme != "never";
             if (s.value("split", false)) refuse(file, "pre_tokenizer Metaspace with split: true");
+            a.notes.push_back(fmt::format(
+                "{}: a Metaspace pre-tokenizer (prepend_scheme {}): llama.cpp puts \u2581 before every text fragment, "
+                "so its ids differ where a fragment starts with a space or follows a special token",
+                file, scheme));
         } else {
             refuse(file, "pre_tokenizer " + json_snippet(s));
         }
@@ -87,8 +100,12 @@ Analysis analyse(const json & tok, const std::string & file) {
         }
         if (a.pre.empty()) refuse(file, "the byte-level split pattern " + json(regex).dump());
         for (const json & n : steps(tok.value("normalizer", json()), "normalizers")) {
-            // llama.cpp does not normalise; NFC leaves text that is already NFC (nearly all) as is.
+            // llama.cpp does not normalise: text already in NFC (nearly all text) gets the same ids,
+            // other text the ids of its bytes as given (the NFC form of it gets Hugging Face's).
             if (n.value("type", "") != "NFC") refuse(file, "normalizer " + json_snippet(n));
+            a.notes.push_back(fmt::format("{}: an NFC normalizer: llama.cpp does not normalise, so text not in NFC "
+                                          "gets other ids than here (its NFC form gets the same)",
+                                          file));
         }
         return a;
     }
@@ -105,10 +122,6 @@ Analysis analyse(const json & tok, const std::string & file) {
         } else {
             refuse(file, "normalizer " + json_snippet(n));
         }
-    }
-    if (!metaspace && tok.value("pre_tokenizer", json()).is_null() && !a.add_space_prefix) {
-        // Replace-only normalizer: spaces become ▁ but nothing is prepended.
-        a.add_space_prefix = false;
     }
     return a;
 }
@@ -128,7 +141,7 @@ bool is_byte_token(const std::string & s) {
 
 }  // namespace
 
-void write_vocab_metadata(GgufWriter & w, const std::string & model_dir, const ModelConfig & config) {
+std::vector<std::string> write_vocab_metadata(GgufWriter & w, const std::string & model_dir, const ModelConfig & config) {
     const std::string file = (std::filesystem::path(model_dir) / "tokenizer.json").string();
     if (!std::filesystem::exists(file)) {
         throw InputError(fmt::format("{}: missing (a GGUF model carries its tokenizer; export needs tokenizer.json)", file));
@@ -170,6 +183,12 @@ void write_vocab_metadata(GgufWriter & w, const std::string & model_dir, const M
     if (tok.contains("added_tokens") && tok["added_tokens"].is_array()) {
         for (const json & t : tok["added_tokens"]) {
             const std::string text = t.value("content", "");
+            // llama.cpp cuts control tokens out of text only when asked to parse special tokens,
+            // user-defined ones always (Hugging Face cuts out every added token). It also makes
+            // some tokens control by their text, whatever their type here (its end-of-generation
+            // and fill-in-the-middle names: "</s>", "<|fim_prefix|>", ...); in Qwen2's vocabulary
+            // "</s>" is an ordinary token, so llama.cpp parses it out of text where Hugging Face
+            // splits it as "</", "s", ">".
             int32_t           type = t.value("special", false) ? CONTROL : USER_DEFINED;
             if (!unk.empty() && text == unk) type = UNKNOWN;
             put(t.value("id", (int64_t) -1), text, type);
@@ -242,6 +261,7 @@ void write_vocab_metadata(GgufWriter & w, const std::string & model_dir, const M
     w.set_bool("tokenizer.ggml.add_bos_token", add_bos);
     w.set_bool("tokenizer.ggml.add_eos_token", add_eos);
     if (!tokenizer.config().chat_template.empty()) w.set_string("tokenizer.chat_template", tokenizer.config().chat_template);
+    return a.notes;
 }
 
 }  // namespace paft

@@ -19,10 +19,15 @@
 #include "model/config.h"
 
 #include <string>
+#include <vector>
 
 namespace paft {
 
-// Reads the tokenizer files of `model_dir` and sets the vocabulary's keys on `writer`.
-void write_vocab_metadata(GgufWriter & writer, const std::string & model_dir, const ModelConfig & config);
+// Reads the tokenizer files of `model_dir` and sets the vocabulary's keys on `writer`. Returns notes
+// on what llama.cpp will tokenize differently although the file is as right as GGUF allows (an NFC
+// normalizer, which llama.cpp does not apply; a Metaspace pre-tokenizer, whose prefix rule GGUF's
+// one add_space_prefix flag cannot state).
+std::vector<std::string> write_vocab_metadata(GgufWriter & writer, const std::string & model_dir,
+                                              const ModelConfig & config);
 
 }  // namespace paft
