@@ -63,7 +63,13 @@ void read_rows(std::span<const uint8_t> bytes, DType dtype, int64_t row0, int64_
             case DType::F32: std::memcpy(&dst[i], p, 4); break;
             case DType::F16: std::memcpy(&h, p, 2); dst[i] = f16_to_f32(h); break;
             case DType::BF16: std::memcpy(&h, p, 2); dst[i] = bf16_to_f32(h); break;
-            default: break;
+            case DType::F64: {
+                double d;
+                std::memcpy(&d, p, 8);
+                dst[i] = (float) d;
+                break;
+            }
+            default: break;  // check_model_tensors has accepted float tensors only
         }
     }
 }
@@ -116,6 +122,12 @@ GgufExportReport export_model(const GgufExportOptions & o) {
     inputs.insert(inputs.end(), o.adapters.begin(), o.adapters.end());
     check_output(o, inputs);
 
+    for (const ParamEntry & e : ParamLayout(config).entries()) {
+        const DType d = store.info(e.name).dtype;
+        if (d != DType::F32 && d != DType::F16 && d != DType::BF16 && d != DType::F64) {
+            throw InputError(fmt::format("{}: tensor {} is {}, not a float type", o.model_dir, e.name, dtype_name(d)));
+        }
+    }
     const ExportType type = o.type ? *o.type : own_type(store, o.model_dir);
     GgufWriter       w;
     write_model_metadata(w, config, o.name.empty() ? default_name(o.model_dir) : o.name, type);
@@ -139,7 +151,7 @@ GgufExportReport export_model(const GgufExportOptions & o) {
     const int saved_threads = omp_get_max_threads();
     omp_set_num_threads(threads);
     std::unique_ptr<Progress> progress;
-    if (o.progress) progress = std::make_unique<Progress>("export " + report.type, (long) (w.data_bytes() >> 20), "MB");
+    if (o.progress) progress = std::make_unique<Progress>("export " + report.type, std::max<long>(1, (long) (w.data_bytes() >> 20)), "MB");
     uint64_t             done = 0;
     std::vector<float>   values;
     std::vector<uint8_t> bytes;
