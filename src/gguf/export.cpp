@@ -122,7 +122,8 @@ GgufExportReport export_model(const GgufExportOptions & o) {
     inputs.insert(inputs.end(), o.adapters.begin(), o.adapters.end());
     check_output(o, inputs);
 
-    for (const ParamEntry & e : ParamLayout(config).entries()) {
+    const ParamLayout layout(config);
+    for (const ParamEntry & e : layout.entries()) {
         const DType d = store.info(e.name).dtype;
         if (d != DType::F32 && d != DType::F16 && d != DType::BF16 && d != DType::F64) {
             throw InputError(fmt::format("{}: tensor {} is {}, not a float type", o.model_dir, e.name, dtype_name(d)));
