@@ -51,33 +51,6 @@ static_assert(std::endian::native == std::endian::little, "F32 rows are copied a
 constexpr int kQK  = 32;   // values per block of Q8_0, Q4_0, Q5_0
 constexpr int kQKK = 256;  // values per super-block of Q4_K, Q6_K
 
-struct TypeTraits {
-    GgmlType     type;
-    const char * name;
-    int64_t      block_size;
-    size_t       block_bytes;
-};
-
-constexpr TypeTraits kTypes[] = {
-    {GgmlType::F32, "f32", 1, 4},          {GgmlType::F16, "f16", 1, 2},
-    {GgmlType::Q4_0, "q4_0", kQK, 18},     {GgmlType::Q5_0, "q5_0", kQK, 22},
-    {GgmlType::Q8_0, "q8_0", kQK, 34},     {GgmlType::Q4_K, "q4_K", kQKK, 144},
-    {GgmlType::Q6_K, "q6_K", kQKK, 210},   {GgmlType::BF16, "bf16", 1, 2},
-};
-
-const TypeTraits & traits(GgmlType type) {
-    for (const TypeTraits & t : kTypes)
-        if (t.type == type) return t;
-    throw std::invalid_argument(fmt::format("ggml type {} is not supported", static_cast<uint32_t>(type)));
-}
-
-void check_row(GgmlType type, int64_t rows, int64_t n) {
-    const TypeTraits & t = traits(type);
-    if (rows < 0 || n < 0 || n % t.block_size != 0)
-        throw std::invalid_argument(fmt::format("{} x {} values are not rows of whole {} blocks of {} values", rows, n,
-                                                t.name, t.block_size));
-}
-
 void put_u16(uint8_t * p, uint16_t v) {
     p[0] = static_cast<uint8_t>(v & 0xFF);
     p[1] = static_cast<uint8_t>(v >> 8);
@@ -458,6 +431,73 @@ void dequantize_q6_k(const uint8_t * y, float * x) {
     }
 }
 
+// ---- the registry: one row of data per type (llama.cpp's type traits) ----
+
+// n values (whole blocks) of a row to bytes, and back.
+using QuantizeRow   = void (*)(const float * x, uint8_t * y, int64_t n);
+using DequantizeRow = void (*)(const uint8_t * y, float * x, int64_t n);
+
+template <void (*Block)(const float *, uint8_t *), int64_t Size, size_t Bytes>
+void quantize_blocks(const float * x, uint8_t * y, int64_t n) {
+    for (int64_t b = 0; b < n / Size; ++b) Block(x + b * Size, y + b * Bytes);
+}
+template <void (*Block)(const uint8_t *, float *), int64_t Size, size_t Bytes>
+void dequantize_blocks(const uint8_t * y, float * x, int64_t n) {
+    for (int64_t b = 0; b < n / Size; ++b) Block(y + b * Bytes, x + b * Size);
+}
+
+// Floats: little-endian hosts, so f32 is a copy.
+void f32_row(const float * x, uint8_t * y, int64_t n) { std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float)); }
+void f32_row_back(const uint8_t * y, float * x, int64_t n) { std::memcpy(x, y, static_cast<size_t>(n) * sizeof(float)); }
+void f16_row(const float * x, uint8_t * y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) put_u16(y + 2 * i, f32_to_f16(x[i]));
+}
+void f16_row_back(const uint8_t * y, float * x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] = f16_to_f32(get_u16(y + 2 * i));
+}
+void bf16_row(const float * x, uint8_t * y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) put_u16(y + 2 * i, f32_to_bf16(x[i]));
+}
+void bf16_row_back(const uint8_t * y, float * x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] = bf16_to_f32(get_u16(y + 2 * i));
+}
+
+struct TypeTraits {
+    GgmlType      type;
+    const char *  name;
+    int64_t       block_size;   // values per block
+    size_t        block_bytes;  // bytes per block
+    QuantizeRow   quantize;
+    DequantizeRow dequantize;
+};
+
+#define PAFT_BLOCK_TYPE(T, NAME, SIZE, BYTES, FN) \
+    {GgmlType::T, NAME, SIZE, BYTES, quantize_blocks<quantize_##FN, SIZE, BYTES>, dequantize_blocks<dequantize_##FN, SIZE, BYTES>}
+constexpr TypeTraits kTypes[] = {
+    {GgmlType::F32, "f32", 1, 4, f32_row, f32_row_back},
+    {GgmlType::F16, "f16", 1, 2, f16_row, f16_row_back},
+    PAFT_BLOCK_TYPE(Q4_0, "q4_0", kQK, 18, q4_0),
+    PAFT_BLOCK_TYPE(Q5_0, "q5_0", kQK, 22, q5_0),
+    PAFT_BLOCK_TYPE(Q8_0, "q8_0", kQK, 34, q8_0),
+    PAFT_BLOCK_TYPE(Q4_K, "q4_K", kQKK, 144, q4_k),
+    PAFT_BLOCK_TYPE(Q6_K, "q6_K", kQKK, 210, q6_k),
+    {GgmlType::BF16, "bf16", 1, 2, bf16_row, bf16_row_back},
+};
+#undef PAFT_BLOCK_TYPE
+
+const TypeTraits & traits(GgmlType type) {
+    for (const TypeTraits & t : kTypes)
+        if (t.type == type) return t;
+    throw std::invalid_argument(fmt::format("ggml type {} is not supported", static_cast<uint32_t>(type)));
+}
+
+void check_row(GgmlType type, int64_t rows, int64_t n) {
+    const TypeTraits & t = traits(type);
+    if (rows < 0 || n < 0 || n % t.block_size != 0)
+        throw std::invalid_argument(fmt::format("{} x {} values are not rows of whole {} blocks of {} values", rows, n,
+                                                t.name, t.block_size));
+}
+
 }  // namespace
 
 const char * ggml_type_name(GgmlType type) { return traits(type).name; }
@@ -480,58 +520,15 @@ size_t ggml_row_bytes(GgmlType type, int64_t n) {
 
 bool ggml_is_quantized(GgmlType type) { return traits(type).block_size > 1; }
 
+// Rows are whole blocks, so no block straddles two rows: the rows are one run of values.
 void quantize_rows(GgmlType type, const float * src, int64_t rows, int64_t n, uint8_t * dst) {
     check_row(type, rows, n);
-    const int64_t total = rows * n;
-    switch (type) {
-        case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(total) * sizeof(float)); return;  // little-endian hosts
-        case GgmlType::F16:
-            for (int64_t i = 0; i < total; ++i) put_u16(dst + 2 * i, f32_to_f16(src[i]));
-            return;
-        case GgmlType::BF16:
-            for (int64_t i = 0; i < total; ++i) put_u16(dst + 2 * i, f32_to_bf16(src[i]));
-            return;
-        default: break;
-    }
-    void (*block)(const float *, uint8_t *) = nullptr;
-    switch (type) {
-        case GgmlType::Q8_0: block = quantize_q8_0; break;
-        case GgmlType::Q4_0: block = quantize_q4_0; break;
-        case GgmlType::Q5_0: block = quantize_q5_0; break;
-        case GgmlType::Q4_K: block = quantize_q4_k; break;
-        case GgmlType::Q6_K: block = quantize_q6_k; break;
-        default: throw std::invalid_argument(fmt::format("cannot quantize to {}", ggml_type_name(type)));
-    }
-    const TypeTraits & t      = traits(type);
-    const int64_t      blocks = total / t.block_size;  // rows are whole blocks, so blocks never straddle rows
-    for (int64_t b = 0; b < blocks; ++b) block(src + b * t.block_size, dst + b * t.block_bytes);
+    traits(type).quantize(src, dst, rows * n);
 }
 
 void dequantize_rows(GgmlType type, const uint8_t * src, int64_t rows, int64_t n, float * dst) {
     check_row(type, rows, n);
-    const int64_t total = rows * n;
-    switch (type) {
-        case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(total) * sizeof(float)); return;
-        case GgmlType::F16:
-            for (int64_t i = 0; i < total; ++i) dst[i] = f16_to_f32(get_u16(src + 2 * i));
-            return;
-        case GgmlType::BF16:
-            for (int64_t i = 0; i < total; ++i) dst[i] = bf16_to_f32(get_u16(src + 2 * i));
-            return;
-        default: break;
-    }
-    void (*block)(const uint8_t *, float *) = nullptr;
-    switch (type) {
-        case GgmlType::Q8_0: block = dequantize_q8_0; break;
-        case GgmlType::Q4_0: block = dequantize_q4_0; break;
-        case GgmlType::Q5_0: block = dequantize_q5_0; break;
-        case GgmlType::Q4_K: block = dequantize_q4_k; break;
-        case GgmlType::Q6_K: block = dequantize_q6_k; break;
-        default: throw std::invalid_argument(fmt::format("cannot dequantize {}", ggml_type_name(type)));
-    }
-    const TypeTraits & t      = traits(type);
-    const int64_t      blocks = total / t.block_size;
-    for (int64_t b = 0; b < blocks; ++b) block(src + b * t.block_bytes, dst + b * t.block_size);
+    traits(type).dequantize(src, dst, rows * n);
 }
 
 }  // namespace paft
