@@ -167,7 +167,8 @@ GgufExportReport export_model(const GgufExportOptions & o) {
             const TensorInfo & info = store.info(p.hf_name);
             const std::span<const uint8_t> stored = store.bytes(p.hf_name);
             const int64_t n = p.shape.size() > 1 ? p.shape[1] : p.shape[0], total_rows = p.shape.size() > 1 ? p.shape[0] : 1;
-            // q and k are reordered within heads: one block holds the whole tensor (a few MB).
+            // q and k are reordered within heads: one block holds the whole tensor (q_proj in f32: 64 MB
+            // at 7B).
             const int64_t block = p.rope_heads > 0 ? total_rows : std::max<int64_t>(1, kBlockValues / n);
             for (int64_t row0 = 0; row0 < total_rows; row0 += block) {
                 const int64_t rows = std::min(block, total_rows - row0);
