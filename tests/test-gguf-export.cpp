@@ -428,6 +428,15 @@ TEST(GgufExportCli, BadInputIsRefusedAndNothingIsWritten) {
     const json info = llama_cpp({{"op", "info"}, {"model", (work / "tiny.gguf").string()}}, work);
     EXPECT_FALSE(info.empty());
 
+    // Deterministic: the same bytes whatever the thread count.
+    for (const char * threads : {"1", "2"}) {
+        RunResult r = run_paft({"export", "--model", tiny.string(), "--out", (work / (std::string("t") + threads + ".gguf")).string(),
+                                "--type", "q4_k_m", "--threads", threads},
+                               work);
+        ASSERT_EQ(r.code, 0) << describe(r);
+    }
+    EXPECT_EQ(read_file((work / "t1.gguf").string()), read_file((work / "t2.gguf").string()));
+
     // The same output again: refused unless --overwrite; the file is untouched.
     const std::string before = read_file((work / "tiny.gguf").string());
     expect_input_error(run_paft({"export", "--model", tiny.string(), "--out", (work / "tiny.gguf").string()}, work),
