@@ -3,6 +3,7 @@
 #pragma once
 
 #include "io/fs.h"
+#include "model/config.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -29,4 +30,24 @@ inline nlohmann::json llama_cpp(const nlohmann::json & request, const std::files
         return nlohmann::json::object();
     }
     return result;
+}
+
+// A tiny model shape for export tests: hidden 64, 4 heads of 16 (`kv_heads` of them for k and v),
+// MLP 128, `layers` layers; the vocabulary as the real model has it (its tokenizer's files go with it).
+inline paft::ModelConfig tiny_gguf_config(paft::Architecture arch, int vocab, int layers, int kv_heads) {
+    paft::ModelConfig c;
+    c.architecture            = arch;
+    c.architecture_name       = arch == paft::Architecture::Llama     ? "LlamaForCausalLM"
+                                : arch == paft::Architecture::Mistral ? "MistralForCausalLM"
+                                                                      : "Qwen2ForCausalLM";
+    c.hidden_size             = 64;
+    c.intermediate_size       = 128;
+    c.num_layers              = layers;
+    c.num_heads               = 4;
+    c.num_kv_heads            = kv_heads;
+    c.head_dim                = 16;
+    c.vocab_size              = vocab;
+    c.max_position_embeddings = 512;
+    c.rms_norm_eps            = 1e-5f;
+    return c;
 }

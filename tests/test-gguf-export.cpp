@@ -51,26 +51,10 @@ struct Variant {
     ModelConfig config;
 };
 
-ModelConfig base_config(Architecture arch, int vocab) {
-    ModelConfig c;
-    c.architecture      = arch;
-    c.architecture_name = arch == Architecture::Llama ? "LlamaForCausalLM" : arch == Architecture::Mistral ? "MistralForCausalLM" : "Qwen2ForCausalLM";
-    c.hidden_size       = 64;
-    c.intermediate_size = 128;
-    c.num_layers        = 2;
-    c.num_heads         = 4;
-    c.num_kv_heads      = 2;
-    c.head_dim          = 16;
-    c.vocab_size        = vocab;
-    c.max_position_embeddings = 512;
-    c.rms_norm_eps      = 1e-5f;
-    return c;
-}
-
 std::vector<Variant> variants() {
     std::vector<Variant> v;
     {   // Mistral: SentencePiece-style vocabulary, GQA, a sliding window shorter than the generation.
-        ModelConfig c       = base_config(Architecture::Mistral, 32000);
+        ModelConfig c       = tiny_gguf_config(Architecture::Mistral, 32000, 2, 2);
         c.hidden_size       = 256;  // rows of 256: q4_k_m uses q4_K and q6_K here
         c.intermediate_size = 512;
         c.num_heads         = 8;
@@ -81,7 +65,7 @@ std::vector<Variant> variants() {
         v.push_back({"mistral", "llama2", c});
     }
     {   // Llama 3: byte-level BPE, llama3 rope scaling, tied embeddings, q/k/v/o biases.
-        ModelConfig c    = base_config(Architecture::Llama, 128256);
+        ModelConfig c    = tiny_gguf_config(Architecture::Llama, 128256, 2, 2);
         c.rope_theta     = 500000.0f;
         c.rope_scaling   = {true, 8.0f, 1.0f, 4.0f, 64};
         c.tie_word_embeddings = true;
@@ -90,7 +74,7 @@ std::vector<Variant> variants() {
         v.push_back({"llama3", "llama3", c});
     }
     {   // Qwen2 with the Qwen3 tokenizer: q/k/v biases, NeoX rotation.
-        ModelConfig c    = base_config(Architecture::Qwen2, 151936);
+        ModelConfig c    = tiny_gguf_config(Architecture::Qwen2, 151936, 2, 2);
         c.attention_bias = true;
         c.rope_theta     = 1000000.0f;
         c.bos_token_id = 151643, c.eos_token_id = 151645;

@@ -90,25 +90,12 @@ struct Vocab {
 
 void PrintTo(const Vocab & v, std::ostream * os) { *os << v.name; }
 
-// The tiny model: hidden 64, one layer of 4 heads of 16; the vocabulary as the real model has it.
+// The tiny model: one layer, no GQA; Qwen2's q, k, v have biases.
 ModelConfig tiny_config(Architecture arch, int vocab, int bos, int eos) {
-    ModelConfig c;
-    c.architecture      = arch;
-    c.architecture_name = arch == Architecture::Llama     ? "LlamaForCausalLM"
-                          : arch == Architecture::Mistral ? "MistralForCausalLM"
-                                                          : "Qwen2ForCausalLM";
-    c.hidden_size       = 64;
-    c.intermediate_size = 128;
-    c.num_layers        = 1;
-    c.num_heads         = 4;
-    c.num_kv_heads      = 4;
-    c.head_dim          = 16;
-    c.vocab_size        = vocab;
-    c.max_position_embeddings = 512;
-    c.rms_norm_eps      = 1e-5f;
-    c.bos_token_id      = bos;
-    c.eos_token_id      = eos;
-    c.attention_bias    = arch == Architecture::Qwen2;  // Qwen2's q, k, v have biases
+    ModelConfig c    = tiny_gguf_config(arch, vocab, 1, 4);
+    c.bos_token_id   = bos;
+    c.eos_token_id   = eos;
+    c.attention_bias = arch == Architecture::Qwen2;
     return c;
 }
 
