@@ -105,7 +105,7 @@ int main(int argc, char ** argv) {
     auto              model  = Model::random(config, 11);
     model->save((root / "model").string(), DType::F32);
     const Tokenizer tok     = Tokenizer::load(tokenizer);
-    auto            backend = make_cpu_backend(threads);
+    auto            backend = make_backend(threads);
     const auto      requests = arc_like_requests(docs, shots);
 
     ModelLanguageModel lm(*backend, model, tok, {});

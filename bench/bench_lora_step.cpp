@@ -98,7 +98,7 @@ int main(int argc, char ** argv) {
     write_file_atomic(dir + "/batch.json", batch_json.dump());
     Batch b = batch_from_rows(rows, nullptr, 0, false, config.vocab_size);
 
-    auto        backend = make_cpu_backend(threads);
+    auto        backend = make_backend(threads);
     LoraConfig  lc;
     lc.r     = rank;
     lc.alpha = 2.0f * rank;

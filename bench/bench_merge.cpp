@@ -104,7 +104,7 @@ void generate_adapter(const std::string & dir, const std::string & base_dir, uin
 // The base (as stored, bf16) plus noise of 5% of each tensor's RMS, stored in bf16.
 void generate_finetuned(const std::string & dir, const std::string & base_dir, uint64_t seed) {
     generate_once(dir, "a fine-tuned model", [&](const std::string & tmp) {
-        auto   model = Model::load(base_dir);
+        auto   model = Model::load_f32(base_dir);
         Random rng(seed);
         for (const ParamEntry & e : model->layout().entries()) {
             float * p   = model->data() + e.offset;

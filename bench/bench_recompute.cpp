@@ -60,7 +60,7 @@ int main(int argc, char ** argv) {
     Batch              b     = batch_from_rows(rows, nullptr, 0, false, config.vocab_size);
     std::vector<float> dlogp = mean_nll_gradient(b);
 
-    auto       backend = make_cpu_backend(threads);
+    auto       backend = make_backend(threads);
     LoraConfig lc;
     lc.r       = rank;
     lc.alpha   = 2.0f * rank;

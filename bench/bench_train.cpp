@@ -305,7 +305,7 @@ int main(int argc, char ** argv) {
         (std::filesystem::temp_directory_path() / fmt::format("paft-bench-train-{}-{}", a.preset, getpid())).string();
     const std::string model_dir = root + "/model";
     model->save(model_dir, DType::F32);
-    auto backend = make_cpu_backend(a.threads);
+    auto backend = make_backend(a.threads);
 
     struct Row {
         std::string method;

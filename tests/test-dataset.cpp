@@ -227,7 +227,7 @@ TEST(Packing, LongExamplesAreCut) {
 TEST(Packing, PackedRowsScoreLikeSeparateSequences) {
     ModelConfig cfg = model_preset("tiny");
     auto        model   = Model::random(cfg, 21);
-    auto        backend = make_cpu_backend(1);
+    auto        backend = make_backend(1);
     Transformer tf(*backend, model);
     std::mt19937            rng(3);
     std::vector<SftExample> examples;

@@ -225,7 +225,7 @@ GreedyCase read_greedy(const std::string & name) {
 // One thread: the models are tiny, and on a busy machine the threads' barriers would cost more
 // than the work they share.
 struct Loaded {
-    std::unique_ptr<Backend> backend = make_cpu_backend(1);
+    std::unique_ptr<Backend> backend = make_backend(1);
     std::unique_ptr<Decoder> decoder;
     explicit Loaded(const std::string & name) :
         decoder(std::make_unique<Decoder>(*backend, load_model_with_adapters(kCases + "/" + name + "/model", {}))) {}

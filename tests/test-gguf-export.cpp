@@ -118,9 +118,10 @@ struct Greedy {
 };
 
 // paft's greedy decoding, step by step over the key/value cache.
-Greedy paft_greedy(std::shared_ptr<const Model> model, const std::vector<int32_t> & prompt, int n_new) {
-    auto      backend = make_cpu_backend(1);
-    Decoder   decoder(*backend, model);
+Greedy paft_greedy(const AdaptedModel & adapted, const std::vector<int32_t> & prompt, int n_new) {
+    const auto & model = adapted.model;
+    auto      backend = make_backend(1);
+    Decoder   decoder(*backend, adapted);
     KvCache   cache(model->config(), (int) prompt.size() + n_new);
     Greedy    g;
     std::vector<int32_t> next = prompt;
@@ -158,7 +159,7 @@ struct ForcedCheck {
 
 ForcedCheck paft_along(std::shared_ptr<const Model> model, const std::vector<int32_t> & prompt,
                        const std::vector<int32_t> & continuation) {
-    auto                 backend = make_cpu_backend(1);
+    auto                 backend = make_backend(1);
     Decoder              decoder(*backend, model);
     std::vector<int32_t> all = prompt;
     all.insert(all.end(), continuation.begin(), continuation.end() - 1);
@@ -275,7 +276,7 @@ TEST_P(GgufExport, LlamaCppGeneratesPaftsGreedyTokens) {
     const fs::path   dir  = write_model(v, work / "model", gain);
     const Tokenizer  tok  = Tokenizer::load(dir.string());
     const auto       prompts = prompts_for(tok);
-    const auto       model   = Model::load(dir.string());
+    const auto       model   = Model::load_f32(dir.string());
 
     // llama.cpp computes an f16 file's products on f16-rounded activations and a quantized file's
     // on activations quantized to 8 bits per block of 32, so its logits differ from exact ones in

@@ -89,7 +89,7 @@ constexpr double kTolerance = 1e-5;
 
 class Inference : public ::testing::TestWithParam<std::string> {
 protected:
-    std::unique_ptr<Backend> backend = make_cpu_backend(2);
+    std::unique_ptr<Backend> backend = make_backend(2);
     ModelConfig              config  = family_config(GetParam());
     std::shared_ptr<Model>   model   = random_model(config, 7);
     int                      V       = config.vocab_size;
@@ -338,7 +338,7 @@ TEST(InferenceErrors, BadInput) {
     expect_input_error([&] { load_model_with_adapters((dir / "model").string(), {(dir / "missing").string()}); },
                        {(dir / "missing").string()});
 
-    auto                       backend = make_cpu_backend(2);
+    auto                       backend = make_backend(2);
     Decoder                    decoder(*backend, Model::random(c, 1));
     KvCache                    cache(c, 0), other(c, 0);
     const std::vector<int32_t> tokens = {1, 2, 3}, empty, bad = {1, 40};

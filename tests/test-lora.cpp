@@ -97,7 +97,7 @@ void check_lora_gradients(float dropout) {
     auto                     model   = tiny_model();
     LoraAdapter              adapter = random_adapter(model->config(), dropout);
     Batch                    batch   = tiny_batch(model->config().vocab_size);
-    auto                     backend = make_cpu_backend(2);
+    auto                     backend = make_backend(2);
     Transformer              t(*backend, model);
     t.set_training(dropout > 0, 42, 3);  // the same seed and step give the same dropout masks
     const std::vector<float> dlogp = mean_nll_gradient(batch);
@@ -137,7 +137,7 @@ TEST(Lora, DropoutOnlyInTraining) {
     auto        model   = tiny_model();
     LoraAdapter adapter = random_adapter(model->config(), 0.5f);
     Batch       batch   = tiny_batch(model->config().vocab_size);
-    auto        backend = make_cpu_backend(2);
+    auto        backend = make_backend(2);
     Transformer t(*backend, model);
     double      eval_loss = mean_nll(t, batch, adapter);
     t.set_training(true, 1, 0);
@@ -174,7 +174,7 @@ TEST(Lora, PeftInitialisation) {
     }
     // B = 0: the adapted model is exactly the base model.
     Batch       batch   = tiny_batch(model->config().vocab_size);
-    auto        backend = make_cpu_backend(2);
+    auto        backend = make_backend(2);
     Transformer t(*backend, model);
     std::vector<float> base = t.forward(batch, nullptr);
     EXPECT_EQ(base, t.forward(batch, &adapter));
@@ -221,7 +221,7 @@ TEST(ParallelTransformer, ErrorsInWorkersAreRethrown) {
     auto                model   = tiny_model();
     LoraAdapter         adapter = random_adapter(model->config(), 0.0f);
     Batch               batch   = tiny_batch(model->config().vocab_size);
-    auto                backend = make_cpu_backend(2);
+    auto                backend = make_backend(2);
     ParallelTransformer t(*backend, model, 2);
     std::vector<float>  dlogp = mean_nll_gradient(batch);
     EXPECT_THROW(t.backward(batch, &adapter, dlogp.data(), {adapter.grads().data(), nullptr}), RuntimeFailure);
@@ -248,7 +248,7 @@ TEST(ParallelTransformer, ReuseMatchesFreshInstances) {
     auto                             model = tiny_model();
     LoraAdapter                      small = qv_adapter(model->config());
     LoraAdapter                      all   = random_adapter(model->config(), 0.0f);
-    auto                             backend = make_cpu_backend(2);
+    auto                             backend = make_backend(2);
     ParallelTransformer              reused(*backend, model, 2);
     const std::vector<LoraAdapter *> adapters = {&all, &small, nullptr, &all};
     const int                        shapes[][2] = {{3, 9}, {2, 5}, {1, 70}, {3, 9}};
@@ -268,7 +268,7 @@ TEST(ParallelTransformer, ReuseMatchesFreshInstances) {
 TEST(ParallelTransformer, BackwardNeedsTheForwardsBatchShape) {
     auto                model   = tiny_model();
     LoraAdapter         adapter = random_adapter(model->config(), 0.0f);
-    auto                backend = make_cpu_backend(2);
+    auto                backend = make_backend(2);
     ParallelTransformer t(*backend, model, 2);
     Batch               b2x6 = random_batch(2, 6, model->config().vocab_size, 1);
     Batch               b3x4 = random_batch(3, 4, model->config().vocab_size, 2);
@@ -322,7 +322,7 @@ TEST(Transformer, HeadChunksMatchSingleChunk) {
     c.vocab_size  = 140000;
     auto        model   = Model::random(c, 8);
     LoraAdapter adapter = random_adapter(c, 0.0f);
-    auto        backend = make_cpu_backend(2);
+    auto        backend = make_backend(2);
     Batch       both    = random_batch(2, 90, c.vocab_size, 5);
     // Different weights per token, so that a chunk reading another chunk's weights shows.
     std::vector<float> dlogp = mean_nll_gradient(both);

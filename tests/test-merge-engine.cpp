@@ -79,7 +79,7 @@ protected:
             adapters[i].save((dir / name).string(), (dir / "base").string());
             auto full = Model::random(small_test_config(3), 1);
             std::copy(base->data(), base->data() + base->size(), full->data());
-            merge_adapter_into(*full, adapters[i]);
+            fold_lora_adapter(*full, adapters[i]);
             full->save((dir / ("full" + std::to_string(i))).string(), DType::F32);
         }
     }
@@ -401,8 +401,8 @@ TEST_F(MergeEngine, LoraOutputHoldsTheMergedDelta) {
     const LoraAdapter a8     = LoraAdapter::load((dir / "r8").string(), c);
     const auto        merged = read_all(dir / "model"), b = read_all(dir / "base");
     EXPECT_FLOAT_EQ(a8.config().scale(), 1.0f);
-    auto model = Model::load(base);
-    merge_adapter_into(*model, a8);
+    auto model = Model::load_f32(base);
+    fold_lora_adapter(*model, a8);
     for (const ParamEntry & e : model->layout().entries()) {
         const std::vector<float> & want = merged.at(e.name);
         for (size_t j = 0; j < want.size(); j++) {
@@ -464,7 +464,7 @@ TEST_F(MergeEngine, RefusesBadInputBeforeWritingAnything) {
                                                     "\n    parameters:\n      lambda: 2\n");
     expect_input_error(merge({"merge", yaml, "--out", out}), {"bad.yaml:6", "lambda", "global"});
     fs::create_directories(dir / "partial-model");
-    auto base_model = Model::load(base);
+    auto base_model = Model::load_f32(base);
     std::vector<TensorToWrite> some;
     for (const ParamEntry & e : base_model->layout().entries()) {
         if (e.name != "model.norm.weight") some.push_back({e.name, e.shape, base_model->data() + e.offset, DType::F32});

@@ -2,7 +2,7 @@
 // MergeOptions describe them) against the float64 torch oracle (tools/reference/merge_ref.py,
 // written from the TIES / DARE / task arithmetic definitions and mergekit's rules) on a small
 // random model and two LoRA adapters saved to disk; hand-computed per-tensor cases (TIES' trim,
-// election and disjoint mean; DARE's drop and rescale); merge_adapter_into against W + s B A
+// election and disjoint mean; DARE's drop and rescale); fold_lora_adapter against W + s B A
 // in double loops; determinism across thread counts; validation errors.
 //
 // dare_ties draws random masks. The oracle cannot redraw paft's generator, so the test exports
@@ -451,7 +451,7 @@ TEST(Merge, MergeAdapterIntoMatchesDoubleLoops) {
                                              Values::continuous);
     const double      weight  = 0.7;
     auto              merged  = Model::random(c, 40);
-    merge_adapter_into(*merged, adapter, weight);
+    fold_lora_adapter(*merged, adapter, weight);
     const double s     = adapter.config().scale();
     double       worst = 0.0;
     for (const ParamEntry & e : base->layout().entries()) {
@@ -480,7 +480,7 @@ TEST(Merge, MergeAdapterIntoMatchesDoubleLoops) {
         EXPECT_LE(err, 1e-6) << e.name;
         worst = nan_max(worst, err);
     }
-    std::printf("merge_adapter_into: max relative error %.3g\n", worst);
+    std::printf("fold_lora_adapter: max relative error %.3g\n", worst);
 }
 
 TEST(Merge, ValidateNamesTheField) {

@@ -98,7 +98,7 @@ TEST_F(ModelLmTest, LoglikelihoodMatchesTheHarnessOnTheReference) {
     const fs::path dir   = fresh_test_folder("model-lm");
     auto           model = write_model(dir / "model");
     const Tokenizer tokenizer = Tokenizer::load(kTokenizer);
-    auto            backend   = make_cpu_backend(2);
+    auto            backend   = make_backend(2);
     const std::vector<LoglikelihoodRequest> requests = test_requests();
     nlohmann::json request = {{"model", (dir / "model").string()}, {"tokenizer", "llama2"},
                               {"max_length", nullptr}, {"add_special_tokens", false}};
@@ -124,7 +124,7 @@ TEST_F(ModelLmTest, ResultsDoNotDependOnRequestOrderOrGrouping) {
     const fs::path dir   = fresh_test_folder("model-lm-order");
     auto           model = write_model(dir / "model");
     const Tokenizer tokenizer = Tokenizer::load(kTokenizer);
-    auto            backend   = make_cpu_backend(2);
+    auto            backend   = make_backend(2);
     std::vector<LoglikelihoodRequest> requests = test_requests();
     ModelLanguageModel                lm(*backend, model, tokenizer, {});
     const std::vector<Loglikelihood>  all = lm.loglikelihood(requests);
@@ -145,7 +145,7 @@ TEST_F(ModelLmTest, GreedyUntilMatchesGreedyDecodingOfTheReference) {
     const fs::path dir   = fresh_test_folder("model-lm-greedy");
     auto           model = write_model(dir / "model");
     const Tokenizer tokenizer = Tokenizer::load(kTokenizer);
-    auto            backend   = make_cpu_backend(2);
+    auto            backend   = make_backend(2);
     const std::vector<GreedyRequest> requests = {
         {"Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer:", {":", "Question"}, 12},
         {"Question: What is 2 + 2?\nAnswer:", {"\n\n"}, 20},
@@ -174,7 +174,7 @@ TEST_F(ModelLmTest, BadRequestsAreInputErrors) {
     const fs::path dir   = fresh_test_folder("model-lm-bad");
     auto           model = write_model(dir / "model");
     const Tokenizer tokenizer = Tokenizer::load(kTokenizer);
-    auto            backend   = make_cpu_backend(1);
+    auto            backend   = make_backend(1);
     ModelLanguageModel lm(*backend, model, tokenizer, {});
     expect_input_error([&] { lm.loglikelihood({{"context", ""}}); }, {"empty continuation"});
     ModelLmOptions options;

@@ -69,7 +69,7 @@ struct Case {
 
 class Parity : public ::testing::TestWithParam<std::string> {
 protected:
-    std::unique_ptr<Backend> backend = make_cpu_backend(2);
+    std::unique_ptr<Backend> backend = make_backend(2);
 };
 
 // Checks logits, log-probabilities and loss of one forward pass against the reference's `prefix`.

@@ -146,7 +146,7 @@ double scalar_error(double got, double want) {
 
 class Objectives : public ::testing::TestWithParam<std::string> {
 protected:
-    std::unique_ptr<Backend> backend = make_cpu_backend(2);
+    std::unique_ptr<Backend> backend = make_backend(2);
 };
 
 // ---- against the oracle -----------------------------------------------------------------------
@@ -650,7 +650,7 @@ TEST(L1Penalty, HandBuiltAdapter) {
             }
         }
     }
-    auto                     backend = make_cpu_backend(2);
+    auto                     backend = make_backend(2);
     std::vector<float>       grads(adapter.params().size(), 0.0f);
     const DeltaStats         stats = l1_penalty(*backend, adapter, lambda, threshold, grads.data());
     EXPECT_EQ(stats.total, total);
@@ -681,7 +681,7 @@ TEST(L1Penalty, ZeroAdapter) {
     LoraConfig lc;
     lc.targets.fill(true);
     LoraAdapter      adapter(mc, lc);  // A = B = 0
-    auto             backend = make_cpu_backend(1);
+    auto             backend = make_backend(1);
     std::vector<float> grads(adapter.params().size(), 0.0f);
     const DeltaStats stats = l1_penalty(*backend, adapter, 1.0, 1e-5, grads.data());
     EXPECT_EQ(stats.l1, 0.0);

@@ -39,7 +39,7 @@ constexpr double kFwdTol = 1e-5;
 
 // Three threads on a two-core box: uneven static partitions exercise the per-thread partials.
 Backend & cpu() {
-    static std::unique_ptr<Backend> backend = make_cpu_backend(3);
+    static std::unique_ptr<Backend> backend = make_backend(3);
     return *backend;
 }
 
@@ -285,7 +285,7 @@ TEST(Ops, EmbeddingGradientWithRepeatedIds) {
     const Vec                    R     = uniform(rng, (size_t) N * C);  // [N, C]
     Vec                          out((size_t) N * C);
 
-    cpu().embedding_forward(out.data(), ids.data(), table.data(), N, C);
+    cpu().embedding_forward(out.data(), ids.data(), Weight{WeightType::F32, V, C, table.data()}, N, C);
     for (int n = 0; n < N; n++) {
         for (int c = 0; c < C; c++) {
             EXPECT_EQ(out[n * C + c], table[ids[n] * C + c]);
@@ -297,7 +297,7 @@ TEST(Ops, EmbeddingGradientWithRepeatedIds) {
     cpu().embedding_backward(dtable.data(), R.data(), ids.data(), N, C);
 
     const DVec num = numeric_grad(table, [&] {
-        cpu().embedding_forward(out.data(), ids.data(), table.data(), N, C);
+        cpu().embedding_forward(out.data(), ids.data(), Weight{WeightType::F32, V, C, table.data()}, N, C);
         return weighted_sum(out, R);
     });
     EXPECT_TRUE(close(added(dtable, prior), num, kGradTol));

@@ -326,7 +326,7 @@ TEST(Optimizer, AdamWTrainingStepsMatchTorch) {
     schedule.total_steps  = hp["total_steps"].get<long>();
     const double max_norm = hp["max_grad_norm"].get<double>();
 
-    auto                     backend = make_cpu_backend(2);
+    auto                     backend = make_backend(2);
     Transformer              t(*backend, model);
     const std::vector<float> dlogp = mean_nll_gradient(batch);
     const long               steps = hp["steps"].get<long>();

@@ -4,7 +4,7 @@
 // formulas; error bounds and RMS error on random data; round trips; zero, constant and
 // non-finite blocks. Every expected value comes from hand calculation, the header's formulas
 // coded here independently, or a bound argued in a comment, never from the code under test.
-#include "gguf/quants.h"
+#include "tensor/quants.h"
 
 #include <gtest/gtest.h>
 

@@ -403,7 +403,10 @@ report_to:
     apply_recipe(p, o);
     const std::string err = testing::internal::GetCapturedStderr();
     EXPECT_EQ(o.learning_rate, 2e-4);
-    for (const char * part : {"warning", "ignoring", "bf16 (line 1)", "torch_dtype (line 2)", "dataset_mixer (line 4)",
+    // torch_dtype is a loading key now (the type the frozen weights are kept in), not ignored.
+    EXPECT_EQ(o.torch_dtype, "bfloat16");
+    EXPECT_EQ(err.find("torch_dtype"), std::string::npos) << err;
+    for (const char * part : {"warning", "ignoring", "bf16 (line 1)", "dataset_mixer (line 4)",
                               "gradient_checkpointing_kwargs (line 6)", "report_to (line 8)"}) {
         EXPECT_NE(err.find(part), std::string::npos) << part << " in: " << err;
     }
@@ -1045,3 +1048,22 @@ TEST(Flags, Help) {
 }
 
 }  // namespace
+
+// The base's loading keys (transformers' from_pretrained / BitsAndBytesConfig names) reach
+// Model::load's options; TRL's use_bnb_nested_quant is double quantization's other name.
+TEST(Recipe, LoadingKeys) {
+    TrainOptions o = TrainOptions::defaults(Method::sft);
+    apply_recipe(write_recipe("load_in_4bit: true\nbnb_4bit_quant_type: fp4\nuse_bnb_nested_quant: true\n"
+                              "torch_dtype: float16\n", "load.yaml"),
+                 o);
+    const LoadOptions l = o.load_options();
+    EXPECT_EQ(l.quantization, Quantization::FP4);
+    EXPECT_TRUE(l.double_quant);
+    EXPECT_EQ(l.torch_dtype, TorchDtype::F16);
+    EXPECT_EQ(TrainOptions::defaults(Method::dpo).load_options().quantization, Quantization::None);
+    const std::string bad = write_recipe("bnb_4bit_quant_type: int4\n", "bad-load.yaml");
+    expect_input_error([&] { apply_recipe(bad, o); }, {bad + ":1", "bnb_4bit_quant_type", "int4"});
+    TrainOptions both = TrainOptions::defaults(Method::sft);
+    apply_recipe(write_recipe("load_in_4bit: true\nload_in_8bit: true\n", "both.yaml"), both);
+    expect_input_error([&] { both.load_options(); }, {"load_in_8bit", "load_in_4bit"});
+}

@@ -160,7 +160,7 @@ Result step(Engine & engine, const Batch & batch, const LoraAdapter * adapter, c
 }
 
 Result run(const std::shared_ptr<Model> & model, const Batch & batch, const Setup & s, bool recompute, bool fused) {
-    auto        backend = make_cpu_backend(2);
+    auto        backend = make_backend(2);
     LoraAdapter adapter = random_adapter(model->config(), s.dropout);
     const LoraAdapter * a = s.lora ? &adapter : nullptr;
     if (s.workers > 0) {
@@ -235,7 +235,7 @@ TEST(Recompute, ActivationBytesAndSwitching) {
     ModelConfig c = three_layers();
     c.num_layers  = 6;
     auto        model   = random_model(c);
-    auto        backend = make_cpu_backend(2);
+    auto        backend = make_backend(2);
     LoraAdapter adapter = random_adapter(c, 0.25f);
     Batch       batch   = padded_batch(c.vocab_size);
     std::vector<float> dlogp = weighted_dlogp(batch);

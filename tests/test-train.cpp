@@ -127,7 +127,7 @@ double mean_of(const std::vector<json> & lines, const std::string & key, size_t 
 }
 
 TrainSummary train(const TrainOptions & o, TrainData data, int threads = 1) {
-    auto    backend = make_cpu_backend(threads);
+    auto    backend = make_backend(threads);
     Trainer t(*backend, tiny_model(), o, std::move(data), threads);
     return t.run();
 }
@@ -210,7 +210,7 @@ TEST(TrainBehaviour, L1PenaltyMakesTheDeltaSparser) {
         o.learning_rate  = 1e-4;
         o.l1_lambda      = i == 0 ? 0.0 : 0.1;
         train(o, d);
-        auto   backend = make_cpu_backend(1);
+        auto   backend = make_backend(1);
         LoraAdapter a  = LoraAdapter::load(out.string(), tiny_model()->config());
         DeltaStats  s  = l1_penalty(*backend, a, 0.0, 1e-5, nullptr);
         sparsity[i]    = s.sparsity();
@@ -298,7 +298,7 @@ TEST(TrainRun, WritesPeftAdapterFiles) {
     EXPECT_EQ(c["target_modules"].size(), 7u);
     // Reading it back gives the same model outputs.
     LoraAdapter back = LoraAdapter::load(out.string(), tiny_model()->config());
-    auto        backend = make_cpu_backend(1);
+    auto        backend = make_backend(1);
     Transformer tr(*backend, tiny_model());
     std::vector<std::vector<int32_t>> rows = {rule_sequence(12, 10)};
     Batch                  b = batch_from_rows(rows, nullptr, 0, false, 1000);

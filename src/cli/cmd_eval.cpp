@@ -2,6 +2,7 @@
 // Leaderboard's semantics (harness commit b281b09): results JSON shaped like the harness's, its
 // table on standard output, optionally every document's requests and answers.
 #include "cli/commands.h"
+#include "cli/load_flags.h"
 #include "core/error.h"
 #include "eval/eval_progress.h"
 #include "eval/evaluator.h"
@@ -24,6 +25,7 @@ namespace paft {
 namespace {
 
 struct EvalFlags {
+    LoadFlags load;
     std::string              model, tasks, data_dir, out, log_samples;
     std::vector<std::string> adapters;
     std::optional<int>       num_fewshot;
@@ -157,8 +159,8 @@ void run_eval(const EvalFlags & f) {
     }
     const std::vector<TaskSpec> specs = task_specs(f);
     const Tokenizer             tokenizer = Tokenizer::load(f.model);
-    auto                        model     = load_model_with_adapters(f.model, f.adapters);
-    auto                        backend   = make_cpu_backend(f.threads);
+    auto                        model     = load_model_with_adapters(f.model, f.adapters, f.load.options());
+    auto                        backend   = make_backend(f.threads);
 
     EvalProgressBars bars("", f.plain_progress);
     ModelLmOptions   lm_options;
@@ -219,7 +221,7 @@ void register_eval(CLI::App & app) {
                                               "semantics: harness commit b281b09)");
     cmd->add_option("--model", flags->model, "Hugging Face model folder (config.json, safetensors, tokenizer)")
         ->required();
-    cmd->add_option("--adapter", flags->adapters, "PEFT LoRA adapter folder, folded into the weights (repeatable)");
+    cmd->add_option("--adapter", flags->adapters, "PEFT LoRA adapter folder, applied to the base unfused (repeatable)");
     cmd->add_option("--tasks", flags->tasks,
                     "comma-separated tasks: arc_challenge, arc_easy, hellaswag, mmlu, hendrycksTest-SUBJECT, "
                     "truthfulqa_mc, winogrande, gsm8k, leaderboard, or FILE.yaml (a custom task)")
@@ -235,6 +237,7 @@ void register_eval(CLI::App & app) {
     cmd->add_option("--max-length", flags->max_length, "tokens the model sees at most (default: max_position_embeddings)");
     cmd->add_option("--batch", flags->batch, "generation tasks: contexts decoded together");
     cmd->add_option("--threads", flags->threads, "threads (default: all cores)");
+    add_load_flags(*cmd, flags->load);
     cmd->add_flag("--plain-progress", flags->plain_progress, "progress as plain lines even on a terminal");
     cmd->callback([flags] { run_eval(*flags); });
 }

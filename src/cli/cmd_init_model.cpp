@@ -1,11 +1,15 @@
 // paft init-model: writes a randomly initialised Hugging Face model directory.
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "io/fs.h"
 #include "model/model.h"
 #include "model/presets.h"
+#include "model/random_model.h"
 
 #include <fmt/format.h>
+
+#include <memory>
 
 namespace paft {
 
@@ -28,10 +32,24 @@ void register_init_model(CLI::App & app) {
                       : opt->dtype == "bf16" ? DType::BF16
                       : opt->dtype == "f16"  ? DType::F16
                                              : throw InputError(fmt::format("--dtype: unknown dtype '{}'", opt->dtype));
-        auto model = Model::random(config, opt->seed);
-        model->save(opt->out, dtype);
-        fmt::print("wrote {} ({:.1f}M parameters, {}) to {}\n", config.architecture_name, model->size() / 1e6,
-                   opt->dtype, opt->out);
+        // Streamed tensor by tensor: a model of any size is written without holding it in memory.
+        // A bar (or plain lines) on stderr only for writes long enough to want one (>= 256 MB).
+        const size_t              parameters = ParamLayout(config).size();
+        const uint64_t            bytes      = parameters * dtype_size(dtype);
+        std::unique_ptr<Progress> bar;
+        if (bytes >= (256ull << 20)) {
+            bar = std::make_unique<Progress>("init-model", (long) ((bytes + 999999) / 1000000), "MB");
+        }
+        write_random_model(config, opt->seed, dtype, opt->out, 5ull << 30, [&bar](uint64_t written, uint64_t) {
+            if (bar) {
+                bar->update((long) ((written + 999999) / 1000000));
+            }
+        });
+        if (bar) {
+            bar->finish();
+        }
+        fmt::print("wrote {} ({:.1f}M parameters, {}) to {}\n", config.architecture_name, parameters / 1e6, opt->dtype,
+                   opt->out);
     });
 }
 

@@ -1,7 +1,9 @@
 // paft run: the whole PAFT comparison from one recipe (src/run/experiment.h), with its report.
 #include "cli/commands.h"
 #include "core/error.h"
+#include "io/fs.h"
 #include "run/experiment.h"
+#include "run/plan.h"
 
 #include <fmt/format.h>
 
@@ -9,8 +11,9 @@ namespace paft {
 
 void register_run(CLI::App & app) {
     struct Options {
-        std::string recipe, out;
+        std::string recipe, out, plan_json;
         int         threads = -1;
+        bool        plan    = false;
     };
     auto   opt = std::make_shared<Options>();
     auto * cmd = app.add_subcommand("run", "The PAFT experiment from a recipe: SFT, sparse SFT and preference "
@@ -18,10 +21,26 @@ void register_run(CLI::App & app) {
     cmd->add_option("recipe", opt->recipe, "The run's YAML recipe (e.g. recipes/paft-default.yaml)")->required();
     cmd->add_option("--out", opt->out, "Output folder (overrides the recipe's output_dir)");
     cmd->add_option("--threads", opt->threads, "Threads for every stage (overrides the recipe; 0 = every core)");
+    cmd->add_flag("--plan", opt->plan,
+                  "Print each stage's expected peak memory against this machine's and run nothing (exit 1 when a "
+                  "stage cannot fit)");
+    cmd->add_option("--plan-json", opt->plan_json, "With --plan: also write the plan as JSON to this file");
     cmd->callback([opt]() {
         RunRecipe recipe = read_run_recipe(opt->recipe, opt->out);
         if (opt->threads >= 0) {
             recipe.train.threads = opt->threads;
+        }
+        if (!opt->plan_json.empty() && !opt->plan) {
+            throw InputError("--plan-json goes with --plan");
+        }
+        if (opt->plan) {
+            const RunPlan plan = plan_run(recipe);
+            fmt::print("{}", plan.table());
+            if (!opt->plan_json.empty()) {
+                write_file_atomic(opt->plan_json, plan.json().dump(2) + "\n");
+            }
+            check_plan_fits(plan);
+            return;
         }
         const RunSummary s = run_experiment(recipe);
         fmt::print("\n{}\n", s.table);

@@ -1,5 +1,6 @@
 // paft score: per-sequence log-probability, token count and perplexity of token sequences.
 #include "cli/commands.h"
+#include "cli/load_flags.h"
 #include "core/error.h"
 #include "io/json_snippet.h"
 #include "core/progress.h"
@@ -79,6 +80,7 @@ void register_score(CLI::App & app) {
         bool        per_token  = false;
         int         batch_size = 8;
         int         threads    = 0;
+        LoadFlags   load;
     };
     auto   opt = std::make_shared<Options>();
     auto * cmd = app.add_subcommand("score", "Log-probability and perplexity of token sequences (JSON lines out)");
@@ -90,14 +92,16 @@ void register_score(CLI::App & app) {
     cmd->add_option("--batch-size", opt->batch_size, "Sequences per forward pass")->capture_default_str()
         ->check(CLI::PositiveNumber);
     cmd->add_option("--threads", opt->threads, "Threads (default: all cores)");
+    add_load_flags(*cmd, opt->load);
     cmd->callback([opt]() {
-        auto model = Model::load(opt->model);
+        const LoadOptions load = opt->load.options();
+        auto model = Model::load(opt->model, load);
         auto rows  = read_token_lines(opt->data, model->config().vocab_size);
         std::unique_ptr<LoraAdapter> adapter;
         if (!opt->adapter.empty()) {
             adapter = std::make_unique<LoraAdapter>(LoraAdapter::load(opt->adapter, model->config()));
         }
-        auto        backend = make_cpu_backend(opt->threads);
+        auto        backend = make_backend(opt->threads);
         ParallelTransformer transformer(*backend, model);
         Progress    progress("score", (long) rows.size(), "seq");
         auto scores = score_sequences(transformer, adapter.get(), rows, opt->batch_size, opt->per_token,

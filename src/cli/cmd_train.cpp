@@ -19,8 +19,8 @@ void print_summary(const char * label, const TrainSummary & s, const std::string
 
 void train_command(Method method, const TrainFlags & flags) {
     TrainOptions o       = resolve_train_options(method, flags);
-    auto         backend = make_cpu_backend(o.threads);
-    auto         model   = Model::load(o.model);
+    auto         backend = make_backend(o.threads);
+    auto         model   = Model::load(o.model, o.load_options());
     TrainData    data    = load_train_data(o, model->config());
     Trainer      trainer(*backend, model, o, std::move(data), backend->threads());
     print_summary(method_name(method), trainer.run(), o.output_dir);

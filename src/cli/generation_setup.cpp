@@ -9,7 +9,7 @@ namespace paft {
 
 void add_generation_flags(CLI::App & cmd, GenerationFlags & f) {
     cmd.add_option("--model", f.model, "Hugging Face model directory (with tokenizer.json)")->required();
-    cmd.add_option("--adapter", f.adapters, "PEFT LoRA adapter directory, folded into the weights (repeatable)");
+    cmd.add_option("--adapter", f.adapters, "PEFT LoRA adapter directory, applied to the base unfused (repeatable)");
     cmd.add_option("--system", f.system, "System message put first in chat prompts");
     cmd.add_option("--chat-template", f.chat_template,
                    "Jinja file or built-in template (chatml, zephyr, llama3, llama2); default: the tokenizer's");
@@ -25,6 +25,7 @@ void add_generation_flags(CLI::App & cmd, GenerationFlags & f) {
     cmd.add_option("--seed", f.sampling.seed, "Seed of the sampling draws")->capture_default_str();
     cmd.add_option("--stop", f.stop, "Stop string: the text ends before it (repeatable)");
     cmd.add_option("--threads", f.threads, "Threads (default: all cores)");
+    add_load_flags(cmd, f.load);
 }
 
 void check_generation_flags(const GenerationFlags & f) {
@@ -70,8 +71,8 @@ std::vector<int32_t> GenerationSetup::text_prompt(const std::string & text) cons
 
 Decoder & GenerationSetup::decoder() {
     if (!decoder_) {
-        auto model = load_model_with_adapters(flags_.model, flags_.adapters);
-        backend_   = make_cpu_backend(flags_.threads);
+        auto model = load_model_with_adapters(flags_.model, flags_.adapters, flags_.load.options());
+        backend_   = make_backend(flags_.threads);
         decoder_   = std::make_unique<Decoder>(*backend_, std::move(model));
     }
     return *decoder_;

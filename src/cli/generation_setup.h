@@ -2,6 +2,7 @@
 // model with its adapters, tokenizer, chat template and decoder they load.
 #pragma once
 
+#include "cli/load_flags.h"
 #include "core/backend.h"
 #include "data/dataset.h"
 #include "eval/generate.h"
@@ -23,10 +24,11 @@ struct GenerationFlags {
     SamplingOptions          sampling;
     int                      max_new_tokens = 256;
     int                      threads        = 0;
+    LoadFlags                load;
 };
 
 // --model, --adapter, --system, --chat-template, --max-new-tokens, the sampling flags, --stop,
-// --threads.
+// --threads and the loading flags.
 void add_generation_flags(CLI::App & cmd, GenerationFlags & flags);
 
 // InputError for values out of range (before anything is loaded).

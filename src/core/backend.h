@@ -1,8 +1,10 @@
 // The compute interface between the model and the hardware.
 //
 // The model code (src/model) calls only these functions; it never touches BLAS or threads
-// itself. A CUDA backend would implement the same interface over device pointers (buffers are
-// still host vectors today; moving their allocation here is part of that work). All tensors are
+// itself. Every buffer a kernel takes must come from this backend's alloc() (or be filled through
+// upload()): on the CPU backend that is host memory, and host vectors may be passed directly; a
+// backend with memory of its own (a GPU) would require its own. Weight operands (typed matrices,
+// tensor/weight.h) are read in their own type: products never need an f32 copy. Activations are
 // row-major f32; shapes use N = tokens (B*T), C = hidden, F = intermediate, V = vocabulary,
 // Hq/Hkv = query/key-value heads, D = head dimension, S = row stride of a packed buffer.
 // Backward functions ACCUMULATE (+=) into their gradient outputs, so a tensor used twice
@@ -12,6 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+
+#include "tensor/weight.h"
 
 namespace paft {
 
@@ -46,12 +50,26 @@ public:
     virtual const char * name() const = 0;
     virtual int          threads() const = 0;
 
+    // Memory the kernels can use: bytes of it, freed with free(); upload/download copy between it
+    // and host memory (plain copies on the CPU).
+    virtual void * alloc(size_t bytes) = 0;
+    virtual void   free(void * ptr) = 0;
+    virtual void   upload(void * dst, const void * src, size_t bytes) = 0;
+    virtual void   download(void * dst, const void * src, size_t bytes) = 0;
+
+    // y[M, W.rows] (row stride ldy) = x[M, W.cols] (row stride ldx) Wᵀ + beta * y, W in its own
+    // type (beta = 0: y is not read). The product of every linear layer.
+    virtual void matmul_weight(const float * x, int ldx, const Weight & W, float beta, float * y, int ldy, int M) = 0;
+    // dx[M, W.cols] (row stride lddx) += dy[M, W.rows] (row stride lddy) W: the gradient through a
+    // weight, frozen or not.
+    virtual void matmul_weight_backward(float * dx, int lddx, const float * dy, int lddy, const Weight & W, int M) = 0;
+
     // C[M,N] = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; leading dimensions as BLAS.
     virtual void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float * A, int lda,
                       const float * B, int ldb, float beta, float * C, int ldc) = 0;
 
-    // out[N,C] = table[ids[n], :]                       table [V,C]
-    virtual void embedding_forward(float * out, const int32_t * ids, const float * table, int N, int C) = 0;
+    // out[N,C] = table[ids[n], :]                       table [V,C] in its own type
+    virtual void embedding_forward(float * out, const int32_t * ids, const Weight & table, int N, int C) = 0;
     // dtable[ids[n], :] += dout[n, :]
     virtual void embedding_backward(float * dtable, const float * dout, const int32_t * ids, int N, int C) = 0;
 
@@ -110,8 +128,10 @@ public:
                                             const float * dlogp, int N, int V) = 0;
 };
 
-// The CPU backend: OpenBLAS for products, OpenMP for the rest. `threads` <= 0 keeps the default.
-// Thread counts are process-wide (OpenMP's and OpenBLAS's): make one CPU backend per process.
-std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+// The backend every command runs on, chosen here and only here: today the CPU backend (OpenBLAS
+// for products, OpenMP for the rest). `threads` <= 0 keeps the default. Thread counts are
+// process-wide (OpenMP's and OpenBLAS's): make one CPU backend per process, or one per thread of
+// a run that splits the cores (paft parallel's two branches).
+std::unique_ptr<Backend> make_backend(int threads = 0);
 
 }  // namespace paft

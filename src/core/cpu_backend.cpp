@@ -5,13 +5,16 @@
 // results. BLAS calls made inside our parallel regions run single-threaded (OpenBLAS checks
 // omp_in_parallel), which is what the per-head attention loops rely on.
 #include "core/backend.h"
+#include "core/weight_kernels.h"
 #include "core/fast_math.h"
 
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <cmath>
 #include <vector>
 
@@ -228,10 +231,36 @@ public:
                     alpha, A, lda, B, ldb, beta, C, ldc);
     }
 
-    void embedding_forward(float * out, const int32_t * ids, const float * table, int N, int C) override {
+    void * alloc(size_t bytes) override {
+        void * p = std::malloc(bytes ? bytes : 1);
+        if (!p) throw std::bad_alloc();
+        return p;
+    }
+    void free(void * ptr) override { std::free(ptr); }
+    void upload(void * dst, const void * src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+    void download(void * dst, const void * src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+
+    void matmul_weight(const float * x, int ldx, const Weight & W, float beta, float * y, int ldy, int M) override {
+        if (W.type == WeightType::F32) {
+            // The f32 path is gemm's own (sgemv for one row, the few-rows kernel, sgemm).
+            gemm(false, true, M, (int) W.rows, (int) W.cols, 1.0f, x, ldx, W.f32(), (int) W.cols, beta, y, ldy);
+            return;
+        }
+        weight_matmul(x, ldx, W, beta, y, ldy, M);
+    }
+
+    void matmul_weight_backward(float * dx, int lddx, const float * dy, int lddy, const Weight & W, int M) override {
+        if (W.type == WeightType::F32) {
+            gemm(false, false, M, (int) W.cols, (int) W.rows, 1.0f, dy, lddy, W.f32(), (int) W.cols, 1.0f, dx, lddx);
+            return;
+        }
+        weight_matmul_backward(dx, lddx, dy, lddy, W, M);
+    }
+
+    void embedding_forward(float * out, const int32_t * ids, const Weight & table, int N, int C) override {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
-            std::copy(table + (size_t) ids[n] * C, table + (size_t) (ids[n] + 1) * C, out + (size_t) n * C);
+            dequantize_weight_rows(table, ids[n], 1, out + (size_t) n * C);
         }
     }
 
@@ -594,7 +623,7 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int threads) {
+std::unique_ptr<Backend> make_backend(int threads) {
     return std::make_unique<CpuBackend>(threads);
 }
 

@@ -64,7 +64,7 @@ constexpr long kTokensPerForward = 1024;
 
 }  // namespace
 
-ModelLanguageModel::ModelLanguageModel(Backend & backend, std::shared_ptr<const Model> model,
+ModelLanguageModel::ModelLanguageModel(Backend & backend, AdaptedModel model,
                                        const Tokenizer & tokenizer, ModelLmOptions options) :
     decoder_(backend, std::move(model)),
     tokenizer_(tokenizer),

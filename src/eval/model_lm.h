@@ -45,7 +45,7 @@ struct ScoringStats {
 
 class ModelLanguageModel : public LanguageModel {
 public:
-    ModelLanguageModel(Backend & backend, std::shared_ptr<const Model> model, const Tokenizer & tokenizer,
+    ModelLanguageModel(Backend & backend, AdaptedModel model, const Tokenizer & tokenizer,
                        ModelLmOptions options);
 
     std::vector<Loglikelihood> loglikelihood(const std::vector<LoglikelihoodRequest> & requests) override;

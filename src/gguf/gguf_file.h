@@ -9,7 +9,7 @@
 // the start of the data section; padding; the data section.
 #pragma once
 
-#include "gguf/quants.h"
+#include "tensor/quants.h"
 
 #include <cstdint>
 #include <functional>

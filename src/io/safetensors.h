@@ -5,6 +5,8 @@
 // then the data section; offsets are relative to the start of the data section.
 #pragma once
 
+#include "tensor/half.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -150,11 +152,5 @@ private:
     uint64_t                 total_ = 0;
     void pwrite_all(size_t index, const void * data, uint64_t size, uint64_t at);
 };
-
-// f32 <-> bf16/f16 conversions (round to nearest even), shared by reader and writer.
-float    bf16_to_f32(uint16_t h);
-float    f16_to_f32(uint16_t h);
-uint16_t f32_to_bf16(float f);
-uint16_t f32_to_f16(float f);
 
 }  // namespace paft

@@ -32,7 +32,4 @@ struct MergeOptions {
 // method, parameters it takes, values in range (the checks paft merge makes before any work).
 void validate(const MergeOptions & options, size_t deltas);
 
-// base += weight * s * B * A for every module the adapter targets (PEFT's merge_and_unload).
-void merge_adapter_into(Model & base, const LoraAdapter & adapter, double weight = 1.0);
-
 }  // namespace paft

@@ -1,7 +1,6 @@
 #include "model/inference.h"
 
 #include "core/error.h"
-#include "merge/merge.h"
 #include "model/lora.h"
 
 #include <fmt/format.h>
@@ -64,18 +63,28 @@ void KvCache::reserve(int capacity) {
     capacity_ = capacity;
 }
 
-std::shared_ptr<const Model> load_model_with_adapters(const std::string & model_dir,
-                                                      const std::vector<std::string> & adapter_dirs) {
-    std::shared_ptr<Model> model = Model::load(model_dir);
+AdaptedModel load_model_with_adapters(const std::string & model_dir, const std::vector<std::string> & adapter_dirs,
+                                      const LoadOptions & options) {
+    AdaptedModel loaded;
+    // Adapters first: they are small, and a bad one is refused before the model is read.
+    const ModelConfig config = load_model_config(model_dir);
     for (const std::string & dir : adapter_dirs) {
         // load() checks every A and B against the model's shapes, naming the adapter's files.
-        const LoraAdapter adapter = LoraAdapter::load(dir, model->config());
-        merge_adapter_into(*model, adapter, 1.0);
+        loaded.adapters.push_back(std::make_shared<const LoraAdapter>(LoraAdapter::load(dir, config)));
     }
-    return model;
+    loaded.model = Model::load(model_dir, options);
+    return loaded;
 }
 
-Decoder::Decoder(Backend & backend, std::shared_ptr<const Model> model) : backend_(backend), model_(std::move(model)) {}
+Decoder::Decoder(Backend & backend, AdaptedModel model)
+    : backend_(backend), model_(std::move(model.model)), adapters_(std::move(model.adapters)) {
+    for (const auto & adapter : adapters_) {
+        if (adapter->layers() != model_->config().num_layers) {
+            throw InputError(fmt::format("Decoder: an adapter has {} layers, the model {}", adapter->layers(),
+                                         model_->config().num_layers));
+        }
+    }
+}
 
 void Decoder::check_inputs(std::span<const SequenceInput> seqs) const {
     const ModelConfig & c = model_->config();
@@ -110,11 +119,20 @@ void Decoder::check_inputs(std::span<const SequenceInput> seqs) const {
     }
 }
 
-// y[M, out] = x[M, in] W^T + b, as the Transformer's projections without LoRA.
-void Decoder::linear(const float * x, const float * W, const float * b, int M, int in, int out, float * y) {
-    backend_.gemm(false, true, M, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+void Decoder::linear(int layer, const float * x, const std::vector<WeightSegment> & W, const float * b, int M, int in,
+                     int out, std::initializer_list<std::pair<int, int>> targets, float * y) {
+    for (const WeightSegment & seg : W) {
+        backend_.matmul_weight(x, in, seg.W, 0.0f, y + seg.offset, out, M);
+    }
     if (b) {
         backend_.add_bias(y, b, M, out, out);
+    }
+    for (const auto & adapter : adapters_) {
+        for (const auto & [target, offset] : targets) {
+            if (adapter->has(layer, target)) {
+                apply_lora(backend_, *adapter, layer, target, x, in, M, y + offset, out, lora_h_);
+            }
+        }
     }
 }
 
@@ -122,12 +140,13 @@ void Decoder::linear(const float * x, const float * W, const float * b, int M, i
 // attention has written every row's keys and values: the rest of it serves no later token.
 void Decoder::layer_forward(int l, std::span<const SequenceInput> seqs, int N, int R) {
     const ModelConfig & c = model_->config();
-    const LayerParams & w = model_->params().layers[l];
+    const LayerWeights & w = model_->weights().layers[l];
     const int C = c.hidden_size, F = c.intermediate_size, D = c.head_dim, Q = c.q_dim(), K = c.kv_dim(),
               S = c.qkv_dim();
     // attention block: x += o_proj(attention(rope(qkv_proj(norm(x)))))
     backend_.rmsnorm_forward(h_.data(), rstd_.data(), x_.data(), w.ln1, N, C, c.rms_norm_eps);
-    linear(h_.data(), w.wqkv, w.bqkv, N, C, S, qkv_.data());
+    linear(l, h_.data(), stacked_weights({w.q, w.k, w.v}), w.bqkv, N, C, S,
+           {{TARGET_Q, 0}, {TARGET_K, Q}, {TARGET_V, Q + K}}, qkv_.data());
     backend_.rope(qkv_.data(), N, S, c.num_heads, D, cos_.data(), sin_.data(), false);
     backend_.rope(qkv_.data() + Q, N, S, c.num_kv_heads, D, cos_.data(), sin_.data(), false);
     int row = 0;
@@ -164,20 +183,21 @@ void Decoder::layer_forward(int l, std::span<const SequenceInput> seqs, int N, i
         }
         M = R;
     }
-    linear(attn_.data(), w.wo, w.bo, M, Q, C, h_.data());
+    linear(l, attn_.data(), stacked_weights({w.o}), w.bo, M, Q, C, {{TARGET_O, 0}}, h_.data());
     backend_.add(x_.data(), h_.data(), (size_t) M * C);
     // MLP block: x += down(silu(gate(norm(x))) * up(norm(x)))
     backend_.rmsnorm_forward(h_.data(), rstd_.data(), x_.data(), w.ln2, M, C, c.rms_norm_eps);
-    linear(h_.data(), w.wgu, w.bgu, M, C, 2 * F, gu_.data());
+    linear(l, h_.data(), stacked_weights({w.gate, w.up}), w.bgu, M, C, 2 * F, {{TARGET_GATE, 0}, {TARGET_UP, F}},
+           gu_.data());
     backend_.swiglu_forward(act_.data(), gu_.data(), M, F);
-    linear(act_.data(), w.wdown, w.bdown, M, F, C, h_.data());
+    linear(l, act_.data(), stacked_weights({w.down}), w.bdown, M, F, C, {{TARGET_DOWN, 0}}, h_.data());
     backend_.add(x_.data(), h_.data(), (size_t) M * C);
 }
 
 const float * Decoder::forward(std::span<const SequenceInput> seqs) {
     check_inputs(seqs);
     const ModelConfig & c = model_->config();
-    const ParamView &   w = model_->params();
+    const ModelWeights & w = model_->weights();
     const int           C = c.hidden_size, V = c.vocab_size;
     int                 N = 0, R = 0;
     for (const SequenceInput & in : seqs) {
@@ -217,7 +237,7 @@ const float * Decoder::forward(std::span<const SequenceInput> seqs) {
     }
     // x_ holds the R rows that need logits
     backend_.rmsnorm_forward(h_.data(), rstd_.data(), x_.data(), w.norm, R, C, c.rms_norm_eps);
-    backend_.gemm(false, true, R, V, C, 1.0f, h_.data(), C, w.lm_head, C, 0.0f, logits_.data(), V);
+    backend_.matmul_weight(h_.data(), C, w.lm_head, 0.0f, logits_.data(), V, R);
     return logits_.data();
 }
 

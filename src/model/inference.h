@@ -12,14 +12,17 @@
 // with a whole-sequence forward up to the order of the attention sums. Rows whose logits are not
 // asked for stop after the last layer's attention (their keys and values are all that is kept).
 //
-// Adapters are folded into the weights before inference (W += s·B·A per adapter, PEFT's
-// merge_and_unload), so inference costs the same with or without them.
+// Adapters are applied unfused, y = x Wᵀ + s (x Aᵀ) Bᵀ per adapter (model/lora's apply_lora): the
+// base stays in its own type and in place, and an adapter of rank r adds 2·r·(in + out) FLOPs a
+// token per module, a few percent of the module's own product.
 #pragma once
 
 #include "core/backend.h"
+#include "model/lora.h"
 #include "model/model.h"
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -66,14 +69,25 @@ struct SequenceInput {
     bool                     all_logits = false;  // logits for every new token, else only for the last
 };
 
-// The model's weights with the adapters folded in: loads DIR and adds s·B·A of each adapter
-// directory (in order, weight 1) to its target weights. InputError for a bad model or adapter.
-std::shared_ptr<const Model> load_model_with_adapters(const std::string & model_dir,
-                                                      const std::vector<std::string> & adapter_dirs);
+// A model and the adapters inference applies on it (in order, weight 1 each).
+struct AdaptedModel {
+    std::shared_ptr<const Model>                    model;
+    std::vector<std::shared_ptr<const LoraAdapter>> adapters;
+
+    AdaptedModel() = default;
+    AdaptedModel(std::shared_ptr<const Model> m, std::vector<std::shared_ptr<const LoraAdapter>> a = {})  // NOLINT: a model alone
+        : model(std::move(m)), adapters(std::move(a)) {}
+    AdaptedModel(std::shared_ptr<Model> m) : model(std::move(m)) {}  // NOLINT: a model alone
+};
+
+// Loads DIR (its weights as `options` say) and each adapter directory, checked against the model.
+// InputError for a bad model or adapter.
+AdaptedModel load_model_with_adapters(const std::string & model_dir, const std::vector<std::string> & adapter_dirs,
+                                      const LoadOptions & options = {});
 
 class Decoder {
 public:
-    Decoder(Backend & backend, std::shared_ptr<const Model> model);
+    Decoder(Backend & backend, AdaptedModel model);
 
     // Runs the new tokens of `seqs` and returns logits [R, V] (row-major, R = sum over seqs of n or
     // 1 as all_logits says, in the order of seqs), valid until the next call. The caches grow by
@@ -86,10 +100,15 @@ public:
 private:
     void check_inputs(std::span<const SequenceInput> seqs) const;
     void layer_forward(int l, std::span<const SequenceInput> seqs, int N, int R);
-    void linear(const float * x, const float * W, const float * b, int M, int in, int out, float * y);
+    // y[M, out] = x[M, in] Wᵀ + b + the adapters' terms of the projection's modules
+    // (`targets`: (LoRA target, first output column) per stacked module).
+    void linear(int layer, const float * x, const std::vector<WeightSegment> & W, const float * b, int M, int in,
+                int out, std::initializer_list<std::pair<int, int>> targets, float * y);
 
-    Backend &                    backend_;
-    std::shared_ptr<const Model> model_;
+    Backend &                                       backend_;
+    std::shared_ptr<const Model>                    model_;
+    std::vector<std::shared_ptr<const LoraAdapter>> adapters_;
+    std::vector<float>                              lora_h_;  // [M, r] scratch
     // scratch, grown to the largest call so far: N = total new tokens, R = rows of logits
     std::vector<float>          x_, h_, rstd_, qkv_, attn_, gu_, act_, cos_, sin_;  // [N, ...]
     std::vector<float>          logits_;                                           // [R, V]

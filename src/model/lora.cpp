@@ -5,6 +5,7 @@
 #include "core/random.h"
 #include "io/fs.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 
 #include <cblas.h>
 #include <fmt/format.h>
@@ -319,6 +320,52 @@ void add_lora_delta_rows(const LoraAdapter & a, int layer, int target, float wei
     // B's rows [row0, row0 + rows) are contiguous: [rows, r] x A [r, in].
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, in, r, weight * a.config().scale(),
                 a.B(layer, target) + row0 * r, r, a.A(layer, target), in, beta, W_rows, in);
+}
+
+void apply_lora(Backend & backend, const LoraAdapter & a, int layer, int target, const float * x, int ldx, int M,
+                float * y, int ldy, std::vector<float> & h) {
+    const int r = a.config().r, in = a.in_features(target), out = a.out_features(target);
+    h.resize((size_t) M * r);
+    // h [M, r] = x Aᵀ;  y += s h Bᵀ
+    backend.gemm(false, true, M, r, in, 1.0f, x, ldx, a.A(layer, target), in, 0.0f, h.data(), r);
+    backend.gemm(false, true, M, out, r, a.config().scale(), h.data(), r, a.B(layer, target), r, 1.0f, y, ldy);
+}
+
+void fold_lora_adapter(Model & base, const LoraAdapter & adapter, double weight) {
+    const ModelConfig & c = base.config();
+    if (adapter.layers() != c.num_layers) {
+        throw InputError(fmt::format("adapter: it has {} layers, the base model {}", adapter.layers(), c.num_layers));
+    }
+    if (!std::isfinite(weight)) {
+        throw InputError(fmt::format("weight: {} is not a finite number", weight));
+    }
+    std::vector<std::pair<int, int>> modules;  // (layer, target)
+    for (int l = 0; l < adapter.layers(); l++) {
+        for (int t = 0; t < TARGET_COUNT; t++) {
+            if (!adapter.has(l, t)) continue;
+            const LayerWeights & lw       = base.weights().layers[l];
+            const Weight *       module[] = {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down};
+            if (module[t]->rows != adapter.out_features(t) || module[t]->cols != adapter.in_features(t)) {
+                throw InputError(fmt::format("adapter: its {} is [{}, {}], the base model's [{}, {}]",
+                                             lora_target_name(t), adapter.out_features(t), adapter.in_features(t),
+                                             module[t]->rows, module[t]->cols));
+            }
+            modules.push_back({l, t});
+        }
+    }
+    auto fold = [&](int l, int t) {
+        base.edit_matrix(lora_module_path(l, t) + ".weight",
+                         [&](float * W) { add_lora_delta(adapter, l, t, (float) weight, 1.0f, W); });
+    };
+    if (base.trainable()) {
+        // Each module's weight is a separate block of the one buffer: one thread per module.
+#pragma omp parallel for schedule(dynamic, 1)
+        for (size_t i = 0; i < modules.size(); i++) fold(modules[i].first, modules[i].second);
+    } else {
+        // A frozen model's modules get buffers of their own one at a time (edit_matrix is serial;
+        // its conversions use the threads).
+        for (const auto & [l, t] : modules) fold(l, t);
+    }
 }
 
 }  // namespace paft

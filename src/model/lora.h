@@ -4,6 +4,7 @@
 // can exist on one base at once. Its parameters and gradients live in two flat buffers.
 #pragma once
 
+#include "core/backend.h"
 #include "model/config.h"
 
 #include <array>
@@ -85,5 +86,16 @@ void add_lora_delta(const LoraAdapter & adapter, int layer, int target, float we
 // be merged a block of rows at a time (paft export streams large tensors this way).
 void add_lora_delta_rows(const LoraAdapter & adapter, int layer, int target, float weight, float beta, int64_t row0,
                          int64_t rows, float * W_rows);
+
+// Inference with an unfused adapter: y[M, out] (row stride ldy) += s (x Aᵀ) Bᵀ for module
+// (layer, target), x [M, in] (row stride ldx); h is scratch, resized to [M, r].
+void apply_lora(Backend & backend, const LoraAdapter & adapter, int layer, int target, const float * x, int ldx, int M,
+                float * y, int ldy, std::vector<float> & h);
+
+class Model;
+// base += weight * s * B * A for every module the adapter targets (PEFT's merge_and_unload), each
+// matrix stored back in its own type (Model::edit_matrix: bf16 rounded, quantized ones
+// quantized again, as PEFT does on a bitsandbytes base).
+void fold_lora_adapter(Model & base, const LoraAdapter & adapter, double weight = 1.0);
 
 }  // namespace paft

@@ -1,14 +1,27 @@
-// A decoder-only model's parameters (Llama / Mistral / Qwen2), held as f32 in one contiguous
-// buffer, llm.c style. The same layout serves full-parameter gradients and optimizer state.
+// A decoder-only model's parameters (Llama / Mistral / Qwen2).
 //
-// Per layer the q, k, v projection weights are adjacent, so they form one [Hq*D + 2*Hkv*D, C]
-// matrix multiplied in one product; likewise gate and up form one [2F, C] matrix.
+// Two ways to hold them:
+//   - frozen (Model::load): every weight matrix stays in its own type, read in place from the
+//     safetensors mapping (F32, BF16, F16 as stored), or converted or quantized at load when asked
+//     (--torch-dtype, --load-in-8bit, --load-in-4bit) into a buffer of its own; norms and biases
+//     are f32. Nothing holds an f32 copy of the model. This is how every command that does not
+//     train the base's own weights runs.
+//   - trainable (Model::random, Model::load_f32, pre-training): f32 in one contiguous buffer, llm.c
+//     style; the same layout (ParamLayout) serves full-parameter gradients and optimizer state.
+// Either way, weights() gives the typed Weight handles the products take, and params() the f32
+// pointers of a trainable model.
+//
+// In a trainable model the q, k, v projection weights of a layer are adjacent, so they form one
+// [Hq*D + 2*Hkv*D, C] matrix multiplied in one product; likewise gate and up form one [2F, C].
 #pragma once
 
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "tensor/weight.h"
 
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,38 +76,122 @@ private:
     size_t                    embed_ = 0, norm_ = 0, lm_head_ = 0;
 };
 
+// One decoder layer's weights as the products read them: f32 vectors (null when absent) and
+// typed matrices. bqkv [S] and bgu [2F] are the stacked biases (q, k, v adjacent; gate, up).
+struct LayerWeights {
+    const float * ln1;
+    const float * bqkv;
+    const float * bo;
+    const float * ln2;
+    const float * bgu;
+    const float * bdown;
+    Weight        q, k, v, o, gate, up, down;  // [out, in] each, as in the Hugging Face files
+};
+
+struct ModelWeights {
+    Weight                    embed;    // [V, C]
+    const float *             norm;     // [C]
+    Weight                    lm_head;  // [V, C] (the embedding when tied)
+    std::vector<LayerWeights> layers;
+};
+
+// Stacked modules (q, k, v; gate, up) as the products see them: segments of output columns,
+// one per module, or a single one when the weights are adjacent f32 (a trainable model's layout),
+// so the stack is multiplied in one call.
+struct WeightSegment {
+    Weight W;
+    int    offset;  // first output column
+};
+std::vector<WeightSegment> stacked_weights(std::initializer_list<Weight> weights);
+
+// The precision the frozen weights are kept in (transformers' from_pretrained arguments).
+enum class TorchDtype { Auto, F32, BF16, F16 };  // auto: as stored
+enum class Quantization { None, Int8, NF4, FP4 };
+
+struct LoadOptions {
+    TorchDtype   torch_dtype  = TorchDtype::Auto;
+    // load_in_8bit: Q8_0 (blocks of 32 with an f16 scale; not bitsandbytes' LLM.int8 outlier
+    // scheme); load_in_4bit: bitsandbytes' NF4 or FP4 with blocks of 64. Only the seven linear
+    // layers of each decoder layer are quantized (as bitsandbytes skips lm_head; the embedding is
+    // no Linear); the rest keeps torch_dtype.
+    Quantization quantization = Quantization::None;
+    bool         double_quant = false;  // bnb_4bit_use_double_quant
+};
+
+// "auto", "float32", "bfloat16", "float16" (also "fp32", "bf16", "fp16"); InputError naming `what`.
+TorchDtype   parse_torch_dtype(const std::string & name, const std::string & what);
+// "none", "int8", "nf4", "fp4" (the flags' and recipe keys' combined meaning).
+const char * quantization_name(Quantization q);
+// LoadOptions from transformers' names (torch_dtype, load_in_8bit, load_in_4bit,
+// bnb_4bit_quant_type, bnb_4bit_use_double_quant); InputError for both bit widths at once or an
+// unknown name.
+LoadOptions  model_load_options(const std::string & torch_dtype, bool load_in_8bit, bool load_in_4bit,
+                                const std::string & bnb_4bit_quant_type, bool double_quant);
+
+// Bytes the weights of a model with this configuration take once Model::load has loaded them
+// with `options` (the stored dtypes from `store`), without reading any weight: what paft run's
+// plan and Model::load's memory check count.
+size_t planned_weight_bytes(const ModelConfig & config, const TensorStore & store, const LoadOptions & options);
+// The same for a model whose matrices are all stored as `stored` (F32, BF16 or F16): one not written
+// yet (a merge's or save_model_dir's output) or not downloaded yet (a configuration alone).
+size_t planned_weight_bytes(const ModelConfig & config, DType stored, const LoadOptions & options);
+
 class Model {
 public:
-    // Reads config.json and the safetensors weights of a Hugging Face model directory, upcast to
-    // f32. Every expected tensor must be present with its exact shape; an unexpected tensor is an
+    // Reads config.json and the safetensors weights of a Hugging Face model directory, frozen,
+    // each matrix in the type `options` ask for (by default as stored, in place in the mapping).
+    // Every expected tensor must be present with its exact shape; an unexpected tensor is an
     // error too (it means a feature this implementation would silently ignore).
-    static std::shared_ptr<Model> load(const std::string & dir);
+    static std::shared_ptr<Model> load(const std::string & dir, const LoadOptions & options = {});
+    // The same directory as a trainable f32 model (one buffer; data() and params() valid).
+    static std::shared_ptr<Model> load_f32(const std::string & dir);
     // A model initialised as Hugging Face does: normal(0, 0.02) weights, unit norms, zero biases.
     static std::shared_ptr<Model> random(const ModelConfig & config, uint64_t seed);
 
-    // Writes config.json and model.safetensors (sharded past max_shard_bytes) atomically.
+    // Writes config.json and model.safetensors (sharded past max_shard_bytes) atomically, every
+    // tensor as `dtype` (quantized weights dequantized first), one tensor at a time.
     void save(const std::string & dir, DType dtype, uint64_t max_shard_bytes = 5ull << 30) const;
 
-    const ModelConfig &   config() const { return config_; }
-    const ParamLayout &   layout() const { return layout_; }
-    const ParamView &     params() const { return view_; }
-    float *               data() { return data_.data(); }
-    const float *         data() const { return data_.data(); }
-    size_t                size() const { return data_.size(); }  // parameters
+    const ModelConfig &  config() const { return config_; }
+    const ParamLayout &  layout() const { return layout_; }
+    const ModelWeights & weights() const { return weights_; }
+    size_t               size() const { return layout_.size(); }  // parameters
+    // Whether the model is one f32 buffer (trainable); params() and data() need it.
+    bool                 trainable() const { return !data_.empty(); }
+    const ParamView &    params() const;
+    float *              data();
+    const float *        data() const;
+    // Bytes the weights take in memory (mapped or owned).
+    size_t               weight_bytes() const;
+    // The type most of the matrices are kept in ("bf16", "nf4", ...), for messages.
+    const char *         weight_type() const { return weight_type_name(weights_.layers.empty() ? weights_.embed.type : weights_.layers[0].q.type); }
     // Rotary inverse frequencies [D/2], computed as Hugging Face does (in f32, llama3 scaling).
     const std::vector<float> & inv_freq() const { return inv_freq_; }
 
-    // Allocates zeroed parameters; RuntimeFailure when they cannot fit in this machine's memory.
+    // Rewrites matrix `name` [rows, cols] in place: `edit` gets its values as f32 [rows, cols] and
+    // changes them; the matrix is stored back in its type (rounded or quantized again). A weight
+    // read from the mapping gets a buffer of its own (its mapped pages are dropped), so folding an
+    // adapter into every matrix keeps one copy of the model in memory.
+    void edit_matrix(const std::string & name, const std::function<void(float * values)> & edit);
+
+    // Allocates zeroed trainable parameters; RuntimeFailure when they cannot fit in memory.
     explicit Model(const ModelConfig & config);
-    Model(const Model &)             = delete;  // view_ points into data_
+    Model(const Model &)             = delete;  // views point into the buffers
     Model & operator=(const Model &) = delete;
+    ~Model();
 
 private:
-    ModelConfig        config_;
-    ParamLayout        layout_;
-    std::vector<float> data_;
-    ParamView          view_;
-    std::vector<float> inv_freq_;
+    struct Frozen;  // the typed storage of a loaded model
+    Model(const ModelConfig & config, std::unique_ptr<Frozen> frozen);
+    void index_weights();
+
+    ModelConfig             config_;
+    ParamLayout             layout_;
+    std::vector<float>      data_;  // trainable: every parameter
+    ParamView               view_;
+    std::unique_ptr<Frozen> frozen_;
+    ModelWeights            weights_;
+    std::vector<float>      inv_freq_;
 };
 
 // InputError naming the folder and the tensor unless `store` holds exactly the tensors of a model

@@ -39,22 +39,23 @@ void Transformer::set_training(bool training, uint64_t seed, uint64_t step) {
 }
 
 Transformer::Projection Transformer::projection(int l, Which which, const LayerParams * grads) const {
-    const ModelConfig & c  = model_->config();
-    const LayerParams & w  = model_->params().layers[l];
-    const LayerParams   dw = grads ? *grads : LayerParams{};
+    const ModelConfig &  c  = model_->config();
+    const LayerWeights & w  = model_->weights().layers[l];
+    const LayerParams    dw = grads ? *grads : LayerParams{};
     const int C = c.hidden_size, F = c.intermediate_size, Q = c.q_dim(), K = c.kv_dim();
     switch (which) {
     case QKV:
-        return {l, C, c.qkv_dim(), w.wqkv, w.bqkv, dw.wqkv, dw.bqkv,
+        return {l, C, c.qkv_dim(), stacked_weights({w.q, w.k, w.v}), w.bqkv, dw.wqkv, dw.bqkv,
                 {{TARGET_Q, 0, Q}, {TARGET_K, Q, K}, {TARGET_V, Q + K, K}}};
     case O:
-        return {l, Q, C, w.wo, w.bo, dw.wo, dw.bo, {{TARGET_O, 0, C}}};
+        return {l, Q, C, stacked_weights({w.o}), w.bo, dw.wo, dw.bo, {{TARGET_O, 0, C}}};
     case GATE_UP:
-        return {l, C, 2 * F, w.wgu, w.bgu, dw.wgu, dw.bgu, {{TARGET_GATE, 0, F}, {TARGET_UP, F, F}}};
+        return {l, C, 2 * F, stacked_weights({w.gate, w.up}), w.bgu, dw.wgu, dw.bgu,
+                {{TARGET_GATE, 0, F}, {TARGET_UP, F, F}}};
     case DOWN:
         break;
     }
-    return {l, F, C, w.wdown, w.bdown, dw.wdown, dw.bdown, {{TARGET_DOWN, 0, C}}};
+    return {l, F, C, stacked_weights({w.down}), w.bdown, dw.wdown, dw.bdown, {{TARGET_DOWN, 0, C}}};
 }
 
 // y[N, out] = x W^T + b + sum over LoRA parts of s * (A x') B^T into the part's columns.
@@ -63,7 +64,9 @@ Transformer::Projection Transformer::projection(int l, Which which, const LayerP
 void Transformer::proj_forward(const Projection & p, const float * x, float * y, LayerActs & acts) {
     const int N = B_ * T_;
     if (y) {
-        backend_.gemm(false, true, N, p.out, p.in, 1.0f, x, p.in, p.W, p.in, 0.0f, y, p.out);
+        for (const WeightSegment & seg : p.W) {
+            backend_.matmul_weight(x, p.in, seg.W, 0.0f, y + seg.offset, p.out, N);
+        }
         if (p.b) {
             backend_.add_bias(y, p.b, N, p.out, p.out);
         }
@@ -142,7 +145,9 @@ void Transformer::proj_backward(const Projection & p, const float * x, const flo
         }
     }
     // Frozen or not, the base weight passes the gradient on: dx += dy W.
-    backend_.gemm(false, false, N, p.in, p.out, 1.0f, dy, p.out, p.W, p.in, 1.0f, dx, p.in);
+    for (const WeightSegment & seg : p.W) {
+        backend_.matmul_weight_backward(dx, p.in, dy + seg.offset, p.out, seg.W, N);
+    }
     if (p.dW) {
         backend_.gemm(true, false, p.out, p.in, N, 1.0f, dy, p.out, x, p.in, 1.0f, p.dW, p.in);
     }
@@ -193,7 +198,7 @@ void Transformer::prepare(const Batch & batch, const LoraAdapter * adapter) {
 // projection computes only its LoRA side and the residual is skipped.
 void Transformer::layer_forward(const Batch & batch, int l, const float * x, float * x_out, LayerActs & a) {
     const ModelConfig &  c = model_->config();
-    const LayerParams &  w = model_->params().layers[l];
+    const LayerWeights & w = model_->weights().layers[l];
     const int            N = B_ * T_, C = c.hidden_size, D = c.head_dim, S = c.qkv_dim();
     const AttentionShape shape{B_, T_, c.num_heads, c.num_kv_heads, D, c.sliding_window};
     // attention block: x2 = x + o_proj(attention(rope(qkv_proj(norm(x)))))
@@ -217,8 +222,8 @@ void Transformer::layer_forward(const Batch & batch, int l, const float * x, flo
 
 void Transformer::run_layers(const Batch & batch) {
     const ModelConfig & c = model_->config();
-    const ParamView &   w = model_->params();
-    const int           N = B_ * T_, C = c.hidden_size;
+    const ModelWeights & w = model_->weights();
+    const int            N = B_ * T_, C = c.hidden_size;
     backend_.embedding_forward(xs_[0].data(), batch.input_ids.data(), w.embed, N, C);
     for (int l = 0; l < c.num_layers; l++) {
         float * x_out = l + 1 < c.num_layers ? xs_[l + 1].data() : x_final_.data();
@@ -233,7 +238,7 @@ void Transformer::run_layers(const Batch & batch) {
 void Transformer::head(const Batch & batch, const float * dlogp, float * full_grads, float * logits_out) {
     const ModelConfig & c  = model_->config();
     const int           N  = B_ * T_, C = c.hidden_size, V = c.vocab_size;
-    const float *       Wh = model_->params().lm_head;
+    const Weight &      Wh = model_->weights().lm_head;
     float *             dWh = full_grads ? model_->layout().view(full_grads).lm_head : nullptr;
     const int chunk = head_chunk_tokens(V);
     logits_.resize((size_t) std::min(N, chunk) * V);
@@ -248,7 +253,7 @@ void Transformer::head(const Batch & batch, const float * dlogp, float * full_gr
             continue;
         }
         const float * h = hf_.data() + (size_t) n0 * C;
-        backend_.gemm(false, true, n, V, C, 1.0f, h, C, Wh, C, 0.0f, logits_.data(), V);
+        backend_.matmul_weight(h, C, Wh, 0.0f, logits_.data(), V, n);
         if (logits_out) {
             std::copy(logits_.begin(), logits_.begin() + (size_t) n * V, logits_out + (size_t) n0 * V);
         }
@@ -258,7 +263,7 @@ void Transformer::head(const Batch & batch, const float * dlogp, float * full_gr
         }
         // logits_ <- d/dlogits; dhf = dlogits Wh; dWh += dlogits^T hf
         backend_.logsoftmax_target_backward(logits_.data(), lse_.data() + n0, batch.targets.data() + n0, dlogp + n0, n, V);
-        backend_.gemm(false, false, n, C, V, 1.0f, logits_.data(), V, Wh, C, 0.0f, dhf_.data() + (size_t) n0 * C, C);
+        backend_.matmul_weight_backward(dhf_.data() + (size_t) n0 * C, C, logits_.data(), V, Wh, n);
         if (dWh) {
             backend_.gemm(true, false, V, C, n, 1.0f, logits_.data(), V, h, C, 1.0f, dWh, C);
         }
@@ -267,7 +272,7 @@ void Transformer::head(const Batch & batch, const float * dlogp, float * full_gr
 
 void Transformer::backward_layers(const Batch & batch, float * full_grads) {
     const ModelConfig & c  = model_->config();
-    const ParamView &   w  = model_->params();
+    const ModelWeights & w = model_->weights();
     const int           N  = B_ * T_, C = c.hidden_size, F = c.intermediate_size, D = c.head_dim, S = c.qkv_dim();
     const AttentionShape shape{B_, T_, c.num_heads, c.num_kv_heads, D, c.sliding_window};
     ParamView           dw{};
@@ -326,6 +331,59 @@ size_t Transformer::activation_bytes() const {
         }
     }
     return bytes + floats * sizeof(float);
+}
+
+namespace {
+
+// Input features of each LoRA target's module: q, k, v, gate, up read [N, C]; o reads [N, Hq*D];
+// down reads [N, F].
+int lora_target_inputs(const ModelConfig & c, int target) {
+    return target == TARGET_O ? c.q_dim() : target == TARGET_DOWN ? c.intermediate_size : c.hidden_size;
+}
+
+}  // namespace
+
+size_t Transformer::planned_activation_bytes(const ModelConfig & c, int B, int T, const LoraConfig * lora,
+                                             bool recompute, bool dropout) {
+    const size_t N = (size_t) B * T, C = c.hidden_size, F = c.intermediate_size;
+    // x_final_, hf_ [N, C]; rstdf_, lse_ [N]; cos_, sin_ [N, D/2]; xs_ L x [N, C]
+    size_t floats = 2 * N * C + 2 * N + N * (size_t) (c.head_dim / 2) * 2 + (size_t) c.num_layers * N * C;
+    // One layer's LayerActs: h1, x2, h2 [N, C]; rstd1, rstd2 [N]; qkv [N, S]; lse [B, Hq, T];
+    // attn [N, Hq*D]; gu [N, 2F]; act [N, F]; per LoRA target lora_h [N, r] and, with dropout,
+    // lora_x [N, in] (floats) and lora_keep [N, in] (bytes).
+    size_t layer_floats = 3 * N * C + 2 * N + N * c.qkv_dim() + N * c.num_heads + N * c.q_dim() + 3 * N * F;
+    size_t layer_bytes  = 0;
+    for (int t = 0; lora && t < TARGET_COUNT; t++) {
+        if (!lora->targets[t]) {
+            continue;
+        }
+        layer_floats += N * lora->r;
+        if (dropout) {
+            layer_floats += N * lora_target_inputs(c, t);
+            layer_bytes += N * lora_target_inputs(c, t);
+        }
+    }
+    const size_t layers = recompute ? 1 : c.num_layers;
+    return (floats + layers * layer_floats) * sizeof(float) + layers * layer_bytes;
+}
+
+size_t Transformer::planned_scratch_bytes(const ModelConfig & c, int B, int T, const LoraConfig * lora, bool dropout) {
+    const size_t N = (size_t) B * T, C = c.hidden_size, F = c.intermediate_size;
+    // logp_ [N]; logits_ [min(N, chunk), V]; dhf_, dx_, dh_ [N, C]; dqkv_ [N, S]; dattn_ [N, Hq*D];
+    // dgu_ [N, 2F]; dact_ [N, F]
+    size_t floats = N + std::min(N, (size_t) head_chunk_tokens(c.vocab_size)) * c.vocab_size + 3 * N * C +
+                    N * c.qkv_dim() + N * c.q_dim() + 3 * N * F;
+    // dlora_h_ [N, r]; with dropout dlora_x_ [N, in] for the widest input among the targets.
+    int widest = 0;
+    for (int t = 0; lora && t < TARGET_COUNT; t++) {
+        if (lora->targets[t]) {
+            widest = std::max(widest, lora_target_inputs(c, t));
+        }
+    }
+    if (lora && widest > 0) {
+        floats += N * lora->r + (dropout ? N * widest : 0);
+    }
+    return floats * sizeof(float);
 }
 
 const std::vector<float> & Transformer::forward(const Batch & batch, const LoraAdapter * adapter, float * logits_out) {

@@ -52,6 +52,16 @@ public:
     // Bytes held by the activations a forward keeps for the backward (the buffers' capacity),
     // scratch excluded.
     size_t activation_bytes() const;
+    // What activation_bytes() is after a forward of a [B, T] batch (the adapter's targets and rank
+    // from `lora`, null for none; `dropout`: LoRA dropout applied, i.e. training with dropout > 0),
+    // on buffers sized for that batch alone: how paft run's plan counts activations before any
+    // model is loaded. Kept in step with prepare() and proj_forward() (tests compare the two).
+    static size_t planned_activation_bytes(const ModelConfig & config, int B, int T, const LoraConfig * lora,
+                                           bool recompute, bool dropout);
+    // The scratch a forward_backward() or backward() of a [B, T] batch adds to that: logp, the
+    // head's logits chunk [min(N, chunk), V], and the gradient buffers of one layer at a time.
+    static size_t planned_scratch_bytes(const ModelConfig & config, int B, int T, const LoraConfig * lora,
+                                        bool dropout);
 
     // Runs the model (with `adapter` if not null) and returns logp [B*T]: the log-probability of
     // each position's target (0 where there is none). If `logits_out` is given, the full logits
@@ -92,12 +102,12 @@ private:
         int target, offset, out;
     };
     struct Projection {
-        int               layer, in, out;
-        const float *     W;  // [out, in]
-        const float *     b;  // [out] or null
-        float *           dW;
-        float *           db;
-        std::vector<Part> parts;
+        int                        layer, in, out;
+        std::vector<WeightSegment> W;
+        const float *        b;   // [out] or null
+        float *              dW;  // [out, in] (full fine-tuning) or null
+        float *              db;
+        std::vector<Part>    parts;
     };
     enum Which { QKV, O, GATE_UP, DOWN };
     // The projection's weights, and its weight gradients from `dw` (null: base frozen).

@@ -12,6 +12,7 @@
 #include "io/fs.h"
 #include "merge/config.h"
 #include "model/inference.h"
+#include "run/plan.h"
 #include "run/report.h"
 #include "train/pipeline.h"
 #include "train/trainer.h"
@@ -52,31 +53,16 @@ std::string method_title(const std::string & method) {
 // loaded machine, where a waiting thread loses its core), so such models decode on one thread.
 constexpr size_t kSmallModelParameters = 10'000'000;
 
-// Where everything of the run lives.
-struct Layout {
-    std::string out, base, pref;  // pref: the preference method's name ("dpo", "orpo")
-    std::string adapter(const std::string & name) const { return out + "/adapters/" + name; }
-    std::string sequential(const std::string & sft) const { return out + "/sequential/" + sft + "-" + pref; }
-    std::string merged(const std::string & variant, const std::string & method) const {
-        return out + "/merged/" + variant + "-" + method;
-    }
-    std::string eval(const std::string & row) const { return out + "/eval/" + row; }
-};
-
 class Experiment {
 public:
     explicit Experiment(const RunRecipe & r) :
         r_(r),
         threads_(r.train.threads),
-        stages_(r.train.output_dir + "/stages", stage_count(r)) {
-        L_.out  = r.train.output_dir;
-        L_.base = r.train.sft.model;
-        L_.pref = method_name(r.train.preference.method);
-    }
+        stages_(r.train.output_dir + "/stages", stage_count(r)),
+        L_(r) {}
 
     RunSummary run() {
         const auto t0 = std::chrono::steady_clock::now();
-        export_rows(upper(L_.pref));  // an unknown row id fails now, not after the training
         make_dirs(L_.out);
         copy_recipe();
         synth();
@@ -98,10 +84,10 @@ public:
         sequential("sft-sparse");
 
         RunSummary s;
-        for (const ComparisonRow & row : rows(pref_title)) {
+        for (const ComparisonRow & row : comparison_rows(r_)) {
             s.rows.push_back(evaluate_row(row));
         }
-        for (const ComparisonRow & row : export_rows(pref_title)) {
+        for (const ComparisonRow & row : export_rows(r_)) {
             for (ExportType type : r_.exports.types) export_gguf_file(row, type);
         }
         s.stages  = stages_.records();
@@ -122,7 +108,7 @@ private:
     // The base, loaded once for the training stages that run (none when all are reused).
     std::shared_ptr<const Model> base_model() {
         if (!base_) {
-            base_ = Model::load(L_.base);
+            base_ = Model::load(L_.base, r_.train.sft.load_options());
         }
         return base_;
     }
@@ -152,7 +138,7 @@ private:
 
     void train_adapter(StageRecord & rec, std::shared_ptr<const Model> model, const TrainOptions & o,
                        const std::string & label) const {
-        auto         backend = make_cpu_backend(threads_);
+        auto         backend = make_backend(threads_);
         TrainData    data    = load_train_data(o, model->config());
         Trainer      trainer(*backend, std::move(model), o, std::move(data), threads_);
         trainer.set_label(label);
@@ -184,11 +170,11 @@ private:
         ordered_json in = train_inputs(o, base_fp_);
         in["sft"]       = adapter_fp_.at(sft_name);
         const StageRecord rec = stages_.run("sequential/" + sft_name + "-" + L_.pref, in, {dir}, [&](StageRecord & r) {
-            auto model = Model::load(L_.base);
-            merge_adapter_into(*model, LoraAdapter::load(L_.adapter(sft_name), model->config()));
+            auto model = Model::load(L_.base, r_.train.sft.load_options());
+            fold_lora_adapter(*model, LoraAdapter::load(L_.adapter(sft_name), model->config()));
             save_model_dir(*model, L_.base, o.model);
             train_adapter(r, model, o, "seq-" + L_.pref);
-            merge_adapter_into(*model, LoraAdapter::load(o.output_dir, model->config()));
+            fold_lora_adapter(*model, LoraAdapter::load(o.output_dir, model->config()));
             save_model_dir(*model, L_.base, dir + "/model");
         });
         model_fp_["sequential-" + sft_name] = rec.fingerprint;
@@ -219,43 +205,6 @@ private:
             r.info = {{"tensors", report.tensors}, {"merged", report.merged}, {"bytes", report.bytes_out}};
         });
         model_fp_[variant + "-" + m.method] = rec.fingerprint;
-    }
-
-    std::vector<ComparisonRow> rows(const std::string & pref) const {
-        const std::string          paft_group = "PAFT (SFT_sparse + " + pref + ")";
-        const std::string          par_group  = "Parallel SFT + " + pref;
-        std::vector<ComparisonRow> rows;
-        for (const auto & [variant, group] : {std::pair{"paft", paft_group}, {"parallel", par_group}}) {
-            for (const MergeOptions & m : r_.merges) {
-                rows.push_back({std::string(variant) + "-" + m.method, group, method_title(m.method),
-                                L_.merged(variant, m.method) , {}});
-            }
-        }
-        rows.push_back({"sequential-sft-sparse", "Sequential", "SFT_sparse + " + pref,
-                        L_.sequential("sft-sparse") + "/model", {}});
-        rows.push_back({"sequential-sft", "Sequential", "SFT + " + pref, L_.sequential("sft") + "/model", {}});
-        rows.push_back({"sft-sparse", "Individual", "SFT_sparse-alone", L_.base, {L_.adapter("sft-sparse")}});
-        rows.push_back({"sft", "Individual", "SFT-alone", L_.base, {L_.adapter("sft")}});
-        rows.push_back({L_.pref, "Individual", pref + "-alone", L_.base, {L_.adapter(L_.pref)}});
-        rows.push_back({"base", "Base", fs::path(L_.base).filename().string(), L_.base, {}});
-        return rows;
-    }
-
-    // The rows the recipe's export: section names (all by default); InputError for an unknown id.
-    std::vector<ComparisonRow> export_rows(const std::string & pref_title) const {
-        const std::vector<ComparisonRow> all = rows(pref_title);
-        if (r_.exports.rows.empty()) return all;
-        std::vector<ComparisonRow> chosen;
-        for (const std::string & id : r_.exports.rows) {
-            auto it = std::find_if(all.begin(), all.end(), [&](const ComparisonRow & row) { return row.id == id; });
-            if (it == all.end()) {
-                std::string ids;
-                for (const ComparisonRow & row : all) ids += (ids.empty() ? "" : ", ") + row.id;
-                throw InputError(fmt::format("{}: export: rows: no row '{}' (rows: {})", r_.path, id, ids));
-            }
-            chosen.push_back(*it);
-        }
-        return chosen;
     }
 
     // A row's model (its adapters folded in) as a GGUF file for llama.cpp: gguf/ROW-TYPE.gguf.
@@ -335,8 +284,11 @@ private:
         const RunEvaluation & e         = r_.evaluation;
         const auto            specs     = resolve_task_list(e.tasks, e.data_dir);
         const Tokenizer       tokenizer = Tokenizer::load(L_.base);
-        auto                  model     = load_model_with_adapters(row.model, row.adapters);
-        auto                  backend   = make_cpu_backend(decoding_threads(*model));
+        // Rows on the base load it as the trainings did (their adapters were trained on that base);
+        // merged models are read as stored.
+        const LoadOptions     load  = row.model == L_.base ? r_.train.sft.load_options() : LoadOptions{};
+        auto                  model = load_model_with_adapters(row.model, row.adapters, load);
+        auto                  backend   = make_backend(decoding_threads(*model.model));
         make_dirs(dir);
 
         EvalProgressBars bars(row.id + " ", false);
@@ -395,7 +347,7 @@ private:
     const RunRecipe &                  r_;
     int                                threads_;
     StageRunner                        stages_;
-    Layout                             L_;
+    RunLayout                          L_;
     std::shared_ptr<const Model>       base_;
     std::string                        base_fp_, synth_fp_;
     std::map<std::string, std::string> adapter_fp_, model_fp_;
@@ -403,11 +355,53 @@ private:
 
 }  // namespace
 
+RunLayout::RunLayout(const RunRecipe & r) :
+    out(r.train.output_dir), base(r.train.sft.model), pref(method_name(r.train.preference.method)) {}
+
+std::vector<ComparisonRow> comparison_rows(const RunRecipe & recipe) {
+    const RunLayout            L(recipe);
+    const std::string          pref       = upper(L.pref);
+    const std::string          paft_group = "PAFT (SFT_sparse + " + pref + ")";
+    const std::string          par_group  = "Parallel SFT + " + pref;
+    std::vector<ComparisonRow> rows;
+    for (const auto & [variant, group] : {std::pair{"paft", paft_group}, {"parallel", par_group}}) {
+        for (const MergeOptions & m : recipe.merges) {
+            rows.push_back({std::string(variant) + "-" + m.method, group, method_title(m.method),
+                            L.merged(variant, m.method), {}});
+        }
+    }
+    rows.push_back({"sequential-sft-sparse", "Sequential", "SFT_sparse + " + pref, L.sequential("sft-sparse") + "/model",
+                    {}});
+    rows.push_back({"sequential-sft", "Sequential", "SFT + " + pref, L.sequential("sft") + "/model", {}});
+    rows.push_back({"sft-sparse", "Individual", "SFT_sparse-alone", L.base, {L.adapter("sft-sparse")}});
+    rows.push_back({"sft", "Individual", "SFT-alone", L.base, {L.adapter("sft")}});
+    rows.push_back({L.pref, "Individual", pref + "-alone", L.base, {L.adapter(L.pref)}});
+    rows.push_back({"base", "Base", fs::path(L.base).filename().string(), L.base, {}});
+    return rows;
+}
+
+std::vector<ComparisonRow> export_rows(const RunRecipe & recipe) {
+    const std::vector<ComparisonRow> all = comparison_rows(recipe);
+    if (recipe.exports.rows.empty()) return all;
+    std::vector<ComparisonRow> chosen;
+    for (const std::string & id : recipe.exports.rows) {
+        auto it = std::find_if(all.begin(), all.end(), [&](const ComparisonRow & row) { return row.id == id; });
+        if (it == all.end()) {
+            std::string ids;
+            for (const ComparisonRow & row : all) ids += (ids.empty() ? "" : ", ") + row.id;
+            throw InputError(fmt::format("{}: export: rows: no row '{}' (rows: {})", recipe.path, id, ids));
+        }
+        chosen.push_back(*it);
+    }
+    return chosen;
+}
+
 RunSummary run_experiment(const RunRecipe & recipe) {
     if (recipe.train.preference.model != recipe.train.sft.model) {
         throw InputError(fmt::format("{}: both branches start from the same base model ('{}' and '{}')", recipe.path,
                                      recipe.train.sft.model, recipe.train.preference.model));
     }
+    check_plan_fits(plan_run(recipe));  // an unknown export row or a stage too large fails before any work
     Experiment experiment(recipe);
     return experiment.run();
 }

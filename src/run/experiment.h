@@ -52,6 +52,25 @@ struct RunSummary {
     double                   seconds = 0;
 };
 
+// Where everything of a run lives under its output folder.
+struct RunLayout {
+    explicit RunLayout(const RunRecipe & recipe);
+    std::string out, base, pref;  // pref: the preference method's name ("dpo", "orpo")
+    std::string adapter(const std::string & name) const { return out + "/adapters/" + name; }
+    std::string sequential(const std::string & sft) const { return out + "/sequential/" + sft + "-" + pref; }
+    std::string merged(const std::string & variant, const std::string & method) const {
+        return out + "/merged/" + variant + "-" + method;
+    }
+    std::string eval(const std::string & row) const { return out + "/eval/" + row; }
+};
+
+// The rows of the comparison, in the table's order.
+std::vector<ComparisonRow> comparison_rows(const RunRecipe & recipe);
+// The rows the recipe's export: section names (every row by default); InputError for an unknown id.
+std::vector<ComparisonRow> export_rows(const RunRecipe & recipe);
+
+// Runs every stage, after refusing (RuntimeFailure, before anything is written) a recipe with a
+// stage that cannot fit in this machine's memory (plan.h).
 RunSummary run_experiment(const RunRecipe & recipe);
 
 }  // namespace paft

@@ -168,4 +168,8 @@ void validate(const TrainOptions & o) {
     validate_objective(o);
 }
 
+LoadOptions TrainOptions::load_options() const {
+    return model_load_options(torch_dtype, load_in_8bit, load_in_4bit, bnb_4bit_quant_type, bnb_4bit_use_double_quant);
+}
+
 }  // namespace paft

@@ -5,6 +5,7 @@
 
 #include "data/dataset.h"
 #include "model/lora.h"
+#include "model/model.h"
 #include "train/objective.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -30,6 +31,13 @@ struct TrainOptions {
     std::string eval_data;        // optional
     std::string output_dir;
     std::string init_adapter;     // start from this PEFT adapter instead of a fresh one
+
+    // The base's loading (transformers' from_pretrained and BitsAndBytesConfig)
+    std::string torch_dtype               = "auto";  // auto (as stored), float32, bfloat16, float16
+    bool        load_in_8bit              = false;
+    bool        load_in_4bit              = false;
+    std::string bnb_4bit_quant_type       = "nf4";   // nf4 or fp4
+    bool        bnb_4bit_use_double_quant = false;
 
     // LoRA (PEFT's LoraConfig; the handbook's lora_* keys)
     LoraConfig lora;              // r 16, alpha 32, dropout 0.05, all seven linear modules (set in defaults())
@@ -66,6 +74,9 @@ struct TrainOptions {
 
     // Preferences (DPO / ORPO)
     PreferenceConfig preference;
+
+    // Model::load's options from the loading keys; InputError for 4 and 8 bits at once.
+    LoadOptions load_options() const;
 
     // The defaults of `method` (learning rate, loss), before a recipe or flags change them.
     static TrainOptions defaults(Method method);

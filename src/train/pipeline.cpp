@@ -30,7 +30,7 @@ struct Branch {
 
     void run(std::shared_ptr<const Model> model, const std::string & label) {
         try {
-            auto    backend = make_cpu_backend(threads);
+            auto    backend = make_backend(threads);
             Trainer trainer(*backend, model, options, std::move(data), threads);
             trainer.set_label(label);
             trainer.set_plain_progress(true);  // two bars would overwrite each other
@@ -40,10 +40,6 @@ struct Branch {
         }
     }
 };
-
-DType dtype_of(const ModelConfig & config) {
-    return config.torch_dtype == "bfloat16" ? DType::BF16 : config.torch_dtype == "float16" ? DType::F16 : DType::F32;
-}
 
 // The run's resolved recipe, next to the branches' own.
 void save_recipe(const ParallelOptions & o) {
@@ -57,8 +53,12 @@ int every_core(int threads) {
 
 }  // namespace
 
+DType saved_model_dtype(const ModelConfig & config) {
+    return config.torch_dtype == "bfloat16" ? DType::BF16 : config.torch_dtype == "float16" ? DType::F16 : DType::F32;
+}
+
 void save_model_dir(const Model & model, const std::string & base_dir, const std::string & dir) {
-    model.save(dir, dtype_of(model.config()));
+    model.save(dir, saved_model_dtype(model.config()));
     copy_files_if_present(base_dir, dir, {"generation_config.json"});
     copy_files_if_present(base_dir, dir, kTokenizerFiles);
 }
@@ -73,7 +73,7 @@ std::pair<int, int> branch_threads(const ParallelOptions & o) {
 PipelineSummary run_parallel(const ParallelOptions & o) {
     const auto t0 = std::chrono::steady_clock::now();
     save_recipe(o);
-    std::shared_ptr<const Model> base = Model::load(o.sft.model);
+    std::shared_ptr<const Model> base = Model::load(o.sft.model, o.sft.load_options());
     if (o.preference.model != o.sft.model) {
         throw InputError(fmt::format("paft parallel: both branches must start from the same model ('{}' and '{}')",
                                      o.sft.model, o.preference.model));
@@ -118,15 +118,15 @@ PipelineSummary run_sequential(const ParallelOptions & o) {
     const auto t0 = std::chrono::steady_clock::now();
     save_recipe(o);
     const int  threads = every_core(o.threads);
-    auto       backend = make_cpu_backend(threads);
+    auto       backend = make_backend(threads);
     PipelineSummary s;
-    std::shared_ptr<Model> model = Model::load(o.sft.model);
+    std::shared_ptr<Model> model = Model::load(o.sft.model, o.sft.load_options());
     {
         TrainData data = load_train_data(o.sft, model->config());
         Trainer   sft(*backend, model, o.sft, std::move(data), threads);
         sft.set_label("sft");
         s.sft = sft.run();
-        merge_adapter_into(*model, sft.adapter());
+        fold_lora_adapter(*model, sft.adapter());
     }
     // The preference stage's base (and reference) is the SFT model, saved so that its adapter
     // has a base on disk (adapter_config.json names it).
@@ -142,7 +142,7 @@ PipelineSummary run_sequential(const ParallelOptions & o) {
     pref.set_label(method_name(o.preference.method));
     s.preference = pref.run();
     if (o.merge_enabled) {
-        merge_adapter_into(*model, pref.adapter());
+        fold_lora_adapter(*model, pref.adapter());
         s.model_dir = o.output_dir + "/model";
         save_model_dir(*model, o.sft.model, s.model_dir);
     }

@@ -26,6 +26,9 @@ PipelineSummary run_sequential(const ParallelOptions & options);
 // Saves a model as a Hugging Face folder (in its config's torch_dtype) with the base's tokenizer
 // files and generation_config.json next to it.
 void save_model_dir(const Model & model, const std::string & base_dir, const std::string & dir);
+// The dtype save_model_dir writes a model with this configuration in: its torch_dtype (bfloat16,
+// float16), float32 otherwise.
+DType saved_model_dtype(const ModelConfig & config);
 
 // How `threads` (0 = every core) are split: the branches' own counts when set, else half each.
 std::pair<int, int> branch_threads(const ParallelOptions & options);

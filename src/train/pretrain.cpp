@@ -164,7 +164,7 @@ std::shared_ptr<Model> initial_model(const PretrainOptions & o, const Tokenizer 
 }
 
 Pretrainer::Pretrainer(const PretrainOptions & options)
-    : o_(options), backend_(make_cpu_backend(o_.threads)), tokenizer_(Tokenizer::load(o_.tokenizer_dir)),
+    : o_(options), backend_(make_backend(o_.threads)), tokenizer_(Tokenizer::load(o_.tokenizer_dir)),
       model_(initial_model(o_, tokenizer_)), transformer_(*backend_, model_, backend_->threads()) {
     const int              vocab = model_->config().vocab_size;
     std::vector<PackedRow> rows  = pretrain_rows(o_, tokenizer_, vocab);
@@ -291,7 +291,7 @@ void Pretrainer::start_or_resume() {
     std::optional<TrainerState> state;
     if (last) {
         state = read_latest_checkpoint(o_.output_dir, *optimizer_, [&](const std::string & folder) {
-            std::shared_ptr<Model> saved = Model::load(folder);
+            std::shared_ptr<Model> saved = Model::load_f32(folder);
             if (saved->size() != model_->size()) {
                 throw InputError(fmt::format("{}: the model's shape differs from this run's", folder));
             }

@@ -213,6 +213,11 @@ const NameTable<std::string> kOptimizers = {{"adamw_torch", "adamw"},
 
 const NameTable<bool> kOrpoNll = {{"prompt", true}, {"completion", false}};
 
+const NameTable<std::string> kTorchDtypes = {{"auto", "auto"},         {"float32", "float32"}, {"bfloat16", "bfloat16"},
+                                            {"float16", "float16"},   {"fp32", "float32"},    {"bf16", "bfloat16"},
+                                            {"fp16", "float16"}};
+const NameTable<std::string> kBnb4Types   = {{"nf4", "nf4"}, {"fp4", "fp4"}};
+
 // A merge method's name, checked against the merge registry (merge/methods.h).
 std::string merge_method(const std::string & text) {
     if (!find_merge_method(text)) {
@@ -341,6 +346,7 @@ Access lr_scheduler_type() {
 }
 
 const char * kInputs   = "Inputs and output";
+const char * kLoading  = "The base's weights (from_pretrained, BitsAndBytesConfig)";
 const char * kLora     = "LoRA (PEFT)";
 const char * kOptimize = "Optimization";
 const char * kLogging  = "Logging and checkpoints";
@@ -364,6 +370,19 @@ const std::vector<Key> & keys() {
          nullptr, ""},
         {"init_adapter", kInputs, ALL, "Start from this PEFT adapter instead of a fresh one",
          plain(FIELD(init_adapter)), nullptr, nullptr, ""},
+
+        {"torch_dtype", kLoading, ALL,
+         "Type the frozen weights are kept in: auto (as stored), float32, bfloat16, float16",
+         choice(FIELD(torch_dtype), kTorchDtypes)},
+        {"load_in_8bit", kLoading, ALL,
+         "Quantize the seven linear layers to 8 bits at load (blocks of 32 with a scale: llama.cpp's Q8_0, not "
+         "bitsandbytes' LLM.int8)",
+         plain(FIELD(load_in_8bit))},
+        {"load_in_4bit", kLoading, ALL, "Quantize the seven linear layers to 4 bits at load (bitsandbytes, blocks of 64)",
+         plain(FIELD(load_in_4bit))},
+        {"bnb_4bit_quant_type", kLoading, ALL, "4-bit data type: nf4 or fp4", choice(FIELD(bnb_4bit_quant_type), kBnb4Types)},
+        {"bnb_4bit_use_double_quant", kLoading, ALL, "Quantize the 4-bit blocks' absmax values too (8 bits, blocks of 256)",
+         plain(FIELD(bnb_4bit_use_double_quant)), nullptr, "use_bnb_nested_quant"},
 
         {"lora_r", kLora, ALL, "LoRA rank r", plain(FIELD(lora.r))},
         {"lora_alpha", kLora, ALL, "LoRA alpha (the scale is alpha / r)", plain(FIELD(lora.alpha))},
@@ -446,18 +465,18 @@ const Key * find_key(const std::string & name) {
 
 // ---- Handbook keys paft has no use for ---------------------------------------------------------
 
-// Mixed precision, attention kernels, the Hub, logging back-ends, data loading, quantisation:
-// settings of the Python stack that do not change what paft computes.
+// Mixed precision, attention kernels, the Hub, logging back-ends, data loading, the 4-bit compute
+// type (paft computes in f32 whatever the weights' type): settings of the Python stack that do not
+// change what paft computes.
 const std::set<std::string> & ignored_keys() {
     static const std::set<std::string> keys = {
-        "bf16", "fp16", "tf32", "torch_dtype", "attn_implementation", "use_flash_attention_2",
+        "bf16", "fp16", "tf32", "attn_implementation", "use_flash_attention_2",
         "report_to", "run_name", "push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo",
         "do_train", "do_eval", "eval_strategy", "evaluation_strategy", "save_strategy", "logging_strategy",
         "logging_first_step", "log_level", "overwrite_output_dir", "remove_unused_columns", "use_peft",
         "dataset_mixer", "dataset_splits", "dataset_configs", "dataset_num_proc", "preprocessing_num_workers",
         "dataloader_num_workers", "save_total_limit", "save_only_model", "gradient_checkpointing_kwargs",
-        "model_revision", "trust_remote_code", "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type",
-        "use_bnb_nested_quant", "ddp_timeout", "ddp_find_unused_parameters", "auto_find_batch_size",
+        "model_revision", "trust_remote_code", "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage", "ddp_timeout", "ddp_find_unused_parameters", "auto_find_batch_size",
         "include_tokens_per_second", "use_liger", "use_liger_kernel", "torch_compile"};
     return keys;
 }

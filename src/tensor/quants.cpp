@@ -24,9 +24,9 @@
 // Determinism: no fused multiply-add contraction in this file (the pragma below), since whether
 // a*b+c is fused depends on the machine's instruction set under -march=native and would change
 // rounding at level boundaries; sums run in a fixed order. Nothing depends on threads.
-#include "gguf/quants.h"
+#include "tensor/quants.h"
 
-#include "io/safetensors.h"
+#include "tensor/half.h"
 
 #include <fmt/format.h>
 
