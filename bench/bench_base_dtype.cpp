@@ -46,10 +46,16 @@ Batch random_batch(const ModelConfig & c, int batch, int seq, uint64_t seed) {
     return batch_from_rows(rows, nullptr, 0, false, c.vocab_size);
 }
 
-// A random model of `preset` written as bf16 (the file every variant loads).
-std::string write_base(const std::string & preset) {
+// A random model of `preset` written as bf16 (the file every variant loads), and as f32 when
+// `f32_dir` is given (to make a bf16 copy in a buffer of its own from it).
+std::string write_base(const std::string & preset, std::string * f32_dir = nullptr) {
     const std::string dir = (std::filesystem::temp_directory_path() / fmt::format("paft-bench-dtype-{}", preset)).string();
-    Model::random(model_preset(preset), 1)->save(dir, DType::BF16);
+    auto              model = Model::random(model_preset(preset), 1);
+    model->save(dir, DType::BF16);
+    if (f32_dir) {
+        *f32_dir = dir + "-f32";
+        model->save(*f32_dir, DType::F32);
+    }
     return dir;
 }
 
@@ -108,11 +114,14 @@ int main(int argc, char ** argv) {
     app.add_option("--rank", rank)->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
-    const std::string dir     = write_base(preset);
+    std::string       f32_dir;
+    const std::string dir     = write_base(preset, &f32_dir);
     auto              backend = make_backend(threads);
     std::vector<Variant> variants;
     variants.push_back({"f32 (trainable buffer)", Model::load_f32(dir), {}});
     variants.push_back({"bf16 (in place)", Model::load(dir), {}});
+    // The same values converted from the f32 file into buffers of their own: the mapping's cost.
+    variants.push_back({"bf16 (own buffers)", Model::load(f32_dir, LoadOptions{TorchDtype::BF16}), {}});
     for (const auto & [name, options] : quantized_loads()) variants.push_back({name, Model::load(dir, options), {}});
     const ModelConfig & config = variants[0].model->config();
 

@@ -331,6 +331,9 @@ TEST(RunRecipe, ShippedRecipesParse) {
     EXPECT_DOUBLE_EQ(m.train.sft.learning_rate, 2e-4);
     EXPECT_DOUBLE_EQ(m.train.preference.learning_rate, 5e-6);
     EXPECT_DOUBLE_EQ(m.train.preference.preference.beta, 0.01);
+    // QLoRA, as the handbook's zephyr-7b-beta LoRA recipe: both branches on an NF4 base.
+    EXPECT_EQ(m.train.sft.load_options().quantization, Quantization::NF4);
+    EXPECT_EQ(m.train.preference.load_options().quantization, Quantization::NF4);
     EXPECT_EQ(m.evaluation.tasks, (std::vector<std::string>{"leaderboard"}));
     EXPECT_EQ(m.merges.size(), 5u);
 }

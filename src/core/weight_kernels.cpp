@@ -435,10 +435,12 @@ void dot_tile(const Rows & rows, const typename Rows::Row * w, const float * con
         // requested into L2 (`ahead` bytes on) while this one is read. Measured at M = 1, one
         // thread, W [14336, 4096] from memory: bf16 22 -> 31-35 GB/s, q8_0 11.5 -> 20, nf4 7.2 -> 8.6
         // (sgemv on the f32 copy: 30 GB/s).
+        // (The address is computed as an integer: past W's end it is no pointer into it.)
         if constexpr (Rows::kPrefetchValues > 0) {
             if (k % Rows::kPrefetchValues == 0) {
                 for (int i = 0; i < NW; i++) {
-                    __builtin_prefetch(rows.bytes(w[i], k) + ahead, 0, 2);
+                    const uintptr_t next = reinterpret_cast<uintptr_t>(rows.bytes(w[i], k)) + (uintptr_t) ahead;
+                    __builtin_prefetch(reinterpret_cast<const void *>(next), 0, 2);
                 }
             }
         }
@@ -562,9 +564,11 @@ int64_t forward_panel_rows(int64_t rows, int64_t cols) {
 
 // The backward's tasks: slices of dx's columns, each taking W's rows in panels of
 // kBackwardPanelRows in order: dx[:, slice] += dy[:, panel] · W[panel, slice]. A block of
-// 256 x 512 f32 (512 KiB) stays in L2; at M = 128 and 512 (one thread, W [4096, 4096] bf16) slices
-// of 512 columns ran at 0.91-0.93 of the f32 sgemm, 256 columns at 0.84-0.88. Slices are a multiple
-// of 64 columns (no Q8_0 or 4-bit block straddles two) and at least 8 when W has the columns.
+// 256 x 512 f32 (512 KiB) stays in L2. Measured at M = 128 and 512 against the f32 sgemm
+// (dx += dy W on an f32 copy): one thread, W [4096, 4096] bf16, slices of 512 columns 0.91-0.93 of
+// its speed, 256 columns 0.84-0.88; two threads, panels of 256/512/1024 rows x slices of 512/1024
+// columns all 0.8-0.95, within this shared machine's noise. Slices are a multiple of 64 columns
+// (no Q8_0 or 4-bit block straddles two) and at least 8 when W has the columns.
 constexpr int64_t kBackwardPanelRows = 256;
 
 int64_t backward_slice_cols(int64_t cols) { return std::clamp<int64_t>(round_up((cols + 7) / 8, 64), 64, 512); }
@@ -580,14 +584,16 @@ void scale_rows(float beta, float * y, int64_t ldy, int64_t M, int64_t N) {
 
 }  // namespace
 
-// Measured with bench-weight-matmul on this machine (AMD EPYC Zen 5, 2 cores, shared; OpenBLAS
-// 0.3.21, whose sgemm runs its Haswell AVX2 kernel here, ~100 GFLOP/s a core): up to M = 32 the
-// dot products were faster than or even with the panels on every shape, bf16/q8_0/nf4 alike (one
-// thread, M = 32: [2048, 2048] 3.5 vs 3.6 ms; [5632, 2048] 7.2 vs 11.4; [2048, 5632] 6.5 vs 10.8;
-// [4096, 4096] 9.5 vs 15.6; [4096, 14336] 50 vs 55). At M = 64 it depends on the shape (1.4-1.5x
-// faster on [5632, 2048], [2048, 5632], [4096, 4096]; 0.9x on [2048, 2048] and [4096, 14336], where
-// x's 64 rows no longer stay in L2 or the panels' sgemm is at its best), and at M >= 96 the panels
-// win or tie (bench-weight-matmul prints both ways for every shape and M).
+// Measured with bench-weight-matmul on this machine (AMD EPYC Zen 5, 2 cores shared with other
+// jobs; OpenBLAS 0.3.21, whose sgemm runs its Haswell AVX2 kernel here, ~100 GFLOP/s a core), one
+// thread (the quieter figures), few-row ms vs panel ms for bf16 (q8_0, nf4 alike):
+//              [2048,2048] [5632,2048] [2048,5632] [4096,4096] [14336,4096]
+//     M = 16    1.9 / 2.5   5.1 / 6.8   3.6 / 6.6   5.3 / 9.6   37.6 / 51.0
+//     M = 32    3.5 / 3.6   10.0 / 10.1 5.9 / 9.8   14.7 / 20.1 48.9 / 51.9
+//     M = 64    7.0 / 6.1   20.0 / 17.1 18.8 / 16.6 27.6 / 37.6 93.1 / 85.6
+// Up to 32 rows the dot products are never slower; at 64 the panels win on four shapes of five
+// (x's 64 rows no longer stay in L2 next to the tile). Two threads (noisier) agreed: at M = 32 the
+// dot products won or tied on all five shapes, at M = 64 on one.
 const int64_t kWeightFewRows = 32;
 
 void weight_matmul_few_rows(const float * x, int64_t ldx, const Weight & W, float beta, float * y, int64_t ldy,

@@ -418,8 +418,9 @@ WeightType loaded_type(const ParamEntry & e, DType stored, const LoadOptions & o
 }
 
 // planned_weight_bytes with each matrix's stored dtype from `stored_dtype`.
-size_t planned_weight_bytes_of(const ModelConfig & config, const std::function<DType(const std::string &)> & stored_dtype,
-                               const LoadOptions & options) {
+size_t planned_weight_bytes_of(const ModelConfig &                                 config,
+                               const std::function<DType(const std::string &)> & stored_dtype,
+                               const LoadOptions &                                 options) {
     size_t            bytes = 0;
     const ParamLayout layout(config);  // alive for the loop (a temporary's entries() would dangle)
     for (const ParamEntry & e : layout.entries()) {
@@ -438,8 +439,8 @@ size_t planned_weight_bytes_of(const ModelConfig & config, const std::function<D
 }  // namespace
 
 size_t planned_weight_bytes(const ModelConfig & config, const TensorStore & store, const LoadOptions & options) {
-    return planned_weight_bytes_of(
-        config, [&](const std::string & name) { return store.has(name) ? store.info(name).dtype : DType::F32; }, options);
+    auto stored_dtype = [&](const std::string & name) { return store.has(name) ? store.info(name).dtype : DType::F32; };
+    return planned_weight_bytes_of(config, stored_dtype, options);
 }
 
 size_t planned_weight_bytes(const ModelConfig & config, DType stored, const LoadOptions & options) {

@@ -370,8 +370,8 @@ std::vector<ComparisonRow> comparison_rows(const RunRecipe & recipe) {
                             L.merged(variant, m.method), {}});
         }
     }
-    rows.push_back({"sequential-sft-sparse", "Sequential", "SFT_sparse + " + pref, L.sequential("sft-sparse") + "/model",
-                    {}});
+    rows.push_back(
+        {"sequential-sft-sparse", "Sequential", "SFT_sparse + " + pref, L.sequential("sft-sparse") + "/model", {}});
     rows.push_back({"sequential-sft", "Sequential", "SFT + " + pref, L.sequential("sft") + "/model", {}});
     rows.push_back({"sft-sparse", "Individual", "SFT_sparse-alone", L.base, {L.adapter("sft-sparse")}});
     rows.push_back({"sft", "Individual", "SFT-alone", L.base, {L.adapter("sft")}});

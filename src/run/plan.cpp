@@ -2,7 +2,6 @@
 
 #include "core/error.h"
 #include "core/memory.h"
-#include "io/fs.h"
 #include "model/lora.h"
 #include "model/transformer.h"
 #include "run/experiment.h"
@@ -89,9 +88,10 @@ const char * weight_type_word(TorchDtype d) {
 // How Model::load keeps matrices stored as `stored` with `options`, in words.
 std::string weight_form(DType stored, const LoadOptions & o) {
     const std::string as_stored = lower(dtype_name(stored));
+    const std::string double_quant = o.double_quant ? " (double-quantized)" : "";
     switch (o.quantization) {
-    case Quantization::NF4: return std::string("nf4") + (o.double_quant ? " (double-quantized)" : "") + ", quantized at load";
-    case Quantization::FP4: return std::string("fp4") + (o.double_quant ? " (double-quantized)" : "") + ", quantized at load";
+    case Quantization::NF4: return "nf4" + double_quant + ", quantized at load";
+    case Quantization::FP4: return "fp4" + double_quant + ", quantized at load";
     case Quantization::Int8: return "q8_0, quantized at load";
     case Quantization::None: break;
     }
@@ -196,7 +196,8 @@ private:
         size_t activations = 0, scratch = 0;
         for (int w = 0; w < used; w++) {
             const int rows = B / used + (w < B % used ? 1 : 0);
-            activations += Transformer::planned_activation_bytes(c_, rows, T, &o.lora, o.gradient_checkpointing, dropout);
+            activations +=
+                Transformer::planned_activation_bytes(c_, rows, T, &o.lora, o.gradient_checkpointing, dropout);
             scratch += Transformer::planned_scratch_bytes(c_, rows, T, &o.lora, dropout);
         }
         const int moments = o.optimizer.name == "adamw" ? 2 : o.optimizer.momentum != 0.0 ? 1 : 0;
@@ -209,7 +210,8 @@ private:
             s.parts.push_back({"checkpoint", (size_t) moments * 4 * params, ""});
         }
         s.parts.push_back({"activations", activations,
-                           o.packing ? "" : "counted for max_length tokens: a batch only as long as its longest example holds less"});
+                           o.packing ? "" : "counted for max_length tokens: a batch only as long as its longest "
+                                            "example holds less"});
         s.parts.push_back({"scratch", scratch, ""});
         s.parts.push_back(data(o));
         s.loads += fmt::format("; LoRA r {} on {} modules ({:.2f}M parameters), {}; {} x {} tokens{}{}; {} worker{}",
@@ -243,19 +245,25 @@ private:
         const TrainOptions & so = r_.train.sft, & po = r_.train.preference;
         std::array<bool, TARGET_COUNT> targets{};
         for (int t = 0; t < TARGET_COUNT; t++) targets[t] = so.lora.targets[t] || po.lora.targets[t];
-        // merge engine: a changed tensor's job holds the base, per model its tensor and a
-        // sparsified copy, the result and a work buffer (engine.cpp's job_bytes); PAFT's SLERP has
-        // one model (the base carries the SFT adapter), the others two.
+        // The merge engine's workers each take a tensor at a time. A changed tensor's job holds the
+        // base, per model its delta and a sparsified copy, the result and a work buffer, f32
+        // (engine.cpp's job_bytes; PAFT's SLERP has one model, the base carrying the SFT adapter,
+        // the others two), plus the base tensor's mapped pages while it is read; the buffers stay
+        // with the worker. An unchanged tensor is copied from its mapped pages (the embedding and
+        // the head are the largest).
         const size_t models  = m.method == "slerp" ? 1 : 2;
-        const size_t job     = largest_target(c_, targets) * sizeof(float) * (1 + 2 * models + 2);
-        const size_t jobs    = (size_t) c_.num_layers * target_count(targets);
-        const size_t workers = std::min<size_t>(merge_workers(), std::max<size_t>(jobs, 1));
+        const size_t stored  = dtype_size(base_.stored);
+        const size_t changed = largest_target(c_, targets);
+        const size_t job     = changed * sizeof(float) * (1 + 2 * models + 2) + changed * stored;
+        const size_t copied  = (size_t) std::max(c_.vocab_size, c_.intermediate_size) * c_.hidden_size * stored;
+        const size_t jobs    = (size_t) c_.num_layers * target_count(targets) + 2;
+        const size_t workers = std::min<size_t>(merge_workers(), jobs);
         StagePlan    s{"merge/" + variant + "-" + m.method,
                     fmt::format("streams {} + {}, {}; {} worker{}", base_.dir, shown(L_.adapter(sft)),
                                 shown(L_.adapter(L_.pref)), workers, workers > 1 ? "s" : ""),
                     {program()}};
         s.parts.push_back({"adapters", 8 * (lora_parameters(c_, so.lora) + lora_parameters(c_, po.lora)), ""});
-        s.parts.push_back({"merge buffers", workers * job,
+        s.parts.push_back({"merge buffers", workers * std::max(job, copied),
                            "each worker keeps the buffers of the largest tensor it merged"});
         return s;
     }
@@ -313,8 +321,8 @@ private:
             s.parts.push_back({"adapters", adapters, ""});
         }
         s.parts.push_back({"KV cache", positions * per_position,
-                           fmt::format("f32 keys and values; contexts of at most {} tokens assumed (the model allows {}); "
-                                       "each further token of context adds {} a sequence",
+                           fmt::format("f32 keys and values; contexts of at most {} tokens assumed (the model "
+                                       "allows {}); each further token of context adds {} a sequence",
                                        P, c_.max_position_embeddings, human(per_position))});
         // With judge cases a second Decoder generates the answers while the tasks' one is kept.
         s.parts.push_back({"decoder scratch", tokens * per_token * (judge ? 2 : 1), ""});
@@ -381,7 +389,8 @@ std::vector<std::string> remedies(const RunPlan & plan, const RunRecipe & recipe
                            }});
     }
     if (so.per_device_train_batch_size > 1 || po.per_device_train_batch_size > 1) {
-        changes.push_back({"per_device_train_batch_size: 1 (and gradient_accumulation_steps up by as much, to keep the batch)",
+        changes.push_back({"per_device_train_batch_size: 1 (and gradient_accumulation_steps up by as much, to keep "
+                           "the batch)",
                            [](RunRecipe & r) {
                                for (TrainOptions * o : {&r.train.sft, &r.train.preference}) {
                                    o->gradient_accumulation_steps *= o->per_device_train_batch_size;
@@ -393,7 +402,8 @@ std::vector<std::string> remedies(const RunPlan & plan, const RunRecipe & recipe
         changes.push_back({"evaluation: batch: 1", [](RunRecipe & r) { r.evaluation.batch = 1; }});
     }
     if (recipe.train.threads != 1) {
-        changes.push_back({"threads: 1 (fewer merge and training workers)", [](RunRecipe & r) { r.train.threads = 1; }});
+        changes.push_back(
+            {"threads: 1 (fewer merge and training workers)", [](RunRecipe & r) { r.train.threads = 1; }});
     }
     if (changes.size() > 1) {
         std::vector<Change> all;
@@ -526,24 +536,25 @@ std::string RunPlan::refusal() const {
     }
     if (failing.empty()) return "";
     std::string names;
-    for (const StagePlan * s : failing) names += fmt::format("{}{} ({} GB)", names.empty() ? "" : ", ", s->stage, gb(s->peak_bytes()));
-    const StagePlan * largest = *std::max_element(failing.begin(), failing.end(), [](const StagePlan * a, const StagePlan * b) {
-        return a->peak_bytes() < b->peak_bytes();
-    });
+    for (const StagePlan * s : failing) {
+        names += fmt::format("{}{} ({} GB)", names.empty() ? "" : ", ", s->stage, gb(s->peak_bytes()));
+    }
+    auto by_peak = [](const StagePlan * a, const StagePlan * b) { return a->peak_bytes() < b->peak_bytes(); };
+    const StagePlan * largest = *std::max_element(failing.begin(), failing.end(), by_peak);
     std::string parts;
     for (const MemoryPart & p : largest->parts) {
         if (p.bytes > 0) parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", p.name, human(p.bytes));
     }
-    std::string out = fmt::format("{}: {} of {} stages cannot fit in this machine's memory ({} GB; a stage may use {} GB): "
-                                  "{}. The largest, {}: {}.",
+    std::string out = fmt::format("{}: {} of {} stages cannot fit in this machine's memory ({} GB; a stage may use "
+                                  "{} GB): {}. The largest, {}: {}.",
                                   recipe, failing.size(), stages.size(), gb(machine.memory_bytes),
                                   gb(machine.usable_bytes()), names, largest->stage, parts);
     if (!remedies.empty()) {
         out += " What would help:";
         for (const std::string & r : remedies) out += "\n  " + r;
     } else {
-        out += " No change of batch, checkpointing, quantization or threads makes them fit: a machine with more memory, "
-               "or a smaller model";
+        out += " No change of batch, checkpointing, quantization or threads makes them fit: a machine with more "
+               "memory, or a smaller model";
     }
     out += fmt::format("\n(paft run {} --plan prints every stage's parts)", recipe);
     return out;

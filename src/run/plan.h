@@ -23,7 +23,8 @@
 //   adapters           LoRA adapters loaded for a merge, an evaluation or an export (values and
 //                      gradient buffers: 8 bytes a parameter)
 //   merge buffers      the merge engine's workers: each keeps the buffers of the largest tensor it
-//                      merged (base, each model's delta, their sparsified copies, the result)
+//                      merged (base, each model's delta, their sparsified copies, the result), or
+//                      holds the mapped pages of the tensor it copies unchanged
 //   KV cache, decoder scratch, logits
 //                      evaluation: f32 keys and values of L layers x kv_dim per position, for the
 //                      log-likelihood trunk and its branches or a batch of generations; the
