@@ -50,6 +50,7 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import cases_cli  # noqa: E402
 import st  # noqa: E402
 
 F32 = torch.float32
@@ -327,27 +328,11 @@ def division_disagreements(x, kind):
     return int((code_4bit(xn, kind) != code_4bit(divided, kind)).sum())
 
 
-def up_to_date(out):
-    stamp = os.path.join(out, "cases.json")
-    if not os.path.exists(stamp):
-        return False
-    scripts = [os.path.join(HERE, f) for f in ("bnb4_ref.py", "st.py")]
-    return os.path.getmtime(stamp) > max(os.path.getmtime(p) for p in scripts)
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--force", action="store_true", help="regenerate even when up to date")
-    args = ap.parse_args()
-    if not args.force and up_to_date(args.out):
-        print(f"bnb4 cases in {args.out} are up to date")
+    started = cases_cli.start(__doc__, "bnb4 cases", "cases.json", ["bnb4_ref.py"])
+    if started is None:
         return
-    torch.set_num_threads(1)
-    os.makedirs(args.out, exist_ok=True)
-    stamp = os.path.join(args.out, "cases.json")
-    if os.path.exists(stamp):
-        os.remove(stamp)  # an interrupted run must not look up to date
+    args, stamp = started
 
     # The tables' own consistency: the NF4 pivots separate adjacent code values.
     assert bool((NF4_PIVOTS > NF4[:-1]).all() and (NF4_PIVOTS < NF4[1:]).all())

@@ -30,6 +30,7 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import cases_cli  # noqa: E402
 import st  # noqa: E402
 from llama_ref import (  # noqa: E402
     IGNORE_INDEX,
@@ -308,17 +309,8 @@ def write_case(case, root, seed):
     return exp
 
 
-def stamp_is_newer(stamp, scripts):
-    """Whether the stamp file exists and is newer than every one of `scripts` (names in this folder)
-    and the shared oracle files they rely on: the cases it marks need no regeneration."""
-    if not os.path.exists(stamp):
-        return False
-    paths = [os.path.join(HERE, f) for f in list(scripts) + ["make_cases.py", "llama_ref.py", "st.py"]]
-    return os.path.getmtime(stamp) > max(os.path.getmtime(p) for p in paths)
-
-
 def up_to_date(out):
-    return stamp_is_newer(os.path.join(out, "cases.json"), [])
+    return cases_cli.stamp_is_newer(os.path.join(out, "cases.json"), ["make_cases.py"])
 
 
 def main():

@@ -37,9 +37,10 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import cases_cli  # noqa: E402
 import st  # noqa: E402
 from llama_ref import causal_lm_loss, load_adapter, load_model  # noqa: E402
-from make_cases import ALL7, stamp_is_newer, make_batch, write_adapter, write_model  # noqa: E402
+from make_cases import ALL7, make_batch, write_adapter, write_model  # noqa: E402
 
 STEPS = 10  # optimizer steps per vector case
 N = 1000  # parameters per vector case
@@ -181,23 +182,11 @@ def write_trajectory(root, seed):
     return exp
 
 
-def up_to_date(out):
-    return stamp_is_newer(os.path.join(out, "done.json"), ["make_optimizer_cases.py"])
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--force", action="store_true", help="regenerate even when up to date")
-    args = ap.parse_args()
-    if not args.force and up_to_date(args.out):
-        print(f"optimizer cases in {args.out} are up to date")
+    started = cases_cli.start(__doc__, "optimizer cases", "done.json", ["make_optimizer_cases.py", "make_cases.py"])
+    if started is None:
         return
-    torch.set_num_threads(1)  # same reduction order every run -> same bytes
-    os.makedirs(args.out, exist_ok=True)
-    stamp = os.path.join(args.out, "done.json")
-    if os.path.exists(stamp):
-        os.remove(stamp)  # an interrupted run must not look up to date
+    args, stamp = started
     if os.path.isdir(os.path.join(args.out, TRAJECTORY_CASE["name"])):
         shutil.rmtree(os.path.join(args.out, TRAJECTORY_CASE["name"]))
 

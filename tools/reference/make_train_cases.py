@@ -41,9 +41,10 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import cases_cli  # noqa: E402
 import st  # noqa: E402
 from llama_ref import IGNORE_INDEX, CausalLM, ModelConfig, causal_lm_loss, load_adapter, load_model  # noqa: E402
-from make_cases import ALL7, stamp_is_newer, hf_config, random_weights  # noqa: E402
+from make_cases import ALL7, hf_config, random_weights  # noqa: E402
 
 PAD_ID = 0
 L1_LAMBDA = 0.001
@@ -338,23 +339,11 @@ def write_case(case, root, seed):
     st.save_file(exp, os.path.join(d, "expected.safetensors"), metadata={"case": case["name"]}, dtype=torch.float64)
 
 
-def up_to_date(out):
-    return stamp_is_newer(os.path.join(out, "train_cases.json"), ["make_train_cases.py"])
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--force", action="store_true", help="regenerate even when up to date")
-    args = ap.parse_args()
-    if not args.force and up_to_date(args.out):
-        print(f"training cases in {args.out} are up to date")
+    started = cases_cli.start(__doc__, "training cases", "train_cases.json", ["make_train_cases.py", "make_cases.py"])
+    if started is None:
         return
-    torch.set_num_threads(1)  # same reduction order every run -> same bytes
-    os.makedirs(args.out, exist_ok=True)
-    stamp = os.path.join(args.out, "train_cases.json")
-    if os.path.exists(stamp):
-        os.remove(stamp)  # an interrupted run must not look up to date
+    args, stamp = started
     for seed, case in enumerate(CASES):
         print(case["name"])
         write_case(case, args.out, 2000 + seed)
