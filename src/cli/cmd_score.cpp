@@ -103,6 +103,9 @@ void register_score(CLI::App & app) {
         }
         auto        backend = make_backend(opt->threads);
         ParallelTransformer transformer(*backend, model);
+        // Scoring never runs a backward: keep only the layers' inputs, not every layer's
+        // activations (a 7B model at 4 x 256 tokens: 0.5 GB instead of 8.6 GB), at the same cost.
+        transformer.set_recompute(true);
         Progress    progress("score", (long) rows.size(), "seq");
         auto scores = score_sequences(transformer, adapter.get(), rows, opt->batch_size, opt->per_token,
                                       [&](long done) { progress.update(done); });
