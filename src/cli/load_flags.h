@@ -17,11 +17,12 @@ struct LoadFlags {
     bool        load_in_4bit = false;
     std::string quant_type   = "nf4";
     bool        double_quant = false;
+    bool        mmap         = false;
 
     LoadOptions options() const;  // InputError naming the flag for a bad combination
 };
 
-// --torch-dtype, --load-in-8bit, --load-in-4bit, --bnb-4bit-quant-type, --bnb-4bit-use-double-quant
+// --torch-dtype, --load-in-8bit, --load-in-4bit, --bnb-4bit-quant-type, --bnb-4bit-use-double-quant, --mmap
 void add_load_flags(CLI::App & cmd, LoadFlags & flags);
 
 }  // namespace paft

@@ -249,7 +249,9 @@ struct F32Rows {
     const char * bytes(const Row & r, int64_t k) const { return reinterpret_cast<const char *>(r.p + k); }
 };
 
-struct Bf16Rows {
+// BF16 and F16: two bytes a value, widened 16 at a time (Widen16) or one by one (Widen1).
+template <Lanes (*Widen16)(const uint16_t *), float (*Widen1)(uint16_t)>
+struct HalfRows {
     const uint16_t * base;
     int64_t          cols;
     struct Row {
@@ -260,26 +262,12 @@ struct Bf16Rows {
     int64_t      vec_cols() const { return cols / 16 * 16; }
     int64_t      row_bytes() const { return cols * 2; }
     Row          row(int64_t n, int) const { return {base + n * cols}; }
-    Lanes        load(const Row & r, int64_t k) const { return lanes_from_bf16(r.p + k); }
-    float        at(const Row & r, int64_t k) const { return bf16_to_f32(r.p[k]); }
+    Lanes        load(const Row & r, int64_t k) const { return Widen16(r.p + k); }
+    float        at(const Row & r, int64_t k) const { return Widen1(r.p[k]); }
     const char * bytes(const Row & r, int64_t k) const { return reinterpret_cast<const char *>(r.p + k); }
 };
-
-struct F16Rows {
-    const uint16_t * base;
-    int64_t          cols;
-    struct Row {
-        const uint16_t * p;
-    };
-    static constexpr int64_t kPrefetchValues = 32;
-
-    int64_t      vec_cols() const { return cols / 16 * 16; }
-    int64_t      row_bytes() const { return cols * 2; }
-    Row          row(int64_t n, int) const { return {base + n * cols}; }
-    Lanes        load(const Row & r, int64_t k) const { return lanes_from_f16(r.p + k); }
-    float        at(const Row & r, int64_t k) const { return f16_to_f32(r.p[k]); }
-    const char * bytes(const Row & r, int64_t k) const { return reinterpret_cast<const char *>(r.p + k); }
-};
+using Bf16Rows = HalfRows<lanes_from_bf16, bf16_to_f32>;
+using F16Rows  = HalfRows<lanes_from_f16, f16_to_f32>;
 
 // Q8_0: per 32 values, an f16 scale d then 32 int8 (34 bytes); cols is a multiple of 32. (Converting
 // a row's scales once into scratch, to broadcast them from memory, measured no faster than

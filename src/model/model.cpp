@@ -4,6 +4,7 @@
 #include "core/random.h"
 #include "io/fs.h"
 #include "model/random_model.h"
+#include "tensor/page_buffer.h"
 
 #include <fmt/format.h>
 
@@ -223,7 +224,7 @@ const char * quantization_name(Quantization q) {
 struct Model::Frozen {
     struct Matrix {
         Weight               weight;
-        std::vector<uint8_t> bytes;  // owned values or codes (empty when in the mapping)
+        PageBuffer           bytes;  // owned values or codes (empty when in the mapping)
         std::vector<float>   absmax, absmax_scale;
         std::vector<uint8_t> absmax_q;
         bool                 mapped = false;
@@ -243,13 +244,10 @@ struct Model::Frozen {
         const size_t n = (size_t) rows * (size_t) cols;
         float        absmax_offset = 0.0f;  // NF4/FP4 double quantization's offset
         switch (type) {
-        case WeightType::F32:
-            m.bytes.resize(n * 4);
-            std::memcpy(m.bytes.data(), values, n * 4);
-            break;
+        case WeightType::F32: m.bytes = PageBuffer::copy_of(values, n * 4); break;
         case WeightType::BF16:
         case WeightType::F16: {
-            m.bytes.resize(n * 2);
+            m.bytes = PageBuffer(n * 2);
             uint16_t * out = reinterpret_cast<uint16_t *>(m.bytes.data());
             uint16_t (*const narrow)(float) = type == WeightType::BF16 ? f32_to_bf16 : f32_to_f16;
 #pragma omp parallel for schedule(static)
@@ -258,13 +256,13 @@ struct Model::Frozen {
         }
         case WeightType::Q8_0: {
             Q8Weight q = quantize_q8_0(values, rows, cols);
-            m.bytes    = std::move(q.blocks);
+            m.bytes    = PageBuffer::copy_of(q.blocks.data(), q.blocks.size());
             break;
         }
         case WeightType::NF4:
         case WeightType::FP4: {
             Bnb4Weight q   = quantize_bnb4(values, rows, cols, type, double_quant);
-            m.bytes        = std::move(q.codes);
+            m.bytes        = PageBuffer::copy_of(q.codes.data(), q.codes.size());
             m.absmax       = std::move(q.absmax);
             m.absmax_q     = std::move(q.absmax_q);
             m.absmax_scale = std::move(q.absmax_scale);
@@ -283,7 +281,7 @@ struct Model::Frozen {
 };
 
 Model::Model(const ModelConfig & config)
-    : config_(config), layout_(config_), data_(checked_size(layout_), 0.0f), view_(layout_.view(data_.data())),
+    : config_(config), layout_(config_), data_(checked_size(layout_) * sizeof(float)), view_(layout_.view(values())),
       inv_freq_(rope_inv_freq(config_)) {
     index_weights();
 }
@@ -305,16 +303,16 @@ const ParamView & Model::params() const {
 
 float * Model::data() {
     params();
-    return data_.data();
+    return values();
 }
 
 const float * Model::data() const {
     params();
-    return data_.data();
+    return values();
 }
 
 size_t Model::weight_bytes() const {
-    if (trainable()) return data_.size() * sizeof(float);
+    if (trainable()) return data_.size();
     size_t bytes = frozen_->vectors.size() * sizeof(float);
     for (const auto & [name, m] : frozen_->matrices) bytes += m.weight.bytes();
     return bytes;
@@ -325,7 +323,7 @@ void Model::index_weights() {
     auto matrix = [&](const std::string & name) -> Weight {
         if (trainable()) {
             for (const ParamEntry & e : layout_.entries()) {
-                if (e.name == name) return Weight{WeightType::F32, e.shape[0], e.shape[1], data_.data() + e.offset};
+                if (e.name == name) return Weight{WeightType::F32, e.shape[0], e.shape[1], values() + e.offset};
             }
             throw RuntimeFailure("Model: no tensor " + name);
         }
@@ -334,7 +332,7 @@ void Model::index_weights() {
     auto vec = [&](const std::string & name) -> const float * {
         if (trainable()) {
             for (const ParamEntry & e : layout_.entries()) {
-                if (e.name == name) return data_.data() + e.offset;
+                if (e.name == name) return values() + e.offset;
             }
             return nullptr;
         }
@@ -394,7 +392,7 @@ std::shared_ptr<Model> Model::load_f32(const std::string & dir) {
     check_model_tensors(dir, config, store);
     auto model = std::make_shared<Model>(config);
     for (const ParamEntry & e : model->layout_.entries()) {
-        store.read_f32(e.name, e.shape, model->data_.data() + e.offset);
+        store.read_f32(e.name, e.shape, model->values() + e.offset);
         store.release(e.name);
     }
     return model;
@@ -482,9 +480,17 @@ std::shared_ptr<Model> Model::load(const std::string & dir, const LoadOptions & 
         std::span<const uint8_t> bytes = store->bytes(e.name);
         const bool in_place = info.dtype != DType::F64 && float_type_of(info.dtype) == type &&
                               (reinterpret_cast<uintptr_t>(bytes.data()) % element_bytes(type)) == 0;
-        if (in_place) {
+        if (in_place && options.mmap) {
             m.weight = Weight{type, e.shape[0], e.shape[1], bytes.data()};
             m.mapped = true;
+            continue;
+        }
+        if (in_place) {
+            // The same bytes, in huge pages of their own (tensor/page_buffer.h says why); the
+            // mapping's pages are dropped tensor by tensor, so the peak is the same as in place.
+            m.bytes = PageBuffer::copy_of(bytes.data(), bytes.size());
+            store->release(e.name);
+            m.weight = Weight{type, e.shape[0], e.shape[1], m.bytes.data()};
             continue;
         }
         std::vector<float> values = store->read_f32(e.name, e.shape);
@@ -498,7 +504,7 @@ void Model::edit_matrix(const std::string & name, const std::function<void(float
     if (trainable()) {
         for (const ParamEntry & e : layout_.entries()) {
             if (e.name == name && !is_vector(e)) {
-                edit(data_.data() + e.offset);
+                edit(values() + e.offset);
                 return;
             }
         }
@@ -524,7 +530,7 @@ std::shared_ptr<Model> Model::random(const ModelConfig & config, uint64_t seed) 
     Random   rng(seed);
     uint64_t drawn = 0;
     for (const ParamEntry & e : model->layout_.entries()) {
-        random_init_values_parallel(e, rng, drawn, model->data_.data() + e.offset);
+        random_init_values_parallel(e, rng, drawn, model->values() + e.offset);
         drawn += random_init_draws(e);
     }
     return model;
@@ -537,7 +543,7 @@ void Model::save(const std::string & dir, DType dtype, uint64_t max_shard_bytes)
     if (trainable()) {
         std::vector<TensorToWrite> tensors;
         for (const ParamEntry & e : layout_.entries()) {
-            tensors.push_back(TensorToWrite{e.name, e.shape, data_.data() + e.offset, dtype});
+            tensors.push_back(TensorToWrite{e.name, e.shape, values() + e.offset, dtype});
         }
         write_safetensors_sharded(dir, "model", tensors, max_shard_bytes, {{"format", "pt"}});
         write_file_atomic(dir + "/config.json", model_config_to_json(written));

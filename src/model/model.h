@@ -1,10 +1,11 @@
 // A decoder-only model's parameters (Llama / Mistral / Qwen2).
 //
 // Two ways to hold them:
-//   - frozen (Model::load): every weight matrix stays in its own type, read in place from the
-//     safetensors mapping (F32, BF16, F16 as stored), or converted or quantized at load when asked
-//     (--torch-dtype, --load-in-8bit, --load-in-4bit) into a buffer of its own; norms and biases
-//     are f32. Nothing holds an f32 copy of the model. This is how every command that does not
+//   - frozen (Model::load): every weight matrix stays in its own type: as stored (F32, BF16, F16)
+//     copied tensor by tensor from the safetensors mapping into huge pages of its own (or read in
+//     place from the mapping: LoadOptions::mmap), or converted or quantized at load when asked
+//     (--torch-dtype, --load-in-8bit, --load-in-4bit); norms and biases are f32. Nothing holds an
+//     f32 copy of the model. This is how every command that does not
 //     train the base's own weights runs.
 //   - trainable (Model::random, Model::load_f32, pre-training): f32 in one contiguous buffer, llm.c
 //     style; the same layout (ParamLayout) serves full-parameter gradients and optimizer state.
@@ -17,6 +18,7 @@
 
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "tensor/page_buffer.h"
 #include "tensor/weight.h"
 
 #include <cstdint>
@@ -116,6 +118,10 @@ struct LoadOptions {
     // no Linear); the rest keeps torch_dtype.
     Quantization quantization = Quantization::None;
     bool         double_quant = false;  // bnb_4bit_use_double_quant
+    // Matrices already in their loaded type are read in place from the file mapping (llama.cpp's
+    // use_mmap: loads at once, computes slower on machines whose page walks are costly) instead of
+    // copied into huge pages of their own (the default; the same peak memory).
+    bool         mmap         = false;
 };
 
 // "auto", "float32", "bfloat16", "float16" (also "fp32", "bf16", "fp16"); InputError naming `what`.
@@ -184,10 +190,12 @@ private:
     struct Frozen;  // the typed storage of a loaded model
     Model(const ModelConfig & config, std::unique_ptr<Frozen> frozen);
     void index_weights();
+    float *       values() { return reinterpret_cast<float *>(data_.data()); }
+    const float * values() const { return reinterpret_cast<const float *>(data_.data()); }
 
     ModelConfig             config_;
     ParamLayout             layout_;
-    std::vector<float>      data_;  // trainable: every parameter
+    PageBuffer              data_;  // trainable: every parameter, f32 (zero-filled pages)
     ParamView               view_;
     std::unique_ptr<Frozen> frozen_;
     ModelWeights            weights_;

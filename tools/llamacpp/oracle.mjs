@@ -33,7 +33,8 @@
 //         "init_s" (getLlama), "load_s" (loadModel), "context_s" (createContext), "peak_rss_bytes"}
 //     prefill = the prompt in one batch (one sequence) up to and including the first sampled token;
 //     decode = n_new further single-token steps (evaluate the previous token + argmax). Also takes "lora",
-//     "kv_type", "flash_attention", "context", "batch". Only meaningful on otherwise idle cores: llama.cpp's
+//     "kv_type", "flash_attention", "context", "batch", "use_mmap" (default true; false: llama.cpp's
+//     --no-mmap, the weights read into buffers of its own). Only meaningful on otherwise idle cores: llama.cpp's
 //     worker threads spin-wait, so a busy core shared with another process makes decoding collapse.
 //   {"op":"info","model":PATH} -> vocabulary size, train context size, BOS/EOS/EOT ids, architecture,
 //     parameter count, flattened GGUF metadata (long arrays as their length), llama.cpp release.
@@ -109,7 +110,8 @@ async function main() {
   const t1 = performance.now();
   let model;
   try {
-    model = await llama.loadModel({ modelPath: req.model, gpuLayers: 0, vocabOnly, ignoreMemorySafetyChecks: true });
+    model = await llama.loadModel({ modelPath: req.model, gpuLayers: 0, vocabOnly, ignoreMemorySafetyChecks: true,
+                                    useMmap: req.use_mmap ?? true });
   } catch (e) {
     throw new Error(`failed to load model ${req.model}: ${e?.message ?? e}`);
   }
