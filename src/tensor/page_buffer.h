@@ -1,10 +1,11 @@
 // Memory of its own for a frozen weight matrix: anonymous pages, with transparent huge pages
 // advised (2 MiB pages where the kernel has them).
 //
-// Why not the file mapping: on this project's reference machine (a 2-core VM whose page faults and
-// page walks go through the hypervisor) a model's weights read in place from the safetensors
-// mapping decode at a fraction of the speed of the same bytes in anonymous memory (TinyLlama-1.1B,
-// 2 threads: bf16 13.8 -> 20.0 tokens/s, f32 5.0 -> 12.7; docs/PRECISION.md). Why huge pages:
+// Why not the file mapping: on this project's reference machine (a 2-core VM whose kernel runs
+// DAMON's pageout of cold page-cache pages, and whose page faults go through the hypervisor) a
+// model's weights read in place from the safetensors mapping decode at a fraction of the speed of
+// the same bytes in anonymous memory, which nothing pages out without swap (TinyLlama-1.1B, 2
+// threads: bf16 13.8 -> 20.0 tokens/s, f32 5.0 -> 12.7; docs/PRECISION.md). Why huge pages:
 // filling them faults 512 times less often (copying 4.4 GB: 21 s in 4 KiB pages, 2-9 s in huge
 // ones). On a machine without transparent huge pages the advice is ignored and the buffer is
 // plain anonymous memory.
