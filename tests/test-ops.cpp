@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "core/backend.h"
+#include "test_util.h"
 
 using namespace paft;
 
@@ -41,15 +42,6 @@ constexpr double kFwdTol = 1e-5;
 Backend & cpu() {
     static std::unique_ptr<Backend> backend = make_backend(3);
     return *backend;
-}
-
-Vec uniform(std::mt19937 & rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> dist(lo, hi);
-    Vec                                   v(n);
-    for (float & x : v) {
-        x = dist(rng);
-    }
-    return v;
 }
 
 // sum(out * R) in double.
@@ -239,9 +231,9 @@ TEST(Ops, GemmMatchesNaiveLoopForAllTransposes) {
                                                       << " trans_b=" << tb);
                     // A is stored [K, M] when transposed, else [M, K]; B [N, K] or [K, N]; each row padded by 2.
                     const int lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 2, ldc = N + 2;
-                    const Vec A = uniform(rng, (size_t) (ta ? K : M) * lda);
-                    const Vec B = uniform(rng, (size_t) (tb ? N : K) * ldb);
-                    Vec       C = uniform(rng, (size_t) M * ldc);
+                    const Vec A = uniform_floats(rng, (size_t) (ta ? K : M) * lda);
+                    const Vec B = uniform_floats(rng, (size_t) (tb ? N : K) * ldb);
+                    Vec       C = uniform_floats(rng, (size_t) M * ldc);
                     if (beta == 0.0f) {
                         C[0] = NAN;
                     }
@@ -281,8 +273,8 @@ TEST(Ops, EmbeddingGradientWithRepeatedIds) {
     std::mt19937                 rng(2);
     const int                    V = 5, C = 3, N = 6;
     const std::vector<int32_t>   ids = {1, 3, 1, 0, 3, 1};  // 1 three times, 3 twice; 2 and 4 unused
-    Vec                          table = uniform(rng, (size_t) V * C);  // [V, C]
-    const Vec                    R     = uniform(rng, (size_t) N * C);  // [N, C]
+    Vec                          table = uniform_floats(rng, (size_t) V * C);  // [V, C]
+    const Vec                    R     = uniform_floats(rng, (size_t) N * C);  // [N, C]
     Vec                          out((size_t) N * C);
 
     cpu().embedding_forward(out.data(), ids.data(), Weight{WeightType::F32, V, C, table.data()}, N, C);
@@ -292,7 +284,7 @@ TEST(Ops, EmbeddingGradientWithRepeatedIds) {
         }
     }
 
-    const Vec prior  = uniform(rng, table.size());
+    const Vec prior  = uniform_floats(rng, table.size());
     Vec       dtable = prior;
     cpu().embedding_backward(dtable.data(), R.data(), ids.data(), N, C);
 
@@ -309,7 +301,7 @@ TEST(Ops, RmsnormForwardMatchesReference) {
     std::mt19937 rng(3);
     const int    N = 3, C = 8;
     const float  eps = 1e-5f;
-    const Vec    x = uniform(rng, (size_t) N * C), w = uniform(rng, C);
+    const Vec    x = uniform_floats(rng, (size_t) N * C), w = uniform_floats(rng, C);
     Vec          out((size_t) N * C), rstd(N);
     cpu().rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, eps);
 
@@ -323,8 +315,8 @@ TEST(Ops, RmsnormGradients) {
     std::mt19937 rng(4);
     const int    N = 3, C = 8;
     const float  eps = 1e-5f;
-    Vec          x = uniform(rng, (size_t) N * C), w = uniform(rng, C);  // x [N, C], w [C]
-    const Vec    R = uniform(rng, (size_t) N * C);
+    Vec          x = uniform_floats(rng, (size_t) N * C), w = uniform_floats(rng, C);  // x [N, C], w [C]
+    const Vec    R = uniform_floats(rng, (size_t) N * C);
     Vec          out((size_t) N * C), rstd(N);
     auto         L = [&] {
         cpu().rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, eps);
@@ -332,7 +324,7 @@ TEST(Ops, RmsnormGradients) {
     };
 
     L();  // rstd for the backward
-    const Vec dx_prior = uniform(rng, x.size()), dw_prior = uniform(rng, w.size());
+    const Vec dx_prior = uniform_floats(rng, x.size()), dw_prior = uniform_floats(rng, w.size());
     Vec       dx = dx_prior, dw = dw_prior;
     cpu().rmsnorm_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), rstd.data(), N, C);
 
@@ -352,9 +344,9 @@ TEST(Ops, RmsnormGradients) {
 TEST(Ops, AddBiasAndBiasBackward) {
     std::mt19937 rng(5);
     const int    N = 4, M = 5, ldy = 7;  // y [N, ldy], bias on the first M columns
-    const Vec    y0 = uniform(rng, (size_t) N * ldy);
-    Vec          bias = uniform(rng, M);
-    const Vec    R    = uniform(rng, (size_t) N * M);
+    const Vec    y0 = uniform_floats(rng, (size_t) N * ldy);
+    Vec          bias = uniform_floats(rng, M);
+    const Vec    R    = uniform_floats(rng, (size_t) N * M);
     Vec          y;
     auto         L = [&] {
         y = y0;
@@ -380,7 +372,7 @@ TEST(Ops, AddBiasAndBiasBackward) {
     for (int n = 0; n < N; n++) {
         std::copy(R.begin() + n * M, R.begin() + (n + 1) * M, dy.begin() + n * ldy);
     }
-    const Vec prior = uniform(rng, M);
+    const Vec prior = uniform_floats(rng, M);
     Vec       dbias = prior;
     cpu().bias_backward(dbias.data(), dy.data(), N, M, ldy);
     EXPECT_TRUE(close(added(dbias, prior), numeric_grad(bias, L), kGradTol));
@@ -393,8 +385,8 @@ TEST(Ops, MulMaskGradient) {
     const size_t               count = 12;
     const float                scale = 1.25f;
     const std::vector<uint8_t> mask  = {1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0};
-    Vec                        x     = uniform(rng, count);
-    const Vec                  R     = uniform(rng, count);
+    Vec                        x     = uniform_floats(rng, count);
+    const Vec                  R     = uniform_floats(rng, count);
     Vec                        y(count);
     auto                       L = [&] {
         cpu().mul_mask(y.data(), x.data(), mask.data(), scale, count);
@@ -419,7 +411,7 @@ struct RopeCase {
     Vec cos, sin;            // [N, D/2]
 
     explicit RopeCase(std::mt19937 & rng) {
-        const Vec angle = uniform(rng, (size_t) N * D / 2, -3.0f, 3.0f);
+        const Vec angle = uniform_floats(rng, (size_t) N * D / 2, -3.0f, 3.0f);
         for (float t : angle) {
             cos.push_back(std::cos(t));
             sin.push_back(std::sin(t));
@@ -431,7 +423,7 @@ struct RopeCase {
 TEST(Ops, RopeForwardMatchesReference) {
     std::mt19937   rng(7);
     const RopeCase rc(rng);
-    const Vec      x0 = uniform(rng, (size_t) rc.N * rc.stride);
+    const Vec      x0 = uniform_floats(rng, (size_t) rc.N * rc.stride);
     Vec            x  = x0;
     rc.apply(x, false);
     EXPECT_TRUE(close(x, rope_ref(x0, rc.N, rc.stride, rc.heads, rc.D, rc.cos, rc.sin), kFwdTol));
@@ -445,8 +437,8 @@ TEST(Ops, RopeForwardMatchesReference) {
 TEST(Ops, RopeInverseIsTheBackward) {
     std::mt19937   rng(8);
     const RopeCase rc(rng);
-    Vec            x = uniform(rng, (size_t) rc.N * rc.stride);
-    const Vec      R = uniform(rng, x.size());
+    Vec            x = uniform_floats(rng, (size_t) rc.N * rc.stride);
+    const Vec      R = uniform_floats(rng, x.size());
     Vec            y;
     // The gradient of sum(rope(x) * R) is J^T R; J is a rotation, so J^T is the inverse rotation.
     Vec dx = R;
@@ -489,7 +481,7 @@ struct AttentionCase {
         }
         S                = (Hq + 2 * Hkv) * a.D;
         O                = Hq * a.D;
-        qkv              = uniform(rng, (size_t) a.B * a.T * S);
+        qkv              = uniform_floats(rng, (size_t) a.B * a.T * S);
         out.resize((size_t) a.B * a.T * O);
         lse.resize((size_t) a.B * a.Hq * a.T);
     }
@@ -531,8 +523,8 @@ void check_attention_forward(int Hq, int Hkv, int window, int T = 6, bool packed
 void check_attention_gradient(int Hq, int Hkv, int window, int T = 6, bool packed = false) {
     std::mt19937  rng(10);
     AttentionCase ac(rng, Hq, Hkv, window, T, packed);
-    const Vec     R     = uniform(rng, ac.out.size());
-    const Vec     prior = uniform(rng, ac.qkv.size());
+    const Vec     R     = uniform_floats(rng, ac.out.size());
+    const Vec     prior = uniform_floats(rng, ac.qkv.size());
     ac.forward();
     const Vec dqkv = added(ac.backward(R, prior), prior);
 
@@ -574,7 +566,7 @@ TEST(Ops, AttentionGradientPacked) { check_attention_gradient(2, 1, 0, 150, true
 TEST(Ops, AttentionBackwardIsDeterministic) {
     std::mt19937  rng(11);
     AttentionCase ac(rng, 4, 2, 3);
-    const Vec     R = uniform(rng, ac.out.size());
+    const Vec     R = uniform_floats(rng, ac.out.size());
     ac.forward();
     const Vec zeros(ac.qkv.size(), 0.0f);
     const Vec first  = ac.backward(R, zeros);
@@ -640,12 +632,12 @@ void check_attention_cached(int window) {
     std::vector<CachedCase> cases = {{3, 5, 9}, {150, 0, 150}, {1, 70, 1}};
     std::vector<CachedSequence> seqs;
     for (CachedCase & c : cases) {
-        c.q        = uniform(rng, (size_t) c.n * ldq, -2.0f, 2.0f);
+        c.q        = uniform_floats(rng, (size_t) c.n * ldq, -2.0f, 2.0f);
         c.out      = Vec((size_t) c.n * ldo, 7.0f);  // the padding columns must keep their 7
-        c.prefix_k = uniform(rng, (size_t) c.P * R, -2.0f, 2.0f);
-        c.prefix_v = uniform(rng, (size_t) c.P * R);
-        c.k        = uniform(rng, (size_t) c.len * R, -2.0f, 2.0f);
-        c.v        = uniform(rng, (size_t) c.len * R);
+        c.prefix_k = uniform_floats(rng, (size_t) c.P * R, -2.0f, 2.0f);
+        c.prefix_v = uniform_floats(rng, (size_t) c.P * R);
+        c.k        = uniform_floats(rng, (size_t) c.len * R, -2.0f, 2.0f);
+        c.v        = uniform_floats(rng, (size_t) c.len * R);
         seqs.push_back({c.q.data(), ldq, c.out.data(), ldo, c.n, c.P ? c.prefix_k.data() : nullptr,
                         c.P ? c.prefix_v.data() : nullptr, c.P, c.k.data(), c.v.data(), c.len});
     }
@@ -671,7 +663,7 @@ TEST(Ops, AttentionCachedWindow70) { check_attention_cached(70); }
 TEST(Ops, SwigluForwardMatchesReference) {
     std::mt19937 rng(12);
     const int    N = 3, F = 5;
-    const Vec    gu = uniform(rng, (size_t) N * 2 * F);  // [N, 2F]: gate then up
+    const Vec    gu = uniform_floats(rng, (size_t) N * 2 * F);  // [N, 2F]: gate then up
     Vec          out((size_t) N * F);
     cpu().swiglu_forward(out.data(), gu.data(), N, F);
     DVec ref(out.size());
@@ -687,8 +679,8 @@ TEST(Ops, SwigluForwardMatchesReference) {
 TEST(Ops, SwigluGradients) {
     std::mt19937 rng(13);
     const int    N = 3, F = 5;
-    Vec          gu = uniform(rng, (size_t) N * 2 * F);
-    const Vec    R  = uniform(rng, (size_t) N * F);
+    Vec          gu = uniform_floats(rng, (size_t) N * 2 * F);
+    const Vec    R  = uniform_floats(rng, (size_t) N * F);
     Vec          out((size_t) N * F);
     // swiglu_backward overwrites: junk in dgu beforehand must not survive.
     Vec dgu(gu.size(), 7.0f);
@@ -708,7 +700,7 @@ TEST(Ops, LogsoftmaxTargetForwardMatchesReference) {
     std::mt19937               rng(14);
     const int                  N = 4, V = 7;
     const std::vector<int32_t> targets = {2, -1, 6, 0};
-    Vec                        logits  = uniform(rng, (size_t) N * V);  // [N, V]
+    Vec                        logits  = uniform_floats(rng, (size_t) N * V);  // [N, V]
     for (int v = 0; v < V; v++) {
         logits[2 * V + v] += 40.0f;  // a large row: the max must be subtracted before exp
     }
@@ -735,8 +727,8 @@ TEST(Ops, LogsoftmaxTargetGradient) {
     std::mt19937               rng(15);
     const int                  N = 4, V = 7;
     const std::vector<int32_t> targets = {2, -1, 6, 0};
-    Vec                        logits  = uniform(rng, (size_t) N * V);
-    const Vec                  dlogp   = uniform(rng, N);
+    Vec                        logits  = uniform_floats(rng, (size_t) N * V);
+    const Vec                  dlogp   = uniform_floats(rng, N);
     Vec                        logp(N), lse(N);
     // L = sum_n dlogp[n] * logp[n]
     auto L = [&] {

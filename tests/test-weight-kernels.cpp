@@ -10,6 +10,7 @@
 #include "core/weight_kernels.h"
 
 #include "tensor/half.h"
+#include "test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -34,15 +35,6 @@ constexpr double kTol = 1e-5;
 
 using Vec = std::vector<float>;
 
-Vec uniform(std::mt19937 & rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> dist(lo, hi);
-    Vec                                   v(n);
-    for (float & x : v) {
-        x = dist(rng);
-    }
-    return v;
-}
-
 // A weight of each type with its own storage, and its dequantized f32 values.
 struct TestWeight {
     Weight               weight;
@@ -63,7 +55,7 @@ std::unique_ptr<TestWeight> make_weight(WeightType type, int64_t rows, int64_t c
     std::mt19937 rng(seed);
     auto         t   = std::make_unique<TestWeight>();
     const size_t n   = (size_t) (rows * cols);
-    const Vec    src = uniform(rng, n);
+    const Vec    src = uniform_floats(rng, n);
     switch (type) {
     case WeightType::F32:
         t->floats = src;
@@ -93,7 +85,7 @@ std::unique_ptr<TestWeight> make_weight(WeightType type, int64_t rows, int64_t c
         t->weight            = Weight{type, rows, cols, t->bytes.data()};
         const int64_t blocks = t->weight.blocks();
         if (absmax == Bnb4Absmax::Plain) {
-            t->floats        = uniform(rng, (size_t) blocks, 0.01f, 2.0f);
+            t->floats        = uniform_floats(rng, (size_t) blocks, 0.01f, 2.0f);
             t->weight.absmax = t->floats.data();
         } else {
             // Every code of the dynamic map, scales per 256 blocks, and an offset, as
@@ -103,7 +95,7 @@ std::unique_ptr<TestWeight> make_weight(WeightType type, int64_t rows, int64_t c
                 q = (uint8_t) byte(rng);
             }
             const int64_t scales    = (blocks + kBnb4AbsmaxBlock - 1) / kBnb4AbsmaxBlock;
-            t->floats               = uniform(rng, (size_t) scales, 0.1f, 1.0f);
+            t->floats               = uniform_floats(rng, (size_t) scales, 0.1f, 1.0f);
             t->weight.absmax_q      = t->absmax_q.data();
             t->weight.absmax_scale  = t->floats.data();
             t->weight.absmax_offset = 0.75f;
@@ -234,8 +226,8 @@ void check_weight(const TestWeight & t, const std::string & what) {
     for (int64_t M : kMs) {
         // Strides wider than the rows; the padding must come back untouched.
         const int64_t ldx = cols + 3, ldy = rows + 5;
-        const Vec     x   = uniform(rng, (size_t) (M * ldx));
-        const Vec     y0  = uniform(rng, (size_t) (M * ldy));
+        const Vec     x   = uniform_floats(rng, (size_t) (M * ldx));
+        const Vec     y0  = uniform_floats(rng, (size_t) (M * ldy));
         const Reference product = forward_reference(x, ldx, t.dequantized, rows, cols, M);
         for (float beta : {0.0f, 0.5f, 1.0f}) {
             const Reference ref = with_beta(product, beta, y0, ldy, M, rows);
@@ -260,8 +252,8 @@ void check_weight(const TestWeight & t, const std::string & what) {
         }
         // Backward: dx [M, cols] (stride cols + 2) += dy [M, rows] (stride rows + 1) · W.
         const int64_t lddx = cols + 2, lddy = rows + 1;
-        const Vec     dy   = uniform(rng, (size_t) (M * lddy));
-        const Vec     dx0  = uniform(rng, (size_t) (M * lddx));
+        const Vec     dy   = uniform_floats(rng, (size_t) (M * lddy));
+        const Vec     dx0  = uniform_floats(rng, (size_t) (M * lddx));
         const Reference ref = backward_reference(dy, lddy, t.dequantized, rows, cols, dx0, lddx, M);
         Vec             dx  = dx0;
         weight_matmul_backward(dx.data(), lddx, dy.data(), lddy, W, M);
@@ -304,7 +296,7 @@ TEST(WeightKernels, QuantizedBnb4Weights) {
     for (WeightType type : {WeightType::NF4, WeightType::FP4}) {
         for (bool double_quant : {false, true}) {
             const int64_t rows = 96, cols = 320;
-            const Vec     src  = uniform(rng, (size_t) (rows * cols));
+            const Vec     src  = uniform_floats(rng, (size_t) (rows * cols));
             TestWeight    t;
             t.bnb4   = quantize_bnb4(src.data(), rows, cols, type, double_quant);
             t.weight = t.bnb4.weight;
@@ -348,9 +340,9 @@ TEST(WeightKernels, SameBitsForAnyThreadCount) {
         for (const Shape & s : {Shape{130, 256}, Shape{64, 4096}, Shape{33, 96}}) {
             auto t = make_weight(type, s.rows, s.cols, seed++, Bnb4Absmax::DoubleQuant);
             for (int64_t M : {1, 5, 16, 17, 200}) {
-                const Vec x  = uniform(rng, (size_t) (M * s.cols));
-                const Vec y0 = uniform(rng, (size_t) (M * s.rows));
-                const Vec dy = uniform(rng, (size_t) (M * s.rows));
+                const Vec x  = uniform_floats(rng, (size_t) (M * s.cols));
+                const Vec y0 = uniform_floats(rng, (size_t) (M * s.rows));
+                const Vec dy = uniform_floats(rng, (size_t) (M * s.rows));
                 std::vector<Vec> results;
                 for (int threads : {1, 2, 3}) {
                     omp_set_num_threads(threads);
@@ -392,7 +384,7 @@ TEST(WeightKernels, Bf16MatchesItsF32ConversionThroughSgemm) {
     for (const Shape & s : {Shape{64, 4096}, Shape{130, 256}, Shape{7, 75}}) {
         auto t = make_weight(WeightType::BF16, s.rows, s.cols, 300);
         for (int64_t M : kMs) {
-            const Vec x = uniform(rng, (size_t) (M * s.cols));
+            const Vec x = uniform_floats(rng, (size_t) (M * s.cols));
             Vec       want((size_t) (M * s.rows)), got(want.size());
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) s.rows, (int) s.cols, 1.0f, x.data(),
                         (int) s.cols, t->dequantized.data(), (int) s.cols, 0.0f, want.data(), (int) s.rows);
@@ -415,7 +407,7 @@ TEST(WeightKernels, AutoPicksByRowCount) {
     std::mt19937 rng(17);
     auto         t = make_weight(WeightType::Q8_0, 130, 256, 400);
     for (int64_t M : {kWeightFewRows, kWeightFewRows + 1}) {
-        const Vec x = uniform(rng, (size_t) (M * 256));
+        const Vec x = uniform_floats(rng, (size_t) (M * 256));
         Vec       a((size_t) (M * 130)), b(a.size());
         weight_matmul(x.data(), 256, t->weight, 0.0f, a.data(), 130, M);
         forward(M <= kWeightFewRows ? Way::FewRows : Way::Panels, x.data(), 256, t->weight, 0.0f, b.data(), 130, M);

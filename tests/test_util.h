@@ -17,6 +17,7 @@
 #include <functional>
 #include <initializer_list>
 #include <limits>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +26,14 @@
 
 // max(a, b) that lets a NaN through (std::max drops it when it is the second argument), so an
 // error measure built from it cannot hide NaN results.
+// n values drawn uniformly from [lo, hi).
+inline std::vector<float> uniform_floats(std::mt19937 & rng, size_t n, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float>                    v(n);
+    for (float & x : v) x = dist(rng);
+    return v;
+}
+
 inline double nan_max(double a, double b) {
     if (a != a || b != b) {
         return std::numeric_limits<double>::quiet_NaN();

@@ -31,13 +31,9 @@
 #include <stdexcept>
 #include <string>
 
-// Every product and sum below is rounded on its own, as the CUDA kernels round them; the one
-// fused multiply-add bitsandbytes' map needs is spelled std::fma.
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+// Every product and sum below is rounded on its own, as the CUDA kernels round them (this file is
+// compiled with -ffp-contract=off, CMakeLists.txt); the one fused multiply-add bitsandbytes' map
+// needs is spelled std::fma.
 
 namespace paft {
 

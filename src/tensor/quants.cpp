@@ -21,9 +21,9 @@
 // count, so there is no undefined behaviour and no crash. Callers are expected to refuse such
 // tensors first (the GGUF exporter names the tensor). F16 and BF16 keep NaN and Inf as such.
 //
-// Determinism: no fused multiply-add contraction in this file (the pragma below), since whether
-// a*b+c is fused depends on the machine's instruction set under -march=native and would change
-// rounding at level boundaries; sums run in a fixed order. Nothing depends on threads.
+// Determinism: no fused multiply-add contraction in this file (-ffp-contract=off, CMakeLists.txt),
+// since whether a*b+c is fused depends on the machine's instruction set under -march=native and
+// would change rounding at level boundaries; sums run in a fixed order. Nothing depends on threads.
 #include "tensor/quants.h"
 
 #include "tensor/half.h"
@@ -36,11 +36,6 @@
 #include <cstring>
 #include <stdexcept>
 
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
 
 namespace paft {
 
