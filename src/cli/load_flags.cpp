@@ -33,7 +33,7 @@ void add_load_flags(CLI::App & cmd, LoadFlags & f) {
     cmd.add_flag("--bnb-4bit-use-double-quant", f.double_quant, "Quantize the 4-bit blocks' absmax values too");
     cmd.add_flag("--mmap", f.mmap,
                  "Read weights stored in the type they are kept in from the file mapping (loads at once; computes "
-                 "slower than the default copy in huge pages on machines with costly page walks)");
+                 "slower than the default copy into huge pages where the kernel pages out cold file pages)");
 }
 
 }  // namespace paft

@@ -487,7 +487,7 @@ std::shared_ptr<Model> Model::load(const std::string & dir, const LoadOptions & 
         }
         if (in_place) {
             // The same bytes, in huge pages of their own (tensor/page_buffer.h says why); the
-            // mapping's pages are dropped tensor by tensor, so the peak is the same as in place.
+            // mapping's pages are dropped tensor by tensor, so at most one tensor is held twice.
             m.bytes = PageBuffer::copy_of(bytes.data(), bytes.size());
             store->release(e.name);
             m.weight = Weight{type, e.shape[0], e.shape[1], m.bytes.data()};
