@@ -4,13 +4,16 @@
 // [2048, 5632]) and a 7B one (Llama 2: [4096, 4096]; Mistral's MLP [14336, 4096]). For each M it
 // times both ways, the few-row dot products and the panels + sgemm, and prints GFLOP/s, the
 // weight's GB/s (what bounds decoding) and the ratio to f32: where the two ways cross is
-// kWeightFewRows. Prints figures only; it asserts nothing about time.
+// kWeightFewRows. For q8_0 above kWeightFewRows it also times q8_product (x quantized to q8_0,
+// int8 products: what weight_matmul runs there) and prints its error against the panels. Prints
+// figures only; it asserts nothing about time.
 //
 // For M <= 16 (memory-bound) the caches are flushed before each timed call, as a decoding step
 // meets each weight once, coming from memory.
 //
 //   build/bench-weight-matmul --threads 2 [--shapes 1b,7b] [--ms 1,2,4,8,16,32,64,128,512]
 //                             [--types bf16,f16,q8_0,nf4,fp4] [--backward]
+#include "core/q8_product.h"
 #include "core/weight_kernels.h"
 #include "tensor/half.h"
 
@@ -221,6 +224,23 @@ int main(int argc, char ** argv) {
                 const std::string few    = few_s > 0 ? fmt::format("{:.3f}", few_s * 1e3) : "-";
                 fmt::print("{:>5} {:>5} {:>9} {:>9} {:>9.3f} {:>8.1f} {:>8.1f} {:>7.2f}\n", M, weight_type_name(W.type),
                            "", few, panel_s * 1e3, flops / best_s / 1e9, W.bytes() / best_s / 1e9, f32_s / best_s);
+                if (W.type == WeightType::Q8_0 && M > kWeightFewRows) {
+                    // weight_matmul's way for many rows of a q8_0 weight: x quantized too, int8 products.
+                    // Its error: the worst |q8 - panels| over the outputs, relative to the largest |panels|.
+                    std::vector<float> exact(y.size());
+                    weight_matmul_panels(x.data(), K, W, 0.0f, exact.data(), N, M);
+                    const double q8_s = time_best([&] { q8_product(x.data(), K, W, 0.0f, y.data(), N, M); }, flush);
+                    double       diff = 0, peak = 0;
+                    for (size_t i = 0; i < y.size(); i++) {
+                        diff = std::max(diff, (double) std::fabs(y[i] - exact[i]));
+                        peak = std::max(peak, (double) std::fabs(exact[i]));
+                    }
+                    fmt::print("{:>5} {:>5} {:>9} {:>9} {:>9.3f} {:>8.1f} {:>8.1f} {:>7.2f}  (x as q8_0 too{}; "
+                               "x panels {:.2f}; error {:.1e} of the largest output)\n",
+                               M, "q8xq8", "", "", q8_s * 1e3, flops / q8_s / 1e9, W.bytes() / q8_s / 1e9, f32_s / q8_s,
+                               q8_product_is_vectorized() ? ", AVX-512 VNNI" : ", portable loop", panel_s / q8_s,
+                               diff / peak);
+                }
             }
         }
         if (backward) {

@@ -1,15 +1,18 @@
-// Checks of the typed-weight products (src/core/weight_kernels.cpp) against double-precision
-// references computed from dequantize_weight_rows (whose values are checked separately, against
-// llama.cpp's and bitsandbytes' formats): both ways (few-row dot products, panels + sgemm) at every M, forward and
-// backward, every weight type, shapes with column tails and odd row counts, beta, row strides,
-// and bit-identical results for 1, 2 and 3 threads.
+// Checks of the typed-weight products (src/core/weight_kernels.cpp, core/q8_product.cpp) against
+// double-precision references computed from dequantize_weight_rows (whose values are checked
+// separately, against llama.cpp's and bitsandbytes' formats): every way (few-row dot products,
+// panels + sgemm, and for q8_0 the int8 product of quantized x) at every M, forward and backward,
+// every weight type, shapes with column tails and odd row counts, beta, row strides, and
+// bit-identical results for 1, 2 and 3 threads.
 //
 // Tolerance: |got - ref| <= kTol * (sum of |terms| + |beta * y|) per output. Both ways compute
 // with the exact f32 weight values and differ from the reference only by f32 rounding of the
 // products and sums: ~1e-7 per operation, growing like sqrt(K) for the K-term sums.
+#include "core/q8_product.h"
 #include "core/weight_kernels.h"
 
 #include "tensor/half.h"
+#include "tensor/quants.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -108,16 +111,29 @@ std::unique_ptr<TestWeight> make_weight(WeightType type, int64_t rows, int64_t c
     return t;
 }
 
-// The two ways, each taken at every M; Auto is weight_matmul's own choice.
-enum class Way { Auto, FewRows, Panels };
+// The ways, each taken at every M; Auto is weight_matmul's own choice. Q8 (q8_0 weights only) is
+// q8_product, which quantizes x too.
+enum class Way { Auto, FewRows, Panels, Q8 };
 
-const char * way_name(Way way) { return way == Way::Auto ? "auto" : way == Way::FewRows ? "few-rows" : "panels"; }
+const char * way_name(Way way) {
+    switch (way) {
+    case Way::Auto: return "auto";
+    case Way::FewRows: return "few-rows";
+    case Way::Panels: return "panels";
+    case Way::Q8: return "q8xq8";
+    }
+    return "?";
+}
+
+// Whether weight_matmul hands this product to q8_product.
+bool auto_takes_q8(const Weight & W, int64_t M) { return W.type == WeightType::Q8_0 && M > kWeightFewRows; }
 
 void forward(Way way, const float * x, int64_t ldx, const Weight & W, float beta, float * y, int64_t ldy, int64_t M) {
     switch (way) {
     case Way::Auto: weight_matmul(x, ldx, W, beta, y, ldy, M); return;
     case Way::FewRows: weight_matmul_few_rows(x, ldx, W, beta, y, ldy, M); return;
     case Way::Panels: weight_matmul_panels(x, ldx, W, beta, y, ldy, M); return;
+    case Way::Q8: q8_product(x, ldx, W, beta, y, ldy, M); return;
     }
 }
 
@@ -158,6 +174,18 @@ Reference forward_reference(const Vec & x, int64_t ldx, const Vec & w, int64_t r
         }
     }
     return r;
+}
+
+// x's rows [M, cols] (stride ldx) as q8_0 blocks, back in f32: quantize_rows is checked against
+// llama.cpp's own quantizer in test-quants.
+Vec q8_activations(const Vec & x, int64_t ldx, int64_t cols, int64_t M) {
+    Vec                  out((size_t) (M * cols));
+    std::vector<uint8_t> blocks(ggml_row_bytes(GgmlType::Q8_0, cols));
+    for (int64_t m = 0; m < M; m++) {
+        quantize_rows(GgmlType::Q8_0, x.data() + m * ldx, 1, cols, blocks.data());
+        dequantize_rows(GgmlType::Q8_0, blocks.data(), 1, cols, out.data() + m * cols);
+    }
+    return out;
 }
 
 // The same plus beta * y0[m, n].
@@ -229,9 +257,18 @@ void check_weight(const TestWeight & t, const std::string & what) {
         const Vec     x   = uniform_floats(rng, (size_t) (M * ldx));
         const Vec     y0  = uniform_floats(rng, (size_t) (M * ldy));
         const Reference product = forward_reference(x, ldx, t.dequantized, rows, cols, M);
+        // What q8_product computes: the product with x's rows quantized to q8_0.
+        const bool      q8         = W.type == WeightType::Q8_0;
+        const Reference q8_reference = q8 ? forward_reference(q8_activations(x, ldx, cols, M), cols, t.dequantized,
+                                                            rows, cols, M)
+                                        : Reference{};
         for (float beta : {0.0f, 0.5f, 1.0f}) {
-            const Reference ref = with_beta(product, beta, y0, ldy, M, rows);
-            for (Way way : {Way::Auto, Way::FewRows, Way::Panels}) {
+            for (Way way : {Way::Auto, Way::FewRows, Way::Panels, Way::Q8}) {
+                const bool quantized_x = way == Way::Q8 || (way == Way::Auto && auto_takes_q8(W, M));
+                if (way == Way::Q8 && !q8) {
+                    continue;
+                }
+                const Reference ref = with_beta(quantized_x ? q8_reference : product, beta, y0, ldy, M, rows);
                 Vec y = y0;
                 if (beta == 0.0f) {
                     // beta 0 must not read y: NaN there must not come through.
@@ -347,9 +384,11 @@ TEST(WeightKernels, SameBitsForAnyThreadCount) {
                 for (int threads : {1, 2, 3}) {
                     omp_set_num_threads(threads);
                     Vec all;
-                    for (Way way : {Way::FewRows, Way::Panels}) {
+                    for (Way way : {Way::FewRows, Way::Panels, Way::Q8}) {
                         Vec y = y0;
-                        forward(way, x.data(), s.cols, t->weight, 0.5f, y.data(), s.rows, M);
+                        if (way != Way::Q8 || type == WeightType::Q8_0) {
+                            forward(way, x.data(), s.cols, t->weight, 0.5f, y.data(), s.rows, M);
+                        }
                         all.insert(all.end(), y.begin(), y.end());
                     }
                     Vec dx = x;
@@ -361,7 +400,7 @@ TEST(WeightKernels, SameBitsForAnyThreadCount) {
                 const struct {
                     const char * what;
                     size_t       first, count;
-                } parts[] = {{"few-rows", 0, ny}, {"panels", ny, ny}, {"backward", 2 * ny, nx}};
+                } parts[] = {{"few-rows", 0, ny}, {"panels", ny, ny}, {"q8xq8", 2 * ny, ny}, {"backward", 3 * ny, nx}};
                 for (size_t i = 1; i < results.size(); i++) {
                     for (const auto & part : parts) {
                         EXPECT_EQ(std::memcmp(results[0].data() + part.first, results[i].data() + part.first,
@@ -401,16 +440,87 @@ TEST(WeightKernels, Bf16MatchesItsF32ConversionThroughSgemm) {
     }
 }
 
-// weight_matmul takes the dot products up to kWeightFewRows rows and panels above: its results
-// are those of the way it picks, bit for bit.
+// weight_matmul takes the dot products up to kWeightFewRows rows and above them panels, or
+// q8_product for a q8_0 weight: its results are those of the way it picks, bit for bit.
 TEST(WeightKernels, AutoPicksByRowCount) {
     std::mt19937 rng(17);
-    auto         t = make_weight(WeightType::Q8_0, 130, 256, 400);
-    for (int64_t M : {kWeightFewRows, kWeightFewRows + 1}) {
-        const Vec x = uniform_floats(rng, (size_t) (M * 256));
-        Vec       a((size_t) (M * 130)), b(a.size());
-        weight_matmul(x.data(), 256, t->weight, 0.0f, a.data(), 130, M);
-        forward(M <= kWeightFewRows ? Way::FewRows : Way::Panels, x.data(), 256, t->weight, 0.0f, b.data(), 130, M);
-        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "M=" << M;
+    for (WeightType type : {WeightType::Q8_0, WeightType::BF16}) {
+        auto t = make_weight(type, 130, 256, 400);
+        for (int64_t M : {kWeightFewRows, kWeightFewRows + 1}) {
+            const Vec x = uniform_floats(rng, (size_t) (M * 256));
+            Vec       a((size_t) (M * 130)), b(a.size());
+            weight_matmul(x.data(), 256, t->weight, 0.0f, a.data(), 130, M);
+            const Way way = M <= kWeightFewRows ? Way::FewRows : type == WeightType::Q8_0 ? Way::Q8 : Way::Panels;
+            forward(way, x.data(), 256, t->weight, 0.0f, b.data(), 130, M);
+            EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+                << weight_type_name(type) << " M=" << M << " " << way_name(way);
+        }
     }
+}
+
+// q8_product's kernel (AVX-512 VNNI where built with it) gives the bits of its one-output-at-a-time
+// loop: weight rows in groups of 16 with partial groups and task tails (64 rows a task), tiles of
+// 6 x rows with every remainder, beta, strides.
+TEST(WeightKernels, Q8ProductMatchesItsReferenceLoop) {
+    std::mt19937 rng(19);
+    uint32_t     seed = 500;
+    for (const Shape & s : {Shape{1, 32}, Shape{15, 64}, Shape{16, 96}, Shape{17, 256}, Shape{40, 160},
+                            Shape{130, 256}, Shape{64, 4096}}) {
+        auto t = make_weight(WeightType::Q8_0, s.rows, s.cols, seed++);
+        for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 11, 13, 40}) {
+            const int64_t ldx = s.cols + 5, ldy = s.rows + 3;
+            const Vec     x   = uniform_floats(rng, (size_t) (M * ldx), -3.0f, 3.0f);
+            const Vec     y0  = uniform_floats(rng, (size_t) (M * ldy));
+            for (float beta : {0.0f, 0.75f}) {
+                Vec got = y0, want = y0;
+                q8_product(x.data(), ldx, t->weight, beta, got.data(), ldy, M);
+                q8_product_reference(x.data(), ldx, t->weight, beta, want.data(), ldy, M);
+                EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+                    << "[" << s.rows << ", " << s.cols << "] M=" << M << " beta=" << beta
+                    << (q8_product_is_vectorized() ? " (AVX-512 VNNI)" : " (portable)");
+            }
+        }
+    }
+    auto bf16 = make_weight(WeightType::BF16, 4, 32, 1);
+    Vec  x(32), y(4);
+    EXPECT_THROW(q8_product(x.data(), 32, bf16->weight, 0.0f, y.data(), 4, 1), std::invalid_argument);
+}
+
+// What quantizing x costs: each x value moves by at most half a step d/2 (d = its block's
+// absmax / 127), plus the f16 rounding of d (|q| <= 127 steps of 2^-11 d), so an output moves by at
+// most sum_k 0.57 d_k |w_k|; against the exact product of the dequantized weight.
+TEST(WeightKernels, Q8ProductErrorIsBoundedByHalfAStep) {
+    std::mt19937 rng(23);
+    const int64_t rows = 48, cols = 512, M = 40;
+    auto          t    = make_weight(WeightType::Q8_0, rows, cols, 600);
+    Vec           x    = uniform_floats(rng, (size_t) (M * cols), -1.0f, 1.0f);
+    for (int64_t i = 0; i < M * cols; i += 97) {
+        x[(size_t) i] *= 20.0f;  // outliers widen their blocks' steps
+    }
+    Vec y((size_t) (M * rows));
+    q8_product(x.data(), cols, t->weight, 0.0f, y.data(), rows, M);
+    const Reference exact = forward_reference(x, cols, t->dequantized, rows, cols, M);
+    double          worst = 0;
+    for (int64_t m = 0; m < M; m++) {
+        std::vector<double> step((size_t) (cols / 32));
+        for (int64_t b = 0; b < cols / 32; b++) {
+            double amax = 0;
+            for (int64_t k = 0; k < 32; k++) {
+                amax = std::max(amax, (double) std::fabs(x[(size_t) (m * cols + 32 * b + k)]));
+            }
+            step[(size_t) b] = amax / 127;
+        }
+        for (int64_t n = 0; n < rows; n++) {
+            double bound = 0;
+            for (int64_t k = 0; k < cols; k++) {
+                bound += 0.57 * step[(size_t) (k / 32)] * std::fabs(t->dequantized[(size_t) (n * cols + k)]);
+            }
+            const size_t i   = (size_t) (m * rows + n);
+            const double err = std::fabs(y[i] - exact.value[i]);
+            EXPECT_LE(err, bound + 1e-5 * exact.scale[i]) << "m=" << m << " n=" << n;
+            worst = std::max(worst, err / bound);
+        }
+    }
+    // The bound is not vacuous: some outputs come within a tenth of it.
+    EXPECT_GT(worst, 0.1);
 }

@@ -1,5 +1,6 @@
 #include "core/weight_kernels.h"
 
+#include "core/q8_product.h"
 #include "tensor/half.h"
 
 #include <cblas.h>
@@ -632,6 +633,8 @@ void weight_matmul_panels(const float * x, int64_t ldx, const Weight & W, float 
 void weight_matmul(const float * x, int64_t ldx, const Weight & W, float beta, float * y, int64_t ldy, int64_t M) {
     if (M <= kWeightFewRows) {
         weight_matmul_few_rows(x, ldx, W, beta, y, ldy, M);
+    } else if (W.type == WeightType::Q8_0 && W.cols > 0) {
+        q8_product(x, ldx, W, beta, y, ldy, M);
     } else {
         weight_matmul_panels(x, ldx, W, beta, y, ldy, M);
     }

@@ -13,6 +13,10 @@
 //       of the same kind (rows x a slice of columns) and accumulates dx slice by slice.
 // F32 weights take the same two ways with W's own rows as the panels (no copy), so both functions
 // take every type.
+// Q8_0 with many rows is the exception: weight_matmul hands it to q8_product (core/q8_product.h),
+// which quantizes x's rows to q8_0 blocks as llama.cpp does and multiplies int8 by int8 (several
+// times faster than its panels here). The backward always takes the panels, with f32 dy: as in
+// bitsandbytes' 8-bit layers, only the forward product quantizes its activations.
 //
 // Results: every output value is computed by one thread in a fixed order, by work split
 // according to the shapes alone, so they are bit-identical for any thread count (OpenBLAS's
