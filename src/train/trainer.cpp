@@ -13,7 +13,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -22,11 +21,6 @@
 namespace paft {
 
 using json = nlohmann::ordered_json;
-
-struct Trainer::StepResult {
-    std::map<std::string, double> metrics;  // means over the step (TRL's names)
-    long                          tokens = 0;  // real tokens through the model
-};
 
 namespace {
 
@@ -70,12 +64,6 @@ LoraAdapter initial_adapter(const TrainOptions & o, const ModelConfig & config) 
     LoraAdapter a(config, o.lora);
     a.init_peft(o.seed);
     return a;
-}
-
-void add_metrics(std::map<std::string, double> & sums, const std::map<std::string, double> & m) {
-    for (const auto & [k, v] : m) {
-        sums[k] += v;
-    }
 }
 
 std::map<std::string, double> preference_metric_map(const PreferenceMetrics & m, Method method, const char * prefix) {
@@ -215,8 +203,8 @@ Trainer::StepResult Trainer::sft_step(const std::vector<size_t> & units, long st
         nll += sft_objective(b, logp, step_tokens, unused).nll_sum;
         r.tokens += real_tokens(b);
     }
-    r.metrics["nll_loss"] = nll / (double) step_tokens;
-    r.metrics["loss"]     = r.metrics["nll_loss"];
+    r.values["nll_loss"] = nll / (double) step_tokens;
+    r.values["loss"]     = r.values["nll_loss"];
     return r;
 }
 
@@ -261,7 +249,7 @@ Trainer::StepResult Trainer::preference_step(const std::vector<size_t> & units, 
         transformer_.backward(pb.batch, &adapter_, dlogp.data(), {adapter_.grads().data(), nullptr});
         r.tokens += real_tokens(pb.batch);
     }
-    r.metrics = preference_metric_map(sum, options_.method, "");
+    r.values = preference_metric_map(sum, options_.method, "");
     return r;
 }
 
@@ -378,10 +366,10 @@ void Trainer::save_checkpoint(long step) {
     TrainerState state;
     state.global_step  = step;
     state.total_steps  = total_steps_;
-    state.num_tokens   = num_tokens_;
+    state.num_tokens   = loop_.num_tokens;
     state.fingerprint  = fingerprint_;
-    state.window_sums  = window_.sums;
-    state.window_steps = window_.steps;
+    state.window_sums  = loop_.window_sums;
+    state.window_steps = loop_.window_steps;
     state.log_bytes    = std::filesystem::exists(options_.output_dir + "/metrics.jsonl")
                              ? (long) std::filesystem::file_size(options_.output_dir + "/metrics.jsonl")
                              : 0;
@@ -414,11 +402,35 @@ void Trainer::start_or_resume() {
                                      "with {}/paft_recipe.yaml)",
                                      options_.output_dir, options_.output_dir));
     }
-    start_step_    = state->global_step;
-    num_tokens_    = state->num_tokens;
-    window_.sums  = state->window_sums;
-    window_.steps = state->window_steps;
+    start_step_        = state->global_step;
+    loop_.num_tokens   = state->num_tokens;
+    loop_.window_sums  = state->window_sums;
+    loop_.window_steps = state->window_steps;
     truncate_file(options_.output_dir + "/metrics.jsonl", state->log_bytes);
+}
+
+StepMetrics Trainer::compute_gradients(long step) {
+    const std::vector<size_t> units = step_units(step);
+    return options_.method == Method::sft ? sft_step(units, step) : preference_step(units, step);
+}
+
+// SFT's L1 penalty on the adapter's delta s·B·A: its gradient added, its value in the loss.
+void Trainer::penalize(StepMetrics & m) {
+    if (options_.method == Method::sft && options_.l1_lambda > 0) {
+        DeltaStats d = l1_penalty(backend_, adapter_, options_.l1_lambda, options_.sparsity_threshold,
+                                  adapter_.grads().data());
+        m.values["l1_penalty"] = options_.l1_lambda * d.l1;
+        m.values["loss"] += options_.l1_lambda * d.l1;
+    }
+}
+
+void Trainer::update(double lr) { optimizer_->step(adapter_.params().data(), adapter_.grads().data(), lr); }
+
+// SFT logs the sparsity of the adapter as updated (as saved).
+void Trainer::add_log_fields(nlohmann::ordered_json & line) {
+    if (options_.method == Method::sft) {
+        line["sparsity"] = l1_penalty(backend_, adapter_, 0.0, options_.sparsity_threshold, nullptr).sparsity();
+    }
 }
 
 TrainSummary Trainer::run() {
@@ -430,71 +442,22 @@ TrainSummary Trainer::run() {
         summary.global_step = total_steps_;
         return summary;
     }
-    Progress progress(label_, total_steps_, "steps", plain_progress_);
-    progress.update(start_step_);
-    const auto t0 = std::chrono::steady_clock::now();
-    for (long step = start_step_; step < total_steps_; step++) {
-        const double lr = schedule_.lr(step);
-        adapter_.zero_grads();
-        std::vector<size_t> units = step_units(step);
-        StepResult r = options_.method == Method::sft ? sft_step(units, step) : preference_step(units, step);
-        const bool log_now = options_.logging_steps > 0 && ((step + 1) % options_.logging_steps == 0);
-        const bool last = step + 1 == total_steps_;
-        if (options_.method == Method::sft && options_.l1_lambda > 0) {
-            DeltaStats d = l1_penalty(backend_, adapter_, options_.l1_lambda, options_.sparsity_threshold,
-                                      adapter_.grads().data());
-            r.metrics["l1_penalty"] = options_.l1_lambda * d.l1;
-            r.metrics["loss"] += options_.l1_lambda * d.l1;
-        }
-        const double grad_norm = clip_grad_norm(adapter_.grads().data(), adapter_.grads().size(),
-                                                options_.max_grad_norm);
-        if (!std::isfinite(r.metrics["loss"]) || !std::isfinite(grad_norm)) {
-            std::optional<long> last = latest_checkpoint_step(options_.output_dir);
-            throw RuntimeFailure(fmt::format(
-                "{}: step {}: the {} is {}; stopping (the last good checkpoint is {})", label_, step + 1,
-                std::isfinite(r.metrics["loss"]) ? "gradient norm" : "loss",
-                std::isfinite(r.metrics["loss"]) ? grad_norm : r.metrics["loss"],
-                last ? fmt::format("{}/checkpoint-{}", options_.output_dir, *last) : std::string("none")));
-        }
-        optimizer_->step(adapter_.params().data(), adapter_.grads().data(), lr);
-        double sparsity = -1;  // of the adapter as updated (as saved), at log steps
-        if (options_.method == Method::sft && (log_now || last)) {
-            sparsity = l1_penalty(backend_, adapter_, 0.0, options_.sparsity_threshold, nullptr).sparsity();
-        }
-        num_tokens_ += r.tokens;
-        summary.tokens += r.tokens;
-        summary.steps++;
-        summary.last_loss = r.metrics["loss"];
-        add_metrics(window_.sums, r.metrics);
-        window_.steps++;
-        if (log_now || last) {
-            json line = {{"step", step + 1}, {"epoch", (double) (step + 1) / steps_per_epoch_}};
-            for (const auto & [k, v] : window_.sums) {
-                line[k] = v / (double) window_.steps;
-            }
-            if (sparsity >= 0) {
-                line["sparsity"] = sparsity;
-            }
-            line["grad_norm"]     = grad_norm;
-            line["learning_rate"] = lr;
-            line["num_tokens"]    = num_tokens_;
-            log_line(line.dump());
-            window_.sums.clear();
-            window_.steps = 0;
-        }
-        if (options_.eval_steps > 0 && (step + 1) % options_.eval_steps == 0) {
-            evaluate(step + 1);
-        }
-        if (options_.save_steps > 0 && (step + 1) % options_.save_steps == 0 && !last) {
-            save_checkpoint(step + 1);
-        }
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        progress.set_status(fmt::format("loss {:.4f}, {:.0f} tok/s", r.metrics["loss"],
-                                        secs > 0 ? summary.tokens / secs : 0.0));
-        progress.update(step + 1);
-    }
-    summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    progress.finish();
+    StepLoopConfig loop;
+    loop.label           = label_;
+    loop.output_dir      = options_.output_dir;
+    loop.schedule        = schedule_;
+    loop.total_steps     = total_steps_;
+    loop.steps_per_epoch = steps_per_epoch_;
+    loop.logging_steps   = options_.logging_steps;
+    loop.eval_steps      = options_.eval_steps;
+    loop.save_steps      = options_.save_steps;
+    loop.max_grad_norm   = options_.max_grad_norm;
+    loop.plain_progress  = plain_progress_;
+    const StepLoopResult r = run_step_loop(*this, loop, start_step_, loop_);
+    summary.steps     = r.steps;
+    summary.tokens    = r.tokens;
+    summary.seconds   = r.seconds;
+    summary.last_loss = r.last_loss;
     if (options_.eval_steps == 0 || total_steps_ % options_.eval_steps != 0) {
         evaluate(total_steps_);
     }

@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "model/parallel.h"
 #include "train/options.h"
+#include "train/step_loop.h"
 
 #include <functional>
 #include <map>
@@ -54,7 +55,7 @@ struct TrainSummary {
     bool   resumed        = false;
 };
 
-class Trainer {
+class Trainer : private StepTrainer {
 public:
     // `backend` decides the thread count; `workers` as ParallelTransformer's (0 = one per thread).
     Trainer(Backend & backend, std::shared_ptr<const Model> model, TrainOptions options, TrainData data,
@@ -71,13 +72,7 @@ public:
     void set_plain_progress(bool plain) { plain_progress_ = plain; }
 
 private:
-    // Metric sums over the optimizer steps since the last log; logged as means, except
-    // grad_norm and learning_rate, which are the last step's (as the Hugging Face Trainer logs them).
-    struct Window {
-        std::map<std::string, double> sums;
-        long                          steps = 0;
-    };
-    struct StepResult;
+    using StepResult = StepMetrics;
     struct PreferenceStepData {
         std::vector<PreferenceBatch>     batches;
         std::vector<std::vector<double>> refs;  // per micro-batch: reference logps [2n]
@@ -91,9 +86,17 @@ private:
     std::vector<size_t> step_units(long step);
     StepResult          sft_step(const std::vector<size_t> & units, long step);
     StepResult          preference_step(const std::vector<size_t> & units, long step);
-    void                evaluate(long step);
     void                log_line(const std::string & json_line);
-    void                save_checkpoint(long step);
+
+    // The step loop's parts (train/step_loop.h).
+    float *     grads() override { return adapter_.grads().data(); }
+    size_t      grad_count() override { return adapter_.grads().size(); }
+    StepMetrics compute_gradients(long step) override;
+    void        penalize(StepMetrics & metrics) override;
+    void        update(double lr) override;
+    void        add_log_fields(nlohmann::ordered_json & line) override;
+    void        evaluate(long step) override;
+    void        save_checkpoint(long step) override;
     std::vector<const PreferenceExample *> pairs_of(const std::vector<size_t> & units, bool eval) const;
 
     Backend &                    backend_;
@@ -112,8 +115,7 @@ private:
     std::vector<size_t>          order_;  // the current epoch's shuffled units
     // Reference log-probs (summed over completion tokens) per pair: train and eval.
     std::vector<double>          ref_chosen_, ref_rejected_, eval_ref_chosen_, eval_ref_rejected_;
-    Window                       window_;
-    long                         num_tokens_ = 0;  // cumulative trained-through tokens (TRL's num_tokens)
+    StepLoopState                loop_;  // metric window and num_tokens, kept in checkpoints
     std::string                  fingerprint_;     // of the data and configuration, checked on resume
 };
 
