@@ -1,5 +1,6 @@
 // paft pretrain: full-parameter pre-training of a small model from random initialisation.
 #include "cli/commands.h"
+#include "core/communicator.h"
 #include "train/pretrain.h"
 
 #include <fmt/format.h>
@@ -43,6 +44,9 @@ void register_pretrain(CLI::App & app) {
     cmd->add_option("--dtype", o->dtype, "Stored dtype of the model: f32, bf16")->capture_default_str();
     cmd->callback([o]() {
         const PretrainSummary s = run_pretrain(*o);
+        if (world().rank() != 0) {
+            return;
+        }
         fmt::print("pretrain   {} steps  {} tokens  {:.1f} s  {:.0f} tok/s  loss {:.4f}  -> {}\n", s.steps, s.tokens,
                    s.seconds, s.seconds > 0 ? (double) s.tokens / s.seconds : 0.0, s.last_loss, o->output_dir);
     });

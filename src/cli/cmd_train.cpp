@@ -1,6 +1,7 @@
 // paft sft | dpo | orpo: train one LoRA adapter; paft parallel | sequential: the PAFT runs.
 #include "cli/commands.h"
 #include "core/backend.h"
+#include "core/communicator.h"
 #include "train/pipeline.h"
 #include "train/recipe.h"
 #include "train/trainer.h"
@@ -22,8 +23,11 @@ void train_command(Method method, const TrainFlags & flags) {
     auto         backend = make_backend(o.threads);
     auto         model   = Model::load(o.model, o.load_options());
     TrainData    data    = load_train_data(o, model->config());
-    Trainer      trainer(*backend, model, o, std::move(data), backend->threads());
-    print_summary(method_name(method), trainer.run(), o.output_dir);
+    Trainer      trainer(*backend, model, o, std::move(data), backend->threads(), &world());
+    const TrainSummary summary = trainer.run();
+    if (world().rank() == 0) {
+        print_summary(method_name(method), summary, o.output_dir);
+    }
 }
 
 void pipeline_command(bool parallel, const ParallelFlags & flags) {

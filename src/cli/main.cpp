@@ -1,6 +1,7 @@
 // paft: the command-line program, a thin layer over the library.
 // Exit codes: 0 success, 2 bad input or usage, 1 failure at run time.
 #include "cli/commands.h"
+#include "core/communicator.h"
 #include "core/error.h"
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 
 #include <cstdio>
 #include <new>
+#include <string>
 
 int main(int argc, char ** argv) {
     CLI::App app{"paft: parallel fine-tuning (SFT + preference alignment as LoRA adapters, then merging)"};
@@ -35,6 +37,24 @@ int main(int argc, char ** argv) {
                    argv[1]);
         return 2;
     }
+    // Under mpirun/srun: the commands whose work is split across the ranks. The others would run
+    // once per rank and write the same files.
+    const int ranks = paft::world().size();
+    if (ranks > 1 && argc > 1) {
+        const std::string command = argv[1];
+        if (command != "sft" && command != "dpo" && command != "orpo" && command != "pretrain") {
+            if (paft::world().rank() == 0) {
+                fmt::print(stderr, "paft: error: '{}' does not run across MPI ranks (sft, dpo, orpo and pretrain "
+                                   "do); run it without mpirun\n",
+                           command);
+            }
+            paft::abort_job(2);
+        }
+    }
+    const auto fail = [](int code) {
+        paft::abort_job(code);  // under MPI: every rank stops, none waits for this one
+        return code;
+    };
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError & e) {
@@ -45,13 +65,13 @@ int main(int argc, char ** argv) {
         return 2;
     } catch (const paft::InputError & e) {
         fmt::print(stderr, "paft: error: {}\n", e.what());
-        return 2;
+        return fail(2);
     } catch (const std::bad_alloc &) {
         fmt::print(stderr, "paft: error: out of memory\n");
-        return 1;
+        return fail(1);
     } catch (const std::exception & e) {
         fmt::print(stderr, "paft: error: {}\n", e.what());
-        return 1;
+        return fail(1);
     }
     return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -27,6 +28,7 @@ public:
     int                           size() const override { return 1; }
     void                          sum(float *, size_t) override {}
     void                          sum(double *, size_t) override {}
+    void all_gather(const float * mine, size_t n, float * all) override { std::copy(mine, mine + n, all); }
     void                          broadcast(void *, size_t, int root) override { check_root(root); }
     void                          barrier() override {}
     std::unique_ptr<Communicator> split(int) override { return std::make_unique<LocalCommunicator>(); }
@@ -79,6 +81,12 @@ public:
     int  size() const override { return size_; }
     void sum(float * data, size_t n) override { ordered_sum(data, n); }
     void sum(double * data, size_t n) override { ordered_sum(data, n); }
+    void all_gather(const float * mine, size_t n, float * all) override {
+        if (n > (size_t) INT32_MAX) {
+            throw std::invalid_argument("all_gather: more than 2^31 values per rank");
+        }
+        check(MPI_Allgather(mine, (int) n, MPI_FLOAT, all, (int) n, MPI_FLOAT, comm_), "Allgather");
+    }
     void broadcast(void * bytes, size_t n, int root) override {
         if (root < 0 || root >= size_) {
             throw std::invalid_argument("broadcast: root " + std::to_string(root) + " outside a job of " +
@@ -166,6 +174,21 @@ bool mpi_available() {
 #else
     return false;
 #endif
+}
+
+void abort_job(int code) {
+#if PAFT_HAVE_MPI
+    if (launched_by_mpi() && world().size() > 1) {
+        MPI_Abort(MPI_COMM_WORLD, code);
+    }
+#endif
+    (void) code;
+}
+
+int local_ranks() {
+    const char * v = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const int    n = v ? std::atoi(v) : 1;
+    return n > 0 ? n : 1;
 }
 
 Communicator & world() {

@@ -27,6 +27,8 @@ public:
     // data[0, n) on every rank becomes the sum over the ranks, added in rank order.
     virtual void sum(float * data, size_t n)  = 0;
     virtual void sum(double * data, size_t n) = 0;
+    // mine[0, n) of every rank, in rank order, into all[0, size * n) on every rank.
+    virtual void all_gather(const float * mine, size_t n, float * all) = 0;
     // bytes[0, n) of rank `root` copied to every rank.
     virtual void broadcast(void * bytes, size_t n, int root) = 0;
     virtual void barrier()                                   = 0;
@@ -46,6 +48,14 @@ Communicator & world();
 
 // A communicator of one process (tests; the single-process job).
 std::unique_ptr<Communicator> make_local_communicator();
+
+// Under MPI with more than one rank: stops every rank of the job with exit code `code` (after a
+// rank failed on its own, so that no other is left waiting in a collective). Otherwise returns.
+void abort_job(int code);
+
+// Ranks of this job on this machine (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE), 1 outside MPI: the
+// default thread count divides the cores among them.
+int local_ranks();
 
 // Whether this build can run under MPI (found at configure time).
 bool mpi_available();

@@ -5,6 +5,7 @@
 // results. BLAS calls made inside our parallel regions run single-threaded (OpenBLAS checks
 // omp_in_parallel), which is what the per-head attention loops rely on.
 #include "core/backend.h"
+#include "core/communicator.h"
 #include "core/weight_kernels.h"
 #include "core/fast_math.h"
 
@@ -624,6 +625,10 @@ private:
 }  // namespace
 
 std::unique_ptr<Backend> make_backend(int threads) {
+    // Several ranks of an MPI job on one machine (mpirun -np N) share its cores by default.
+    if (threads <= 0 && local_ranks() > 1) {
+        threads = std::max(1, omp_get_num_procs() / local_ranks());
+    }
     return std::make_unique<CpuBackend>(threads);
 }
 

@@ -154,6 +154,7 @@ private:
     long                                   order_epoch_ = -1;
     long          steps_per_epoch_ = 1, total_steps_ = 1, start_step_ = 0;
     StepLoopState loop_;  // metric window and num_tokens, kept in checkpoints
+    bool          writes_ = true;  // rank 0 of an MPI job (or alone) writes the files
     std::string fingerprint_;  // of the rows and options, checked on resume
 };
 
@@ -163,7 +164,8 @@ std::shared_ptr<Model> initial_model(const PretrainOptions & o, const Tokenizer 
 
 Pretrainer::Pretrainer(const PretrainOptions & options)
     : o_(options), backend_(make_backend(o_.threads)), tokenizer_(Tokenizer::load(o_.tokenizer_dir)),
-      model_(initial_model(o_, tokenizer_)), transformer_(*backend_, model_, backend_->threads()) {
+      model_(initial_model(o_, tokenizer_)), transformer_(*backend_, model_, backend_->threads(), &world()),
+      writes_(world().rank() == 0) {
     const int              vocab = model_->config().vocab_size;
     std::vector<PackedRow> rows  = pretrain_rows(o_, tokenizer_, vocab);
     corpus_ = batch_from_packed(rows, tokenizer_.pad_id().value_or(tokenizer_.eos_id().value_or(0)), vocab);
@@ -266,6 +268,9 @@ void Pretrainer::update(double lr) {
 }
 
 void Pretrainer::save_checkpoint(long step) {
+    if (!writes_) {
+        return;
+    }
     TrainerState state;
     state.global_step  = step;
     state.total_steps  = total_steps_;
@@ -308,8 +313,10 @@ void Pretrainer::start_or_resume() {
         j["steps_per_epoch"] = steps_per_epoch_;
         j["total_steps"]     = total_steps_;
         j["warmup_steps"]    = schedule_.warmup_steps;
-        write_file_atomic(o_.output_dir + "/paft_pretrain.json", j.dump(2) + "\n");
-        truncate_file(o_.output_dir + "/metrics.jsonl", 0);
+        if (writes_) {
+            write_file_atomic(o_.output_dir + "/paft_pretrain.json", j.dump(2) + "\n");
+            truncate_file(o_.output_dir + "/metrics.jsonl", 0);
+        }
         return;
     }
     if (state->fingerprint != fingerprint_) {
@@ -321,7 +328,9 @@ void Pretrainer::start_or_resume() {
     loop_.num_tokens   = state->num_tokens;
     loop_.window_sums  = state->window_sums;
     loop_.window_steps = state->window_steps;
-    truncate_file(o_.output_dir + "/metrics.jsonl", state->log_bytes);
+    if (writes_) {
+        truncate_file(o_.output_dir + "/metrics.jsonl", state->log_bytes);
+    }
 }
 
 // The model as transformers loads it: weights, config.json, generation_config.json, tokenizer.
@@ -355,12 +364,15 @@ PretrainSummary Pretrainer::run() {
     loop.save_steps      = o_.save_steps;
     loop.max_grad_norm   = o_.max_grad_norm;
     loop.plain_progress  = o_.plain_progress;
+    loop.writes          = writes_;
     const StepLoopResult r = run_step_loop(*this, loop, start_step_, loop_);
     summary.steps     = r.steps;
     summary.tokens    = r.tokens;
     summary.seconds   = r.seconds;
     summary.last_loss = r.last_loss;
-    write_model();
+    if (writes_) {
+        write_model();
+    }
     if (latest_checkpoint_step(o_.output_dir) != total_steps_) {
         save_checkpoint(total_steps_);
     }

@@ -57,7 +57,9 @@ StepLoopResult run_step_loop(StepTrainer & trainer, const StepLoopConfig & c, lo
             line["grad_norm"]     = grad_norm;
             line["learning_rate"] = lr;
             line["num_tokens"]    = state.num_tokens;
-            append_line(c.output_dir + "/metrics.jsonl", line.dump());
+            if (c.writes) {
+                append_line(c.output_dir + "/metrics.jsonl", line.dump());
+            }
             state.window_sums.clear();
             state.window_steps = 0;
         }

@@ -60,6 +60,7 @@ struct StepLoopConfig {
     long        save_steps      = 0;  // 0: no checkpoint inside the loop
     double      max_grad_norm   = 0;  // 0: no clipping
     bool        plain_progress  = false;
+    bool        writes          = true;  // appends to metrics.jsonl (false: another rank does)
 };
 
 // What a checkpoint keeps of the loop, so that a resumed run logs as an uninterrupted one.

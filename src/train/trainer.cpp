@@ -92,9 +92,10 @@ std::map<std::string, double> preference_metric_map(const PreferenceMetrics & m,
 }  // namespace
 
 Trainer::Trainer(Backend & backend, std::shared_ptr<const Model> model, TrainOptions options, TrainData data,
-                 int workers)
+                 int workers, Communicator * ranks)
     : backend_(backend), model_(model), options_(std::move(options)), data_(std::move(data)),
-      label_(method_name(options_.method)), transformer_(backend, model, workers),
+      label_(method_name(options_.method)), writes_(!ranks || ranks->rank() == 0),
+      transformer_(backend, model, workers, ranks),
       adapter_(initial_adapter(options_, model->config())) {
     validate(options_);
     if (options_.gradient_checkpointing) {
@@ -310,7 +311,9 @@ void Trainer::compute_reference() {
     json j = {{"fingerprint", fingerprint_},          {"chosen", ref_chosen_},
               {"rejected", ref_rejected_},            {"eval_chosen", eval_ref_chosen_},
               {"eval_rejected", eval_ref_rejected_}};
-    write_file_atomic(path, j.dump() + "\n");
+    if (writes_) {
+        write_file_atomic(path, j.dump() + "\n");
+    }
 }
 
 void Trainer::evaluate(long step) {
@@ -359,10 +362,15 @@ void Trainer::evaluate(long step) {
 }
 
 void Trainer::log_line(const std::string & json_line) {
-    append_line(options_.output_dir + "/metrics.jsonl", json_line);
+    if (writes_) {
+        append_line(options_.output_dir + "/metrics.jsonl", json_line);
+    }
 }
 
 void Trainer::save_checkpoint(long step) {
+    if (!writes_) {
+        return;
+    }
     TrainerState state;
     state.global_step  = step;
     state.total_steps  = total_steps_;
@@ -393,8 +401,10 @@ void Trainer::start_or_resume() {
         state = read_latest_checkpoint(options_.output_dir, model_->config(), adapter_, *optimizer_);
     }
     if (!state) {
-        write_file_atomic(options_.output_dir + "/paft_recipe.yaml", recipe_yaml(options_));
-        truncate_file(options_.output_dir + "/metrics.jsonl", 0);
+        if (writes_) {
+            write_file_atomic(options_.output_dir + "/paft_recipe.yaml", recipe_yaml(options_));
+            truncate_file(options_.output_dir + "/metrics.jsonl", 0);
+        }
         return;
     }
     if (state->fingerprint != fingerprint_) {
@@ -406,7 +416,9 @@ void Trainer::start_or_resume() {
     loop_.num_tokens   = state->num_tokens;
     loop_.window_sums  = state->window_sums;
     loop_.window_steps = state->window_steps;
-    truncate_file(options_.output_dir + "/metrics.jsonl", state->log_bytes);
+    if (writes_) {
+        truncate_file(options_.output_dir + "/metrics.jsonl", state->log_bytes);
+    }
 }
 
 StepMetrics Trainer::compute_gradients(long step) {
@@ -438,7 +450,9 @@ TrainSummary Trainer::run() {
     TrainSummary summary;
     summary.resumed = start_step_ > 0;
     if (start_step_ >= total_steps_) {  // a finished run: nothing left but its outputs
-        adapter_.save(options_.output_dir, options_.model);
+        if (writes_) {
+            adapter_.save(options_.output_dir, options_.model);
+        }
         summary.global_step = total_steps_;
         return summary;
     }
@@ -453,6 +467,7 @@ TrainSummary Trainer::run() {
     loop.save_steps      = options_.save_steps;
     loop.max_grad_norm   = options_.max_grad_norm;
     loop.plain_progress  = plain_progress_;
+    loop.writes          = writes_;
     const StepLoopResult r = run_step_loop(*this, loop, start_step_, loop_);
     summary.steps     = r.steps;
     summary.tokens    = r.tokens;
@@ -461,7 +476,9 @@ TrainSummary Trainer::run() {
     if (options_.eval_steps == 0 || total_steps_ % options_.eval_steps != 0) {
         evaluate(total_steps_);
     }
-    adapter_.save(options_.output_dir, options_.model);
+    if (writes_) {
+        adapter_.save(options_.output_dir, options_.model);
+    }
     save_checkpoint(total_steps_);
     summary.global_step = total_steps_;
     return summary;

@@ -58,8 +58,10 @@ struct TrainSummary {
 class Trainer : private StepTrainer {
 public:
     // `backend` decides the thread count; `workers` as ParallelTransformer's (0 = one per thread).
+    // `ranks`: the ranks of an MPI job running this same training, each taking its share of every
+    // micro-batch's rows (null: this process alone); rank 0 alone writes files.
     Trainer(Backend & backend, std::shared_ptr<const Model> model, TrainOptions options, TrainData data,
-            int workers = 0);
+            int workers = 0, Communicator * ranks = nullptr);
 
     // Trains to the end (resuming from the last checkpoint when options.resume), writing the
     // files above. RuntimeFailure on a NaN/Inf loss or gradient (the last checkpoint stays).
@@ -105,6 +107,7 @@ private:
     TrainData                    data_;
     std::string                  label_;
     bool                         plain_progress_ = false;
+    bool                         writes_         = true;  // rank 0 (or alone): writes the run's files
     ParallelTransformer          transformer_;
     LoraAdapter                  adapter_;
     std::unique_ptr<Optimizer>   optimizer_;
