@@ -1,24 +1,11 @@
 #include "core/weight_kernels.h"
 
 #include "core/q8_product.h"
+#include "core/simd.h"
 #include "tensor/half.h"
 
 #include <cblas.h>
 #include <omp.h>
-
-#if defined(__AVX2__) || defined(__AVX512F__) || defined(__F16C__)
-// GCC 12's AVX-512 intrinsics fill unused mask operands with a self-initialised placeholder that
-// -Wmaybe-uninitialized reports once inlined (GCC bug 105593); the warning is located in the
-// header's lines, so it is silenced for those alone.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#endif
 
 #include <algorithm>
 #include <cstring>

@@ -365,11 +365,7 @@ PretrainSummary Pretrainer::run() {
     loop.max_grad_norm   = o_.max_grad_norm;
     loop.plain_progress  = o_.plain_progress;
     loop.writes          = writes_;
-    const StepLoopResult r = run_step_loop(*this, loop, start_step_, loop_);
-    summary.steps     = r.steps;
-    summary.tokens    = r.tokens;
-    summary.seconds   = r.seconds;
-    summary.last_loss = r.last_loss;
+    static_cast<StepLoopResult &>(summary) = run_step_loop(*this, loop, start_step_, loop_);
     if (writes_) {
         write_model();
     }

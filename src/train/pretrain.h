@@ -27,6 +27,7 @@
 #include "data/packing.h"
 #include "model/config.h"
 #include "tokenizer/tokenizer.h"
+#include "train/step_loop.h"
 
 #include <cstdint>
 #include <string>
@@ -60,12 +61,9 @@ struct PretrainOptions {
     bool        plain_progress              = false;  // plain progress lines even on a terminal
 };
 
-struct PretrainSummary {
-    long   steps     = 0;  // optimizer steps taken in this process
-    long   tokens    = 0;  // real tokens through the model in this process
-    double seconds   = 0;  // wall time of those steps
-    double last_loss = 0;
-    bool   resumed   = false;
+// The step loop's figures for this process (steps, tokens, seconds, last_loss), and:
+struct PretrainSummary : StepLoopResult {
+    bool resumed = false;
 };
 
 // InputError naming the option when one is out of range.

@@ -468,11 +468,7 @@ TrainSummary Trainer::run() {
     loop.max_grad_norm   = options_.max_grad_norm;
     loop.plain_progress  = plain_progress_;
     loop.writes          = writes_;
-    const StepLoopResult r = run_step_loop(*this, loop, start_step_, loop_);
-    summary.steps     = r.steps;
-    summary.tokens    = r.tokens;
-    summary.seconds   = r.seconds;
-    summary.last_loss = r.last_loss;
+    static_cast<StepLoopResult &>(summary) = run_step_loop(*this, loop, start_step_, loop_);
     if (options_.eval_steps == 0 || total_steps_ % options_.eval_steps != 0) {
         evaluate(total_steps_);
     }

@@ -46,13 +46,10 @@ struct TrainData {
 // chat template. Skipped examples and warnings are reported on stderr.
 TrainData load_train_data(const TrainOptions & options, const ModelConfig & model);
 
-struct TrainSummary {
-    long   steps          = 0;  // optimizer steps taken in this process
-    long   global_step    = 0;  // the run's last step
-    double seconds        = 0;  // wall time of the training steps
-    long   tokens         = 0;  // tokens through the model in this process (with padding excluded)
-    double last_loss      = 0;
-    bool   resumed        = false;
+// The step loop's figures for this process (steps, tokens, seconds, last_loss), and:
+struct TrainSummary : StepLoopResult {
+    long global_step = 0;  // the run's last step
+    bool resumed     = false;
 };
 
 class Trainer : private StepTrainer {
