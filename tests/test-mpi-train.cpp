@@ -1,6 +1,6 @@
 // Training across MPI ranks (`mpirun -np N paft sft|dpo|orpo|pretrain`): N ranks of one thread give
 // the bytes of one process of N threads on the same global batch (adapter, model and
-// metrics.jsonl); a rank killed with SIGKILL, then --resume, ends as an uninterrupted run; bad
+// metrics.jsonl); `paft parallel` over two groups of ranks equals the standalone runs; a rank killed with SIGKILL, then --resume, ends as an uninterrupted run; bad
 // input stops every rank with exit 2; commands that do not split their work refuse to run under
 // mpirun. Skipped when this build has no MPI or mpirun is missing. mpirun runs as root in CI and on
 // more ranks than cores here, hence its two options.
@@ -127,6 +127,7 @@ TEST_F(MpiTrain, TwoRanksGiveTheBytesOfTwoThreads) {
         ASSERT_EQ(a.code, 0) << describe(a);
         RunResult b = run_job(2, train_args(method, two, 1), dir);
         ASSERT_EQ(b.code, 0) << describe(b);
+        ASSERT_TRUE(fs::exists(two / "adapter_model.safetensors")) << method;
         EXPECT_EQ(slurp(one / "adapter_model.safetensors"), slurp(two / "adapter_model.safetensors")) << method;
         EXPECT_EQ(slurp(one / "metrics.jsonl"), slurp(two / "metrics.jsonl")) << method;
         // Rank 0 alone prints the summary line.
@@ -137,6 +138,7 @@ TEST_F(MpiTrain, TwoRanksGiveTheBytesOfTwoThreads) {
     ASSERT_EQ(a.code, 0) << describe(a);
     RunResult b = run_job(2, pretrain_args(two, 1), dir);
     ASSERT_EQ(b.code, 0) << describe(b);
+    ASSERT_TRUE(fs::exists(two / "model.safetensors"));
     EXPECT_EQ(slurp(one / "model.safetensors"), slurp(two / "model.safetensors"));
     EXPECT_EQ(slurp(one / "metrics.jsonl"), slurp(two / "metrics.jsonl"));
 }
@@ -203,8 +205,44 @@ TEST_F(MpiTrain, KilledRankThenResumeIsBitIdentical) {
     resume.push_back("--resume");
     RunResult rr = run_job(2, resume, dir);
     ASSERT_EQ(rr.code, 0) << describe(rr);
+    ASSERT_TRUE(fs::exists(killed / "adapter_model.safetensors"));
     EXPECT_EQ(slurp(whole / "adapter_model.safetensors"), slurp(killed / "adapter_model.safetensors"));
     EXPECT_EQ(slurp(whole / "metrics.jsonl"), slurp(killed / "metrics.jsonl"));
+}
+
+// paft parallel over 4 ranks: ranks 0-1 train SFT, 2-3 the preference branch, each group
+// data-parallel; each adapter is the bytes of its standalone run with 2 threads, and the merged
+// model the bytes of one process of `paft parallel --threads 4` (2 threads a branch).
+TEST_F(MpiTrain, ParallelBranchGroupsEqualStandaloneRuns) {
+    const std::string model = (dir / "model").string();
+    auto parallel = [&](const fs::path & out, int threads) {
+        return std::vector<std::string>{"parallel", "--model", model, "--sft-data", (dir / "sft.jsonl").string(),
+                                        "--pref-data", (dir / "pref.jsonl").string(), "--out", out.string(),
+                                        "--threads", std::to_string(threads), "--set", "max_steps=4",
+                                        "--set", "per_device_train_batch_size=4", "--l1-lambda", "1e-3"};
+    };
+    RunResult ranks = run_job(4, parallel(dir / "ranks", 1), dir);
+    ASSERT_EQ(ranks.code, 0) << describe(ranks);
+    RunResult alone = run_job(0, parallel(dir / "alone", 4), dir);
+    ASSERT_EQ(alone.code, 0) << describe(alone);
+    RunResult sft = run_job(0, {"sft", "--model", model, "--data", (dir / "sft.jsonl").string(), "--out",
+                                (dir / "sft").string(), "--threads", "2", "--max-steps", "4", "--batch-size", "4",
+                                "--l1-lambda", "1e-3"},
+                            dir);
+    ASSERT_EQ(sft.code, 0) << describe(sft);
+    RunResult dpo = run_job(0, {"dpo", "--model", model, "--data", (dir / "pref.jsonl").string(), "--out",
+                                (dir / "dpo").string(), "--threads", "2", "--max-steps", "4", "--batch-size", "4"},
+                            dir);
+    ASSERT_EQ(dpo.code, 0) << describe(dpo);
+    for (const char * file : {"ranks/sft/adapter_model.safetensors", "ranks/preference/adapter_model.safetensors",
+                              "ranks/model/model.safetensors", "sft/adapter_model.safetensors"}) {
+        ASSERT_TRUE(fs::exists(dir / file)) << file;
+    }
+    EXPECT_EQ(slurp(dir / "ranks/sft/adapter_model.safetensors"), slurp(dir / "sft/adapter_model.safetensors"));
+    EXPECT_EQ(slurp(dir / "ranks/preference/adapter_model.safetensors"),
+              slurp(dir / "dpo/adapter_model.safetensors"));
+    EXPECT_EQ(slurp(dir / "ranks/model/model.safetensors"), slurp(dir / "alone/model/model.safetensors"));
+    EXPECT_TRUE(fs::exists(dir / "ranks/paft_recipe.yaml"));
 }
 
 TEST_F(MpiTrain, BadInputStopsEveryRankWithExitTwo) {

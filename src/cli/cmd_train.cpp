@@ -33,6 +33,9 @@ void train_command(Method method, const TrainFlags & flags) {
 void pipeline_command(bool parallel, const ParallelFlags & flags) {
     ParallelOptions o = resolve_parallel_options(flags);
     PipelineSummary s = parallel ? run_parallel(o) : run_sequential(o);
+    if (world().rank() != 0) {
+        return;
+    }
     print_summary("sft", s.sft, o.sft.output_dir);
     print_summary(method_name(o.preference.method), s.preference, o.preference.output_dir);
     if (!s.model_dir.empty()) {

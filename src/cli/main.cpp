@@ -42,10 +42,11 @@ int main(int argc, char ** argv) {
     const int ranks = paft::world().size();
     if (ranks > 1 && argc > 1) {
         const std::string command = argv[1];
-        if (command != "sft" && command != "dpo" && command != "orpo" && command != "pretrain") {
+        if (command != "sft" && command != "dpo" && command != "orpo" && command != "pretrain" &&
+            command != "parallel") {
             if (paft::world().rank() == 0) {
-                fmt::print(stderr, "paft: error: '{}' does not run across MPI ranks (sft, dpo, orpo and pretrain "
-                                   "do); run it without mpirun\n",
+                fmt::print(stderr, "paft: error: '{}' does not run across MPI ranks (sft, dpo, orpo, pretrain and "
+                                   "parallel do); run it without mpirun\n",
                            command);
             }
             paft::abort_job(2);

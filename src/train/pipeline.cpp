@@ -1,5 +1,6 @@
 #include "train/pipeline.h"
 
+#include "core/communicator.h"
 #include "core/error.h"
 #include "io/fs.h"
 #include "merge/config.h"
@@ -70,14 +71,73 @@ std::pair<int, int> branch_threads(const ParallelOptions & o) {
     return {sft, pref};
 }
 
-PipelineSummary run_parallel(const ParallelOptions & o) {
+namespace {
+
+// The merge of the two saved adapters into the base, by the streaming engine of `paft merge`.
+std::string merge_branches(const ParallelOptions & o) {
+    fmt::print(stderr, "paft parallel: merging the two adapters into the base ({})\n", o.merge.method);
+    MergeRunOptions run;
+    run.out            = o.output_dir + "/model";
+    run.threads        = every_core(o.threads);
+    run.seed           = o.merge.seed;
+    run.plain_progress = true;
+    run.overwrite      = true;  // a resumed run merges again
+    run_merge(adapter_merge_config(o.sft.model, {o.sft.output_dir, o.preference.output_dir}, o.merge), run);
+    return run.out;
+}
+
+// Under mpirun: the first half of the ranks (at least one) train the SFT branch, the others the
+// preference branch, each group data-parallel over its own communicator (a split of the world),
+// so each adapter is the bytes of its standalone run with the group's ranks and threads. Rank 0
+// writes the recipe and, when both branches are done, merges.
+PipelineSummary run_parallel_ranks(const ParallelOptions & o, Communicator & ranks) {
     const auto t0 = std::chrono::steady_clock::now();
-    save_recipe(o);
-    std::shared_ptr<const Model> base = Model::load(o.sft.model, o.sft.load_options());
+    if (ranks.size() < 2) {
+        throw InputError("paft parallel under mpirun needs at least 2 ranks (one per branch)");
+    }
+    const int  sft_ranks = ranks.size() / 2;
+    const bool on_sft    = ranks.rank() < sft_ranks;
+    if (ranks.rank() == 0) {
+        save_recipe(o);
+        fmt::print(stderr, "paft parallel: ranks: sft {}, {} {}\n", sft_ranks, method_name(o.preference.method),
+                   ranks.size() - sft_ranks);
+    }
+    std::unique_ptr<Communicator> group = ranks.split(on_sft ? 0 : 1);
+    std::shared_ptr<const Model>  base  = Model::load(o.sft.model, o.sft.load_options());
+    const TrainOptions &          mine  = on_sft ? o.sft : o.preference;
+    auto                          backend = make_backend(o.threads);
+    Trainer trainer(*backend, base, mine, load_train_data(mine, base->config()), backend->threads(), group.get());
+    trainer.set_label(on_sft ? "sft" : method_name(o.preference.method));
+    trainer.set_plain_progress(true);
+    TrainSummary own = trainer.run();
+    // Each branch's summary from its group's first rank (world ranks 0 and sft_ranks).
+    PipelineSummary s;
+    s.sft        = own;
+    s.preference = own;
+    ranks.broadcast(&s.sft, sizeof s.sft, 0);
+    ranks.broadcast(&s.preference, sizeof s.preference, sft_ranks);
+    ranks.barrier();  // both adapters are saved
+    if (o.merge_enabled && ranks.rank() == 0) {
+        s.model_dir = merge_branches(o);
+    }
+    ranks.barrier();
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return s;
+}
+
+}  // namespace
+
+PipelineSummary run_parallel(const ParallelOptions & o) {
     if (o.preference.model != o.sft.model) {
         throw InputError(fmt::format("paft parallel: both branches must start from the same model ('{}' and '{}')",
                                      o.sft.model, o.preference.model));
     }
+    if (world().size() > 1) {
+        return run_parallel_ranks(o, world());
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    save_recipe(o);
+    std::shared_ptr<const Model> base = Model::load(o.sft.model, o.sft.load_options());
     auto [sft_threads, pref_threads] = branch_threads(o);
     Branch sft, pref;
     sft.options  = o.sft;
@@ -99,16 +159,7 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
     }
     PipelineSummary s{sft.summary, pref.summary, "", 0};
     if (o.merge_enabled) {
-        fmt::print(stderr, "paft parallel: merging the two adapters into the base ({})\n", o.merge.method);
-        // The adapters as the branches saved them, merged by the streaming engine of `paft merge`.
-        MergeRunOptions run;
-        run.out       = o.output_dir + "/model";
-        run.threads   = every_core(o.threads);
-        run.seed      = o.merge.seed;
-        run.plain_progress = true;
-        run.overwrite = true;  // a resumed run merges again
-        run_merge(adapter_merge_config(o.sft.model, {o.sft.output_dir, o.preference.output_dir}, o.merge), run);
-        s.model_dir = run.out;
+        s.model_dir = merge_branches(o);
     }
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;
