@@ -1,5 +1,7 @@
 #include "core/progress.h"
 
+#include "core/communicator.h"
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -9,7 +11,7 @@ namespace paft {
 
 Progress::Progress(std::string label, long total, std::string unit, bool plain)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(!plain && isatty(STDERR_FILENO) != 0),
-      start_(std::chrono::steady_clock::now()), last_print_(start_) {}
+      silent_(world().rank() != 0), start_(std::chrono::steady_clock::now()), last_print_(start_) {}
 
 void Progress::update(long done) {
     done_    = done;
@@ -26,6 +28,9 @@ void Progress::finish() {
 }
 
 void Progress::print(bool final) {
+    if (silent_) {
+        return;
+    }
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     double rate    = elapsed > 0 ? done_ / elapsed : 0.0;
     double eta     = rate > 0 ? (total_ - done_) / rate : 0.0;

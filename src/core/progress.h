@@ -20,6 +20,7 @@ private:
     std::string                           label_, unit_, status_;
     long                                  total_, done_ = 0;
     bool                                  tty_;
+    bool                                  silent_;  // a rank other than 0 of an MPI job: rank 0 shows the job's progress
     std::chrono::steady_clock::time_point start_, last_print_;
     void                                  print(bool final);
 };
