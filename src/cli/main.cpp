@@ -49,6 +49,7 @@ int main(int argc, char ** argv) {
                                    "parallel do); run it without mpirun\n",
                            command);
             }
+            paft::world().barrier();  // rank 0's message is out before any rank aborts the job
             paft::abort_job(2);
         }
     }
