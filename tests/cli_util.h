@@ -43,16 +43,12 @@ struct RunResult {
     std::string out, err;
 };
 
-// Runs `paft args...` with stdout and stderr captured in files under `dir`.
-inline RunResult run_paft(const std::vector<std::string> & args, const std::filesystem::path & dir) {
+// Runs the shell command `cmd` with stdout and stderr captured in files under `dir`.
+inline RunResult run_captured(std::string cmd, const std::filesystem::path & dir) {
     static int        counter = 0;
     const std::string tag     = std::to_string(counter++);
     const std::filesystem::path    out     = dir / ("stdout." + tag), err = dir / ("stderr." + tag);
     // Built with append(): `" " + std::string` trips a GCC 12 -Wrestrict false positive.
-    std::string cmd = shell_quote(kPaft);
-    for (const std::string & a : args) {
-        cmd.append(" ").append(shell_quote(a));
-    }
     cmd.append(" >").append(shell_quote(out.string()));
     cmd.append(" 2>").append(shell_quote(err.string()));
     cmd.append(" </dev/null");
@@ -68,6 +64,52 @@ inline RunResult run_paft(const std::vector<std::string> & args, const std::file
     std::filesystem::remove(out);
     std::filesystem::remove(err);
     return r;
+}
+
+inline std::string paft_command(const std::vector<std::string> & args) {
+    std::string cmd = shell_quote(kPaft);
+    for (const std::string & a : args) {
+        cmd.append(" ").append(shell_quote(a));
+    }
+    return cmd;
+}
+
+// Runs `paft args...` with stdout and stderr captured in files under `dir`.
+inline RunResult run_paft(const std::vector<std::string> & args, const std::filesystem::path & dir) {
+    return run_captured(paft_command(args), dir);
+}
+
+// mpirun as the tests start it: as root in CI, and with more ranks than this machine's cores.
+inline const std::vector<std::string> kMpirun = {"mpirun", "--allow-run-as-root", "--oversubscribe"};
+
+inline bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
+
+// One MPI job of several programs (mpirun's `-np 1 paft A : -np 1 paft B`): each entry is a rank
+// count and the arguments its ranks get.
+inline RunResult run_mpi(const std::vector<std::pair<int, std::vector<std::string>>> & apps,
+                         const std::filesystem::path & dir) {
+    std::string cmd;
+    for (const std::string & word : kMpirun) {
+        cmd.append(cmd.empty() ? "" : " ").append(word);
+    }
+    for (size_t i = 0; i < apps.size(); i++) {
+        cmd.append(i ? " : -np " : " -np ").append(std::to_string(apps[i].first)).append(" ");
+        cmd.append(paft_command(apps[i].second));
+    }
+    return run_captured(cmd, dir);
+}
+
+// `mpirun -np ranks paft args...`.
+inline RunResult run_mpi(int ranks, const std::vector<std::string> & args, const std::filesystem::path & dir) {
+    return run_mpi(std::vector<std::pair<int, std::vector<std::string>>>{{ranks, args}}, dir);
+}
+
+inline size_t count_of(const std::string & text, const std::string & needle) {
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) {
+        n++;
+    }
+    return n;
 }
 
 inline std::string describe(const RunResult & r) {

@@ -28,6 +28,10 @@ TEST(Communicator, SingleProcessIsTheIdentity) {
     EXPECT_THROW(c->broadcast(text, 3, 1), std::invalid_argument);
     EXPECT_TRUE(c->all(true));
     EXPECT_FALSE(c->all(false));
+    EXPECT_EQ(c->all_gather(std::string("bytes")), (std::vector<std::string>{"bytes"}));
+    std::string long_text = "kept";
+    c->broadcast(long_text, 0);
+    EXPECT_EQ(long_text, "kept");
     auto part = c->split(7);
     EXPECT_EQ(part->size(), 1);
     c->barrier();
@@ -93,4 +97,49 @@ TEST(MpiCommunicator, BroadcastSplitAndAll) {
     EXPECT_TRUE(w.all(true));
     EXPECT_FALSE(w.all(w.rank() != 2));
     w.barrier();
+}
+
+TEST(MpiCommunicator, GathersFloatsInPiecesAndBytesOfAnyLength) {
+    SKIP_UNLESS_RANKS(3);
+    Communicator & w = world();
+    // Floats: one call, then (with the limit lowered) pieces of 2^20 values, the same result.
+    const size_t       n = ((size_t) 1 << 21) + 3;
+    std::vector<float> mine(n), one_call((size_t) 3 * n), pieces((size_t) 3 * n);
+    for (size_t i = 0; i < n; i++) {
+        mine[i] = (float) (w.rank() * 10000000 + (int) (i % 1000003));
+    }
+    w.all_gather(mine.data(), n, one_call.data());
+    set_all_gather_one_call_limit(1000);
+    w.all_gather(mine.data(), n, pieces.data());
+    set_all_gather_one_call_limit((size_t) -1);
+    for (int r = 0; r < 3; r++) {
+        for (size_t i = 0; i < n; i += 4099) {
+            ASSERT_EQ(one_call[(size_t) r * n + i], (float) (r * 10000000 + (int) (i % 1000003))) << r << " " << i;
+        }
+    }
+    EXPECT_EQ(one_call, pieces);
+
+    // Bytes: rank 1 sends nothing, rank 2 more than one piece (2^20 bytes), with zero bytes inside.
+    std::string text;
+    if (w.rank() == 0) {
+        text = "rank zero";
+    } else if (w.rank() == 2) {
+        text.assign(((size_t) 1 << 20) * 2 + 17, 'x');
+        text[5] = '\0';
+        text.back() = 'z';
+    }
+    const std::vector<std::string> all = w.all_gather(text);
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_EQ(all[0], "rank zero");
+    EXPECT_EQ(all[1], "");
+    ASSERT_EQ(all[2].size(), ((size_t) 1 << 21) + 17);
+    EXPECT_EQ(all[2][5], '\0');
+    EXPECT_EQ(all[2].back(), 'z');
+    EXPECT_EQ(all[2][1 << 20], 'x');
+
+    // A string broadcast: its length travels too.
+    std::string message = w.rank() == 2 ? std::string(3000000, 'm') + "end" : "short";
+    w.broadcast(message, 2);
+    EXPECT_EQ(message.size(), 3000003u);
+    EXPECT_EQ(message.substr(2999998), "mmend");
 }

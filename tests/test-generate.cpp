@@ -504,7 +504,9 @@ TEST(GenerateCli, ResumesFromAPartialFile) {
     }
     spit(dir / "in.jsonl", input);
     const std::vector<std::string> common = {"generate", "--model", model, "--data", (dir / "in.jsonl").string(),
-                                             "--max-new-tokens", "6", "--generator", "g", "--threads", "1"};
+                                             "--max-new-tokens", "6", "--generator", "g", "--threads", "1",
+                                             // sampled: a resumed record draws as it would have (keyed by its index)
+                                             "--temperature", "1.5", "--seed", "3"};
     auto with = [&](std::vector<std::string> extra) {
         std::vector<std::string> args = common;
         args.insert(args.end(), extra.begin(), extra.end());

@@ -28,31 +28,9 @@ using json   = nlohmann::json;
 
 namespace {
 
-const std::string kMpirun = "mpirun";
-
-bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
-
-// `mpirun -np ranks paft args...` (ranks 0: paft alone), output captured.
+// `mpirun -np ranks paft args...` (ranks 0: paft alone).
 RunResult run_job(int ranks, const std::vector<std::string> & args, const fs::path & dir) {
-    if (ranks == 0) {
-        return run_paft(args, dir);
-    }
-    static int        counter = 0;
-    const fs::path    out     = dir / ("mpi.out." + std::to_string(counter)), err = dir / ("mpi.err." + std::to_string(counter));
-    counter++;
-    std::string cmd = kMpirun + " --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " " +
-                      shell_quote(kPaft);
-    for (const std::string & a : args) {
-        cmd.append(" ").append(shell_quote(a));
-    }
-    cmd.append(" >").append(shell_quote(out.string())).append(" 2>").append(shell_quote(err.string()));
-    cmd.append(" </dev/null");
-    const int status = std::system(cmd.c_str());
-    RunResult r;
-    r.code = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out  = slurp(out);
-    r.err  = slurp(err);
-    return r;
+    return ranks == 0 ? run_paft(args, dir) : run_mpi(ranks, args, dir);
 }
 
 class MpiTrain : public ::testing::Test {
@@ -160,7 +138,8 @@ TEST_F(MpiTrain, KilledRankThenResumeIsBitIdentical) {
     const pid_t job = fork();
     ASSERT_GE(job, 0);
     if (job == 0) {
-        std::vector<std::string> argv_s = {kMpirun, "--allow-run-as-root", "--oversubscribe", "-np", "2", kPaft};
+        std::vector<std::string> argv_s = kMpirun;
+        argv_s.insert(argv_s.end(), {"-np", "2", kPaft});
         for (const std::string & a : args(killed)) {
             argv_s.push_back(a);
         }
@@ -243,6 +222,34 @@ TEST_F(MpiTrain, ParallelBranchGroupsEqualStandaloneRuns) {
               slurp(dir / "dpo/adapter_model.safetensors"));
     EXPECT_EQ(slurp(dir / "ranks/model/model.safetensors"), slurp(dir / "alone/model/model.safetensors"));
     EXPECT_TRUE(fs::exists(dir / "ranks/paft_recipe.yaml"));
+
+    // --branch-ranks 1:3: rank 0 trains SFT as one thread would, ranks 1-3 DPO as three threads.
+    std::vector<std::string> uneven = parallel(dir / "uneven", 1);
+    uneven.insert(uneven.end(), {"--branch-ranks", "1:3"});
+    RunResult split = run_job(4, uneven, dir);
+    ASSERT_EQ(split.code, 0) << describe(split);
+    EXPECT_NE(split.err.find("ranks: sft 1, dpo 3"), std::string::npos) << split.err;
+    for (const auto & [method, threads] : std::vector<std::pair<std::string, int>>{{"sft", 1}, {"dpo", 3}}) {
+        std::vector<std::string> a = {method, "--model", model, "--data",
+                                      (dir / (method == "sft" ? "sft.jsonl" : "pref.jsonl")).string(), "--out",
+                                      (dir / (method + "-alone")).string(), "--threads", std::to_string(threads),
+                                      "--max-steps", "4", "--batch-size", "4"};
+        if (method == "sft") {
+            a.insert(a.end(), {"--l1-lambda", "1e-3"});
+        }
+        RunResult r = run_job(0, a, dir);
+        ASSERT_EQ(r.code, 0) << describe(r);
+    }
+    EXPECT_EQ(slurp(dir / "uneven/sft/adapter_model.safetensors"), slurp(dir / "sft-alone/adapter_model.safetensors"));
+    EXPECT_EQ(slurp(dir / "uneven/preference/adapter_model.safetensors"),
+              slurp(dir / "dpo-alone/adapter_model.safetensors"));
+    // A split that does not add up to the job's ranks: exit 2, one message.
+    std::vector<std::string> wrong = parallel(dir / "wrong", 1);
+    wrong.insert(wrong.end(), {"--branch-ranks", "1:2"});
+    RunResult bad = run_job(4, wrong, dir);
+    EXPECT_EQ(bad.code, 2) << describe(bad);
+    EXPECT_EQ(count_of(bad.err, "paft: error:"), 1u) << bad.err;
+    EXPECT_NE(bad.err.find("this job has 4"), std::string::npos) << bad.err;
 }
 
 TEST_F(MpiTrain, BadInputStopsEveryRankWithExitTwo) {
@@ -251,6 +258,8 @@ TEST_F(MpiTrain, BadInputStopsEveryRankWithExitTwo) {
     RunResult r = run_job(2, a, dir);
     EXPECT_EQ(r.code, 2) << describe(r);
     EXPECT_NE(r.err.find("missing.jsonl"), std::string::npos) << r.err;
+    // Every rank meets it; rank 0 alone reports it.
+    EXPECT_EQ(count_of(r.err, "paft: error:"), 1u) << r.err;
 }
 
 TEST_F(MpiTrain, CommandsThatDoNotSplitRefuseRanks) {

@@ -933,6 +933,30 @@ TEST(Parallel, Errors) {
                        {"preference branch: train_data (--data) is required"});
 }
 
+TEST(Parallel, BranchRanksFromTheFlagOrTheRecipe) {
+    const std::string path = write_recipe(kParallelRecipe);
+    testing::internal::CaptureStderr();
+    const ParallelOptions p = parallel_from_args({"--config", path, "--branch-ranks", "1:3"});
+    const ParallelOptions d = parallel_from_args({"--config", path});
+    testing::internal::GetCapturedStderr();
+    EXPECT_EQ(p.sft_ranks, 1);
+    EXPECT_EQ(p.preference_ranks, 3);
+    EXPECT_EQ(d.sft_ranks, 0);  // half and half
+    EXPECT_NE(recipe_yaml(p).find("\nbranch_ranks: \"1:3\""), std::string::npos) << recipe_yaml(p);
+    EXPECT_NE(recipe_yaml(d).find("\nbranch_ranks: half"), std::string::npos) << recipe_yaml(d);
+    const ParallelOptions back = parallel_from_args({"--config", write_recipe(recipe_yaml(p), "ranks.yaml")});
+    EXPECT_EQ(back.sft_ranks, 1);
+    EXPECT_EQ(back.preference_ranks, 3);
+    for (const char * bad : {"3", "0:2", "a:b", "1:-1"}) {
+        try {
+            parallel_from_args({"--config", path, "--branch-ranks", bad});
+            ADD_FAILURE() << bad << " was accepted";
+        } catch (const InputError & e) {
+            EXPECT_NE(std::string(e.what()).find("--branch-ranks"), std::string::npos) << e.what();
+        }
+    }
+}
+
 TEST(Parallel, RoundTrip) {
     const std::string path = write_recipe(kParallelRecipe);
     testing::internal::CaptureStderr();
@@ -947,6 +971,7 @@ TEST(Parallel, RoundTrip) {
     EXPECT_EQ(back.threads, p.threads);
     EXPECT_EQ(back.sft_threads, p.sft_threads);
     EXPECT_EQ(back.preference_threads, p.preference_threads);
+    EXPECT_EQ(back.sft_ranks, p.sft_ranks);
     EXPECT_EQ(back.merge_enabled, p.merge_enabled);
     EXPECT_EQ(back.merge.method, p.merge.method);
     EXPECT_EQ(back.merge.weights, p.merge.weights);

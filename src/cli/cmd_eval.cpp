@@ -1,8 +1,10 @@
 // paft eval: a model (with adapters folded in) on lm-evaluation-harness tasks, with the Open LLM
 // Leaderboard's semantics (harness commit b281b09): results JSON shaped like the harness's, its
-// table on standard output, optionally every document's requests and answers.
+// table on standard output, optionally every document's requests and answers. Under mpirun the
+// requests are shared among the ranks (eval/model_lm.h) and rank 0 writes.
 #include "cli/commands.h"
 #include "cli/load_flags.h"
+#include "core/communicator.h"
 #include "core/error.h"
 #include "eval/eval_progress.h"
 #include "eval/evaluator.h"
@@ -11,6 +13,7 @@
 #include "eval/results.h"
 #include "eval/task_yaml.h"
 #include "eval/tasks.h"
+#include "io/fs.h"
 #include "model/inference.h"
 
 #include <fmt/format.h>
@@ -20,6 +23,7 @@
 #include <map>
 #include <filesystem>
 #include <memory>
+#include <sstream>
 
 namespace paft {
 namespace {
@@ -75,13 +79,19 @@ nlohmann::ordered_json run_fingerprint(const EvalFlags & f) {
 // OUT.partial: the run's fingerprint on the first line, then one line per finished task. A run
 // that finds one with the same fingerprint takes the finished tasks from it; the file goes away
 // once the results are written. Each line is flushed as it is written, so a killed run loses at
-// most the task it was running.
+// most the task it was running. Under MPI rank 0 reads and writes the file; every rank learns
+// what it held.
 class EvalResume {
 public:
-    EvalResume(std::string path, nlohmann::ordered_json fingerprint) : path_(std::move(path)) {
-        std::ifstream in(path_);
-        std::string   line;
-        if (in && std::getline(in, line)) {
+    EvalResume(std::string path, nlohmann::ordered_json fingerprint, Communicator & ranks) : path_(std::move(path)) {
+        std::string text;
+        if (ranks.rank() == 0 && std::filesystem::exists(path_)) {
+            text = read_file(path_);
+        }
+        ranks.broadcast(text, 0);
+        std::istringstream in(text);
+        std::string        line;
+        if (std::getline(in, line)) {
             nlohmann::ordered_json first = nlohmann::ordered_json::parse(line, nullptr, false);
             if (first.is_discarded() || first != fingerprint) {
                 throw InputError(fmt::format("{}: left by a run with other settings (model, tasks, data, shots, "
@@ -102,7 +112,9 @@ public:
                 }
             }
         }
-        in.close();
+        if (ranks.rank() != 0) {
+            return;
+        }
         // Rewritten with what was read: a cut last line must not stay in front of the new ones.
         out_ = std::fopen(path_.c_str(), "w");
         if (!out_) {
@@ -126,9 +138,16 @@ public:
         const auto it = done_.find(task);
         return it == done_.end() ? std::nullopt : std::optional<TaskResult>(it->second);
     }
-    void add(const TaskResult & result) { write_line(task_result_json(result)); }
+    void add(const TaskResult & result) {
+        if (out_) {
+            write_line(task_result_json(result));
+        }
+    }
     // The results are written: the partial file is no longer needed.
     void finish() {
+        if (!out_) {
+            return;
+        }
         std::fclose(out_);
         out_ = nullptr;
         std::filesystem::remove(path_);
@@ -169,6 +188,7 @@ void run_eval(const EvalFlags & f) {
     lm_options.generation_batch   = f.batch;
     lm_options.eos_ids            = model_eos_ids(f.model, tokenizer);
     lm_options.on_progress        = bars.on_requests();
+    lm_options.ranks              = &world();
     ModelLanguageModel lm(*backend, model, tokenizer, lm_options);
 
     EvalOptions options;
@@ -178,7 +198,7 @@ void run_eval(const EvalFlags & f) {
     options.progress    = bars.on_task();
     std::unique_ptr<EvalResume> resume;
     if (!f.out.empty()) {
-        resume = std::make_unique<EvalResume>(f.out + ".partial", run_fingerprint(f));
+        resume = std::make_unique<EvalResume>(f.out + ".partial", run_fingerprint(f), world());
         options.reuse        = [&](const std::string & task) { return resume->reuse(task); };
         options.on_task_done = [&](const TaskResult & result) { resume->add(result); };
     }
@@ -193,6 +213,9 @@ void run_eval(const EvalFlags & f) {
     report.config["description_dict"]   = nlohmann::ordered_json::object();
     report.config["add_special_tokens"] = f.add_special_tokens;
     report.config["max_length"]         = lm.max_length();
+    if (world().rank() != 0) {  // rank 0 writes and reports
+        return;
+    }
     const ScoringStats & stats          = lm.stats();
     if (stats.requests > 0) {
         std::fprintf(stderr, "scored %ld requests: %ld tokens as the harness runs them, %ld computed (shared prefixes once)\n",

@@ -1,8 +1,10 @@
 // paft generate: text from a model (and adapters) for one prompt, streamed to standard output, or
 // for every record of a dataset, written as JSON lines (AlpacaEval's {instruction, output,
-// generator}). Long runs write OUT.partial record by record and resume from it.
+// generator}). Long runs write OUT.partial record by record and resume from it. Under mpirun the
+// records are shared among the ranks and rank 0 writes.
 #include "cli/commands.h"
 #include "cli/generation_setup.h"
+#include "core/communicator.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/fs.h"
@@ -179,48 +181,103 @@ void generate_one(GenerationSetup & setup, const GenerateOptions & o) {
                (double) out[0].tokens.size() / seconds_since(start));
 }
 
+// Records [done, n) across the ranks of an MPI job, in rounds: each rank generates a contiguous
+// share of the round's records, rank 0 gathers the round's lines and appends them to the output
+// in order (a killed job resumes after the last whole round). Sampling draws are keyed by the
+// record's index, as in one process.
+void generate_across_ranks(GenerationSetup & setup, const GenerateOptions & o, const std::vector<Record> & records,
+                           const std::vector<std::vector<int32_t>> & prompts, size_t done, std::FILE * f,
+                           const std::string & target, const std::string & generator) {
+    Communicator & ranks     = world();
+    const size_t   N         = (size_t) ranks.size(), rank = (size_t) ranks.rank();
+    const size_t   per_round = N * (size_t) o.batch * 8;  // records: each rank's share keeps its batch full
+    Progress       progress("generate", (long) records.size(), "rec");
+    progress.update((long) done);
+    double     tokens = 0;
+    const auto start  = std::chrono::steady_clock::now();
+    for (size_t at = done; at < records.size(); at += per_round) {
+        const size_t      n    = std::min(per_round, records.size() - at);
+        const size_t      from = at + n * rank / N, to = at + n * (rank + 1) / N;
+        GenerationOptions options = setup.options();
+        options.first_index       = from;
+        const std::vector<std::vector<int32_t>> share(prompts.begin() + (long) from, prompts.begin() + (long) to);
+        const std::vector<Generation> generations = generate(setup.decoder(), setup.tokenizer(), share, options, o.batch);
+        std::string lines;
+        double      round_tokens = 0;
+        for (size_t i = 0; i < generations.size(); i++) {
+            lines += output_line(records[from + i], generations[i], generator);
+            round_tokens += (double) generations[i].tokens.size();
+        }
+        const std::vector<std::string> all = ranks.all_gather(lines);
+        ranks.sum(&round_tokens, 1);
+        tokens += round_tokens;
+        if (rank == 0) {
+            for (const std::string & theirs : all) {
+                write_or_fail(f, theirs, target);
+            }
+        }
+        progress.set_status(fmt::format("{:.1f} tok/s", tokens / seconds_since(start)));
+        progress.update((long) (at + n));
+    }
+    progress.finish();
+}
+
 void generate_dataset(GenerationSetup & setup, const GenerateOptions & o) {
-    const std::string generator = !o.generator.empty() ? o.generator : folder_name(o.flags.model);
-    const std::vector<Record> records = read_records(o.data);
+    Communicator &            ranks     = world();
+    const std::string         generator = !o.generator.empty() ? o.generator : folder_name(o.flags.model);
+    const std::vector<Record> records   = read_records(o.data);
     std::vector<std::vector<int32_t>> prompts;
     for (const Record & r : records) {
         prompts.push_back(record_prompt(setup, o, r));
     }
-    warn_long_prompts(prompts, setup);
+    if (ranks.rank() == 0) {
+        warn_long_prompts(prompts, setup);
+    }
+    // Rank 0 owns the output; every rank learns where it resumes.
     const std::string partial = o.out.empty() ? "" : o.out + ".partial";
-    const size_t      done    = partial.empty() ? 0 : resume_partial(partial, records, generator);
-    if (done > 0) {
+    uint64_t          done    = partial.empty() || ranks.rank() != 0 ? 0 : resume_partial(partial, records, generator);
+    ranks.broadcast(&done, sizeof done, 0);
+    if (done > 0 && ranks.rank() == 0) {
         fmt::print(stderr, "resuming after the {} records already in {}\n", done, partial);
     }
     Decoder & decoder = setup.decoder();
     for (size_t i = done; i < records.size(); i++) {
         check_vocabulary(prompts[i], decoder.vocab_size(), records[i].where);
     }
-    std::FILE * f = partial.empty() ? stdout : std::fopen(partial.c_str(), "ab");
-    if (!f) {
+    std::FILE * f = nullptr;
+    if (ranks.rank() == 0) {
+        f = partial.empty() ? stdout : std::fopen(partial.c_str(), "ab");
+    }
+    if (!ranks.all(ranks.rank() != 0 || f)) {
         throw RuntimeFailure(fmt::format("cannot open {} for writing", partial));
     }
     const std::string target = partial.empty() ? "standard output" : partial;
-    // Records are written in input order: one that finishes early waits for those before it.
-    std::map<size_t, std::string> ready;
-    size_t                        next_write = done;
-    long                          tokens     = 0;
-    Progress                      progress("generate", (long) records.size(), "rec");
-    progress.update((long) done);
-    const auto start = std::chrono::steady_clock::now();
-    const std::vector<std::vector<int32_t>> remaining(prompts.begin() + (long) done, prompts.end());
-    generate(decoder, setup.tokenizer(), remaining, setup.options(), o.batch, {}, [&](size_t i, const Generation & g) {
-        ready[done + i] = output_line(records[done + i], g, generator);
-        for (; ready.count(next_write); next_write++) {
-            write_or_fail(f, ready[next_write], target);
-            ready.erase(next_write);
-        }
-        tokens += (long) g.tokens.size();
-        progress.set_status(fmt::format("{:.1f} tok/s", (double) tokens / seconds_since(start)));
-        progress.update((long) next_write);
-    });
-    progress.finish();
-    if (f != stdout) {
+    if (ranks.size() > 1) {
+        generate_across_ranks(setup, o, records, prompts, done, f, target, generator);
+    } else {
+        // Records are written in input order: one that finishes early waits for those before it.
+        std::map<size_t, std::string> ready;
+        size_t                        next_write = done;
+        long                          tokens     = 0;
+        Progress                      progress("generate", (long) records.size(), "rec");
+        progress.update((long) done);
+        const auto        start   = std::chrono::steady_clock::now();
+        GenerationOptions options = setup.options();
+        options.first_index       = done;
+        const std::vector<std::vector<int32_t>> remaining(prompts.begin() + (long) done, prompts.end());
+        generate(decoder, setup.tokenizer(), remaining, options, o.batch, {}, [&](size_t i, const Generation & g) {
+            ready[done + i] = output_line(records[done + i], g, generator);
+            for (; ready.count(next_write); next_write++) {
+                write_or_fail(f, ready[next_write], target);
+                ready.erase(next_write);
+            }
+            tokens += (long) g.tokens.size();
+            progress.set_status(fmt::format("{:.1f} tok/s", (double) tokens / seconds_since(start)));
+            progress.update((long) next_write);
+        });
+        progress.finish();
+    }
+    if (f && f != stdout) {
         if (std::fclose(f) != 0) {
             throw RuntimeFailure(fmt::format("cannot write to {}", partial));
         }
@@ -257,6 +314,10 @@ void register_generate(CLI::App & app) {
         }
         if (!o->out.empty() && std::filesystem::exists(o->out) && !o->overwrite) {
             throw InputError(fmt::format("{} exists: add --overwrite to replace it", o->out));
+        }
+        if (prompt->count() && world().size() > 1) {
+            throw InputError("--prompt streams one completion from one process: run it without mpirun (--data "
+                             "shares its records among the ranks)");
         }
         GenerationSetup setup(o->flags);
         if (prompt->count()) {

@@ -7,9 +7,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdio>
 #include <new>
 #include <string>
+#include <thread>
 
 int main(int argc, char ** argv) {
     CLI::App app{"paft: parallel fine-tuning (SFT + preference alignment as LoRA adapters, then merging)"};
@@ -43,16 +45,28 @@ int main(int argc, char ** argv) {
     if (ranks > 1 && argc > 1) {
         const std::string command = argv[1];
         if (command != "sft" && command != "dpo" && command != "orpo" && command != "pretrain" &&
-            command != "parallel") {
+            command != "parallel" && command != "eval" && command != "generate") {
             if (paft::world().rank() == 0) {
-                fmt::print(stderr, "paft: error: '{}' does not run across MPI ranks (sft, dpo, orpo, pretrain and "
-                                   "parallel do); run it without mpirun\n",
+                fmt::print(stderr, "paft: error: '{}' does not run across MPI ranks (sft, dpo, orpo, pretrain, "
+                                   "parallel, eval and generate --data do); run it without mpirun\n",
                            command);
             }
             paft::world().barrier();  // rank 0's message is out before any rank aborts the job
             paft::abort_job(2);
         }
     }
+    // An error's message, once per job: under MPI every rank usually meets the same bad input, and
+    // rank 0 reports it and stops the job. Another rank waits a moment for that before it reports
+    // its own (a file missing on its machine alone), naming itself.
+    const auto report = [](const std::string & message) {
+        paft::Communicator & w = paft::world();
+        if (w.size() > 1 && w.rank() != 0) {
+            std::this_thread::sleep_for(std::chrono::seconds(3));
+            fmt::print(stderr, "paft: error: rank {}: {}\n", w.rank(), message);
+        } else {
+            fmt::print(stderr, "paft: error: {}\n", message);
+        }
+    };
     const auto fail = [](int code) {
         paft::abort_job(code);  // under MPI: every rank stops, none waits for this one
         return code;
@@ -66,13 +80,13 @@ int main(int argc, char ** argv) {
         fmt::print(stderr, "paft: error: {}\nRun with --help for more information.\n", e.what());
         return 2;
     } catch (const paft::InputError & e) {
-        fmt::print(stderr, "paft: error: {}\n", e.what());
+        report(e.what());
         return fail(2);
     } catch (const std::bad_alloc &) {
-        fmt::print(stderr, "paft: error: out of memory\n");
+        report("out of memory");
         return fail(1);
     } catch (const std::exception & e) {
-        fmt::print(stderr, "paft: error: {}\n", e.what());
+        report(e.what());
         return fail(1);
     }
     return 0;

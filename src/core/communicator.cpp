@@ -14,6 +14,13 @@
 
 namespace paft {
 
+void Communicator::broadcast(std::string & text, int root) {
+    uint64_t length = text.size();
+    broadcast(&length, sizeof length, root);
+    text.resize(length);
+    broadcast(text.data(), length, root);
+}
+
 bool Communicator::all(bool ok) {
     double v = ok ? 0.0 : 1.0;  // failures counted
     sum(&v, 1);
@@ -29,6 +36,7 @@ public:
     void                          sum(float *, size_t) override {}
     void                          sum(double *, size_t) override {}
     void all_gather(const float * mine, size_t n, float * all) override { std::copy(mine, mine + n, all); }
+    std::vector<std::string> all_gather(const std::string & mine) override { return {mine}; }
     void                          broadcast(void *, size_t, int root) override { check_root(root); }
     void                          barrier() override {}
     std::unique_ptr<Communicator> split(int) override { return std::make_unique<LocalCommunicator>(); }
@@ -45,6 +53,8 @@ private:
 
 // Values gathered per piece: bounds the receive buffer at size * kPiece values.
 constexpr size_t kPiece = (size_t) 1 << 20;
+// all_gather of floats in a single call up to this many values a rank (MPI's counts are ints).
+size_t one_call_limit = (size_t) INT32_MAX;
 
 template <class T>
 MPI_Datatype mpi_type();
@@ -82,10 +92,53 @@ public:
     void sum(float * data, size_t n) override { ordered_sum(data, n); }
     void sum(double * data, size_t n) override { ordered_sum(data, n); }
     void all_gather(const float * mine, size_t n, float * all) override {
-        if (n > (size_t) INT32_MAX) {
-            throw std::invalid_argument("all_gather: more than 2^31 values per rank");
+        if (n <= one_call_limit) {  // one call: the usual case (a LoRA's gradients)
+            check(MPI_Allgather(mine, (int) n, MPI_FLOAT, all, (int) n, MPI_FLOAT, comm_), "Allgather");
+            return;
         }
-        check(MPI_Allgather(mine, (int) n, MPI_FLOAT, all, (int) n, MPI_FLOAT, comm_), "Allgather");
+        // Counts are ints: pieces of kPiece values, each rank's piece placed at its offset.
+        std::vector<float> part((size_t) size_ * kPiece);
+        for (size_t at = 0; at < n; at += kPiece) {
+            const size_t count = std::min(kPiece, n - at);
+            check(MPI_Allgather(mine + at, (int) count, MPI_FLOAT, part.data(), (int) count, MPI_FLOAT, comm_),
+                  "Allgather");
+            for (int r = 0; r < size_; r++) {
+                std::copy_n(part.data() + (size_t) r * count, count, all + (size_t) r * n + at);
+            }
+        }
+    }
+    std::vector<std::string> all_gather(const std::string & mine) override {
+        std::vector<uint64_t> lengths((size_t) size_);
+        const uint64_t        length = mine.size();
+        check(MPI_Allgather(&length, 1, MPI_UINT64_T, lengths.data(), 1, MPI_UINT64_T, comm_), "Allgather");
+        std::vector<std::string> all((size_t) size_);
+        for (int r = 0; r < size_; r++) {
+            all[(size_t) r].resize(lengths[(size_t) r]);
+        }
+        // Rounds of at most kPiece bytes from each rank (Allgatherv's counts are ints).
+        std::vector<int> counts((size_t) size_), offsets((size_t) size_);
+        std::string      round;
+        for (size_t at = 0;; at += kPiece) {
+            int total = 0;
+            for (int r = 0; r < size_; r++) {
+                const uint64_t have = lengths[(size_t) r];
+                counts[(size_t) r]  = (int) (at < have ? std::min<uint64_t>(kPiece, have - at) : 0);
+                offsets[(size_t) r] = total;
+                total += counts[(size_t) r];
+            }
+            if (total == 0) {
+                break;
+            }
+            round.resize((size_t) total);
+            const int mine_count = counts[(size_t) rank_];
+            check(MPI_Allgatherv(mine.data() + (mine_count ? at : 0), mine_count, MPI_BYTE, round.data(),
+                                 counts.data(), offsets.data(), MPI_BYTE, comm_),
+                  "Allgatherv");
+            for (int r = 0; r < size_; r++) {
+                std::copy_n(round.data() + offsets[(size_t) r], counts[(size_t) r], all[(size_t) r].data() + at);
+            }
+        }
+        return all;
     }
     void broadcast(void * bytes, size_t n, int root) override {
         if (root < 0 || root >= size_) {
@@ -165,6 +218,13 @@ struct MpiWorld {
 #endif
 
 }  // namespace
+
+void set_all_gather_one_call_limit(size_t values) {
+#if PAFT_HAVE_MPI
+    one_call_limit = std::min(values, (size_t) INT32_MAX);
+#endif
+    (void) values;
+}
 
 std::unique_ptr<Communicator> make_local_communicator() { return std::make_unique<LocalCommunicator>(); }
 

@@ -14,6 +14,8 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace paft {
 
@@ -29,12 +31,17 @@ public:
     virtual void sum(double * data, size_t n) = 0;
     // mine[0, n) of every rank, in rank order, into all[0, size * n) on every rank.
     virtual void all_gather(const float * mine, size_t n, float * all) = 0;
+    // Every rank's bytes (any length, each rank its own), in rank order, on every rank.
+    virtual std::vector<std::string> all_gather(const std::string & mine) = 0;
     // bytes[0, n) of rank `root` copied to every rank.
     virtual void broadcast(void * bytes, size_t n, int root) = 0;
     virtual void barrier()                                   = 0;
     // The ranks that pass the same color, as a communicator of their own, ordered by their rank
     // here (every rank must call it).
     virtual std::unique_ptr<Communicator> split(int color) = 0;
+
+    // `text` of rank `root` on every rank (any length).
+    void broadcast(std::string & text, int root);
 
     // The logical AND of `ok` over the ranks: every rank learns whether all succeeded (an input
     // error found on one rank stops them all, with no rank left waiting).
@@ -56,6 +63,10 @@ void abort_job(int code);
 // Ranks of this job on this machine (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE), 1 outside MPI: the
 // default thread count divides the cores among them.
 int local_ranks();
+
+// Tests: the values a rank above which all_gather of floats goes in pieces of 2^20 (default and
+// most 2^31 - 1, as MPI's counts are ints).
+void set_all_gather_one_call_limit(size_t values);
 
 // Whether this build can run under MPI (found at configure time).
 bool mpi_available();

@@ -24,6 +24,7 @@ private:
     std::string               prefix_;
     bool                      plain_;
     std::unique_ptr<Progress> bar_;
+    long                      requests_ = 0;  // the current task's
 };
 
 }  // namespace paft

@@ -16,7 +16,8 @@ namespace {
 
 // One sequence being generated.
 struct Sequence {
-    size_t               index;  // the prompt's index: keys the sampling draws, names it to callbacks
+    size_t               index;  // the prompt's index: keys the sampling draws (after first_index), names it
+                                 // to callbacks
     TextStream           stream;
     Generation           result;
     std::vector<int32_t> feed;  // the tokens the next forward pass runs (the prompt, then the last token)
@@ -34,7 +35,7 @@ bool is_eos(int32_t token, const GenerationOptions & options) {
 // that became final, and says whether the sequence is finished (then result is complete).
 bool take_token(Sequence & s, const float * logits, int V, const GenerationOptions & options,
                 const std::function<void(const std::string &)> & on_text) {
-    const int32_t token = choose_token(logits, V, options.sampling, s.index, s.result.tokens.size());
+    const int32_t token = choose_token(logits, V, options.sampling, options.first_index + s.index, s.result.tokens.size());
     s.result.tokens.push_back(token);
     s.feed.assign(1, token);
     std::string piece;

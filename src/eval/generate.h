@@ -27,6 +27,9 @@ struct GenerationOptions {
     int                      max_new_tokens = 256;
     std::vector<std::string> stop;     // the text is cut before the first occurrence of any; generation stops
     std::vector<int32_t>     eos_ids;  // generation stops after any of these (not part of the text)
+    // Prompt i's sampling draws are keyed by first_index + i: a run over records [k, n) of a
+    // dataset (resumed, or one rank's share) draws as a run over all of them does.
+    uint64_t first_index = 0;
 };
 
 struct Generation {

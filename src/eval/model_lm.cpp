@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 namespace paft {
@@ -61,6 +62,77 @@ std::pair<double, bool> score_token(const float * logits, int V, int32_t target)
 
 // The tokens of a run of requests sharing one stem, computed a group of caches at a time.
 constexpr long kTokensPerForward = 1024;
+
+// Requests [begin, end) of the depth-first order share `stem`; the trunk keeps the first `shared`
+// tokens of the previous group's stem and computes the rest. cost: tokens the group computes.
+struct StemGroup {
+    size_t                   begin = 0, end = 0;
+    std::span<const int32_t> stem;
+    size_t                   shared = 0;
+    long                     cost   = 0;
+};
+
+std::vector<StemGroup> plan_groups(const std::vector<ScoredRequest> & scored, const std::vector<size_t> & order) {
+    std::vector<StemGroup>   groups;
+    std::span<const int32_t> previous;
+    for (size_t g0 = 0; g0 < order.size();) {
+        StemGroup group;
+        group.begin  = g0;
+        group.stem   = scored[order[g0]].stem();
+        group.shared = common_prefix(previous, group.stem);
+        group.cost   = (long) (group.stem.size() - group.shared);
+        size_t g1    = g0;
+        while (g1 < order.size() && std::ranges::equal(scored[order[g1]].stem(), group.stem)) {
+            group.cost += (long) (scored[order[g1]].input.size() - group.stem.size());
+            g1++;
+        }
+        group.end = g1;
+        previous  = group.stem;
+        groups.push_back(group);
+        g0 = g1;
+    }
+    return groups;
+}
+
+// A forward pass of the trunk, as far as its keys and values are still in the trunk: group
+// `group` computed its stem's tokens [from, stem end); positions [from, until) remain.
+struct TrunkPiece {
+    size_t group = 0, from = 0, until = 0;
+};
+
+// The pieces the trunk holds when group `at` begins (one process's run up to there).
+std::vector<TrunkPiece> trunk_before(const std::vector<StemGroup> & groups, size_t at) {
+    std::vector<TrunkPiece> pieces;
+    for (size_t g = 0; g < at; g++) {
+        const size_t keep = groups[g].shared;
+        while (!pieces.empty() && pieces.back().from >= keep) {
+            pieces.pop_back();
+        }
+        if (!pieces.empty()) {
+            pieces.back().until = std::min(pieces.back().until, keep);
+        }
+        if (keep < groups[g].stem.size()) {
+            pieces.push_back({g, keep, groups[g].stem.size()});
+        }
+    }
+    return pieces;
+}
+
+template <class T>
+void append_bytes(std::string & out, T value) {
+    out.append(reinterpret_cast<const char *>(&value), sizeof value);
+}
+
+template <class T>
+T read_bytes(const std::string & in, size_t & at) {
+    if (at + sizeof(T) > in.size()) {
+        throw RuntimeFailure("a rank's answers are cut short");
+    }
+    T value;
+    std::memcpy(&value, in.data() + at, sizeof value);
+    at += sizeof value;
+    return value;
+}
 
 }  // namespace
 
@@ -130,6 +202,29 @@ std::vector<Loglikelihood> ModelLanguageModel::loglikelihood(const std::vector<L
         }
         return a < b;
     });
+    const std::vector<StemGroup> groups = plan_groups(scored, order);
+
+    // This rank's groups [first, last): contiguous, balanced by the tokens they compute.
+    const int N = options_.ranks ? options_.ranks->size() : 1, rank = options_.ranks ? options_.ranks->rank() : 0;
+    long      total = 0;
+    for (const StemGroup & g : groups) {
+        total += g.cost;
+    }
+    size_t first = groups.size(), last = groups.size();
+    long   before = 0;
+    for (size_t g = 0; g < groups.size(); g++) {
+        const int owner = total > 0 ? (int) std::min<long>(N - 1, before * N / total) : 0;
+        if (owner == rank && first == groups.size()) {
+            first = g;
+        }
+        if (owner > rank && last == groups.size()) {
+            last = g;
+        }
+        before += groups[g].cost;
+    }
+    if (first > last) {
+        first = last;
+    }
 
     const ModelConfig &        config = decoder_.model().config();
     const int                  V      = decoder_.vocab_size();
@@ -137,37 +232,45 @@ std::vector<Loglikelihood> ModelLanguageModel::loglikelihood(const std::vector<L
     KvCache                    trunk(config, 0);
     std::vector<int32_t>       trunk_tokens;
     std::vector<KvCache>       branches;
-    long                       done = 0;
-
-    size_t g0 = 0;
-    while (g0 < order.size()) {
-        // The group: requests with the same stem (the tokens before the first scored position).
-        const std::span<const int32_t> stem = scored[order[g0]].stem();
-        size_t g1 = g0 + 1;
-        while (g1 < order.size()) {
-            std::span<const int32_t> other = scored[order[g1]].stem();
-            if (!std::equal(stem.begin(), stem.end(), other.begin(), other.end())) {
-                break;
-            }
-            g1++;
-        }
-        // The trunk keeps what it shares with this stem and computes the rest.
-        const size_t shared = common_prefix(trunk_tokens, stem);
-        trunk.truncate(static_cast<int>(shared));
-        trunk_tokens.resize(shared);
-        if (shared < stem.size()) {
-            const SequenceInput step{nullptr, &trunk, stem.subspan(shared), false};
+    long                       done = 0, computed = 0;
+    // Starting mid-way: the trunk as the groups before `first` left it, computed piece by piece as
+    // they computed it (each forward pass over the same tokens and the same cache before it).
+    if (first > 0 && first < last) {
+        for (const TrunkPiece & piece : trunk_before(groups, first)) {
+            const std::span<const int32_t> stem = groups[piece.group].stem;
+            trunk.truncate((int) piece.from);
+            const SequenceInput step{nullptr, &trunk, stem.subspan(piece.from), false};
             decoder_.forward({&step, 1});
-            stats_.computed_tokens += static_cast<long>(stem.size() - shared);
+            computed += (long) (stem.size() - piece.from);
+            trunk.truncate((int) piece.until);
+        }
+        const std::span<const int32_t> left = groups[first - 1].stem;
+        trunk_tokens.assign(left.begin(), left.end());
+    }
+    long own_requests = 0;
+    for (size_t g = first; g < last; g++) {
+        own_requests += (long) (groups[g].end - groups[g].begin);
+    }
+
+    for (size_t g = first; g < last; g++) {
+        const StemGroup &              group = groups[g];
+        const std::span<const int32_t> stem  = group.stem;
+        // The trunk keeps what it shares with this stem and computes the rest.
+        trunk.truncate(static_cast<int>(group.shared));
+        trunk_tokens.resize(group.shared);
+        if (group.shared < stem.size()) {
+            const SequenceInput step{nullptr, &trunk, stem.subspan(group.shared), false};
+            decoder_.forward({&step, 1});
+            computed += static_cast<long>(stem.size() - group.shared);
             trunk_tokens.assign(stem.begin(), stem.end());
         }
         // The group's own tokens, a batch of branches per forward pass over the trunk.
-        size_t b0 = g0;
-        while (b0 < g1) {
+        size_t b0 = group.begin;
+        while (b0 < group.end) {
             size_t b1 = b0;
             long   tokens = 0;
-            while (b1 < g1 && (b1 == b0 || tokens + (long) (scored[order[b1]].input.size() - stem.size()) <=
-                                               kTokensPerForward)) {
+            while (b1 < group.end && (b1 == b0 || tokens + (long) (scored[order[b1]].input.size() - stem.size()) <=
+                                                       kTokensPerForward)) {
                 tokens += static_cast<long>(scored[order[b1]].input.size() - stem.size());
                 b1++;
             }
@@ -182,7 +285,7 @@ std::vector<Loglikelihood> ModelLanguageModel::loglikelihood(const std::vector<L
                 steps.push_back({&trunk, &own, std::span<const int32_t>(r.input).subspan(stem.size()), true});
             }
             const float * logits = decoder_.forward(steps);
-            stats_.computed_tokens += tokens;
+            computed += tokens;
             for (size_t k = b0; k < b1; k++) {
                 const ScoredRequest & r = scored[order[k]];
                 Loglikelihood &       out = results[r.index];
@@ -196,32 +299,66 @@ std::vector<Loglikelihood> ModelLanguageModel::loglikelihood(const std::vector<L
             }
             b0 = b1;
         }
-        done += static_cast<long>(g1 - g0);
+        done += static_cast<long>(group.end - group.begin);
         if (options_.on_progress) {
-            options_.on_progress(done, static_cast<long>(order.size()));
+            options_.on_progress(done, own_requests);
         }
-        g0 = g1;
     }
+    if (N > 1) {
+        // Every rank's answers to every rank: (index, logprob, is_greedy) records.
+        std::string mine;
+        for (size_t g = first; g < last; g++) {
+            for (size_t k = groups[g].begin; k < groups[g].end; k++) {
+                const size_t i = scored[order[k]].index;
+                append_bytes(mine, (uint64_t) i);
+                append_bytes(mine, results[i].logprob);
+                append_bytes(mine, (uint8_t) results[i].is_greedy);
+            }
+        }
+        for (const std::string & theirs : options_.ranks->all_gather(mine)) {
+            for (size_t at = 0; at < theirs.size();) {
+                const auto i  = read_bytes<uint64_t>(theirs, at);
+                const auto lp = read_bytes<double>(theirs, at);
+                const auto gr = read_bytes<uint8_t>(theirs, at);
+                results.at(i) = {lp, gr != 0};
+            }
+        }
+        double sum = (double) computed;
+        options_.ranks->sum(&sum, 1);
+        computed = (long) sum;
+    }
+    stats_.computed_tokens += computed;
     return results;
 }
 
 std::vector<std::string> ModelLanguageModel::greedy_until(const std::vector<GreedyRequest> & requests) {
     // Requests with the same stop strings and limit are generated together.
-    std::vector<std::string> texts(requests.size());
-    std::vector<bool>        handled(requests.size(), false);
-    long                     done = 0;
+    std::vector<std::string>         texts(requests.size());
+    std::vector<bool>                handled(requests.size(), false);
+    std::vector<std::vector<size_t>> runs;
     for (size_t i = 0; i < requests.size(); i++) {
-        if (handled[i]) {
-            continue;
-        }
-        std::vector<size_t> members;
-        for (size_t j = i; j < requests.size(); j++) {
-            if (!handled[j] && requests[j].until == requests[i].until &&
-                requests[j].max_gen_toks == requests[i].max_gen_toks) {
-                members.push_back(j);
-                handled[j] = true;
+        if (!handled[i]) {
+            std::vector<size_t> & members = runs.emplace_back();
+            for (size_t j = i; j < requests.size(); j++) {
+                if (!handled[j] && requests[j].until == requests[i].until &&
+                    requests[j].max_gen_toks == requests[i].max_gen_toks) {
+                    members.push_back(j);
+                    handled[j] = true;
+                }
             }
         }
+    }
+    // Across ranks: rank r generates members [n r / N, n (r + 1) / N) of each run.
+    const int N = options_.ranks ? options_.ranks->size() : 1, rank = options_.ranks ? options_.ranks->rank() : 0;
+    auto      share = [&](size_t n) {
+        return std::pair<size_t, size_t>{n * (size_t) rank / (size_t) N, n * (size_t) (rank + 1) / (size_t) N};
+    };
+    long own_requests = 0, done = 0;
+    for (const auto & members : runs) {
+        own_requests += (long) (share(members.size()).second - share(members.size()).first);
+    }
+    for (const std::vector<size_t> & members : runs) {
+        const size_t i = members[0];
         const int max_new = requests[i].max_gen_toks;
         if (max_new <= 0) {
             throw InputError(fmt::format("greedy request {}: max_gen_toks must be positive", i));
@@ -256,18 +393,42 @@ std::vector<std::string> ModelLanguageModel::greedy_until(const std::vector<Gree
                 options.eos_ids.push_back(eos);
             }
         }
+        const size_t n = members.size();
+        const auto [from, to] = share(n);
+        const std::vector<std::vector<int32_t>> mine(prompts.begin() + (long) from, prompts.begin() + (long) to);
         const long base = done;
         std::vector<Generation> generations = generate(
-            decoder_, tokenizer_, prompts, options, std::max(1, options_.generation_batch), {}, [&](size_t, const Generation &) {
+            decoder_, tokenizer_, mine, options, std::max(1, options_.generation_batch), {}, [&](size_t, const Generation &) {
                 done++;
                 if (options_.on_progress) {
-                    options_.on_progress(done, static_cast<long>(requests.size()));
+                    options_.on_progress(done, own_requests);
                 }
             });
+        if (N > 1) {
+            std::string bytes;
+            for (const Generation & g : generations) {
+                append_bytes(bytes, (uint64_t) g.text.size());
+                bytes += g.text;
+            }
+            generations.clear();
+            for (const std::string & theirs : options_.ranks->all_gather(bytes)) {
+                for (size_t at = 0; at < theirs.size();) {
+                    const auto length = read_bytes<uint64_t>(theirs, at);
+                    if (length > theirs.size() - at) {
+                        throw RuntimeFailure("a rank's generations are cut short");
+                    }
+                    generations.emplace_back().text = theirs.substr(at, length);
+                    at += length;
+                }
+            }
+        }
+        if (generations.size() != n) {
+            throw RuntimeFailure(fmt::format("{} generations came back for {} requests", generations.size(), n));
+        }
         for (size_t k = 0; k < members.size(); k++) {
             texts[members[k]] = std::move(generations[k].text);
         }
-        done = base + static_cast<long>(members.size());
+        done = base + static_cast<long>(to - from);
     }
     return texts;
 }

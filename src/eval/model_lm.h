@@ -11,8 +11,18 @@
 // so a prefix shared with the previous request (the few-shot block, the question all choices
 // continue) is computed once in a "trunk" key/value cache; the requests that continue the same
 // context then run their own tokens together in one forward pass, each over the trunk.
+//
+// Across MPI ranks (ModelLmOptions::ranks): every rank tokenizes and plans all the requests, then
+// computes a contiguous run of the depth-first groups (balanced by tokens computed). A rank whose
+// run starts in the middle first rebuilds the trunk as one process would have it there, with the
+// same forward passes over the same tokens, so every log-likelihood has the bits one process
+// gives it (with the same kernels: the forward's results do not depend on the thread count).
+// Greedy generations are split in contiguous runs too; their batches then differ from one
+// process's, which can move logits in the last bits (as a different --batch can): a text changes
+// only where two tokens tie to within that. Every rank ends with every answer.
 #pragma once
 
+#include "core/communicator.h"
 #include "eval/language_model.h"
 #include "model/inference.h"
 #include "tokenizer/tokenizer.h"
@@ -31,8 +41,12 @@ struct ModelLmOptions {
     // greedy_until stops at these ids (model_eos_ids: the model folder's and the tokenizer's);
     // empty: the tokenizer's EOS and config.json's first eos_token_id.
     std::vector<int32_t> eos_ids;
-    // Progress: called with (requests done, requests in this call) now and then.
+    // Progress: called with (requests done, requests in this call) now and then; across ranks,
+    // this rank's share.
     std::function<void(long, long)> on_progress;
+    // The ranks that share the requests (every rank calls with the same requests); null: this
+    // process alone.
+    Communicator * ranks = nullptr;
 };
 
 // Counts for the closing report and the benchmark: tokens the requests hold (every request's

@@ -86,8 +86,8 @@ std::string merge_branches(const ParallelOptions & o) {
     return run.out;
 }
 
-// Under mpirun: the first half of the ranks (at least one) train the SFT branch, the others the
-// preference branch, each group data-parallel over its own communicator (a split of the world),
+// Under mpirun: the first ranks train the SFT branch (branch_ranks, else half of them rounded
+// down), the others the preference branch, each group data-parallel over its own communicator (a split of the world),
 // so each adapter is the bytes of its standalone run with the group's ranks and threads. Rank 0
 // writes the recipe and, when both branches are done, merges.
 PipelineSummary run_parallel_ranks(const ParallelOptions & o, Communicator & ranks) {
@@ -95,8 +95,16 @@ PipelineSummary run_parallel_ranks(const ParallelOptions & o, Communicator & ran
     if (ranks.size() < 2) {
         throw InputError("paft parallel under mpirun needs at least 2 ranks (one per branch)");
     }
-    const int  sft_ranks = ranks.size() / 2;
-    const bool on_sft    = ranks.rank() < sft_ranks;
+    int sft_ranks = ranks.size() / 2;
+    if (o.sft_ranks > 0) {
+        if (o.sft_ranks + o.preference_ranks != ranks.size()) {
+            throw InputError(fmt::format("branch_ranks (--branch-ranks) {}:{} asks for {} ranks; this job has {}",
+                                         o.sft_ranks, o.preference_ranks, o.sft_ranks + o.preference_ranks,
+                                         ranks.size()));
+        }
+        sft_ranks = o.sft_ranks;
+    }
+    const bool on_sft = ranks.rank() < sft_ranks;
     if (ranks.rank() == 0) {
         save_recipe(o);
         fmt::print(stderr, "paft parallel: ranks: sft {}, {} {}\n", sft_ranks, method_name(o.preference.method),

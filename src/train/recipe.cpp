@@ -589,6 +589,7 @@ std::vector<std::string> candidate_keys(const std::string & section, bool parall
     }
     names.push_back("method");
     if (parallel && section.empty()) {
+        names.push_back("branch_ranks");
         names.insert(names.end(), std::begin(kSections), std::end(kSections));
     }
     return names;
@@ -739,7 +740,9 @@ private:
                     const std::string & where) {
         const std::string path = section.empty() ? name : section + "." + name;
         Setting           s{section, name, std::nullopt, false, where, where + ": " + path};
-        const bool known = section == "merge" ? find_merge_key(name) != nullptr : find_key(name) || name == "method";
+        const bool known = section == "merge" ? find_merge_key(name) != nullptr
+                                              : find_key(name) || name == "method" ||
+                                                    (parallel_ && section.empty() && name == "branch_ranks");
         if (!known) {
             unknown_key(s, parallel_);
         }
@@ -856,6 +859,25 @@ void apply_shared(ParallelOptions & p, const Setting & s) {
         with_label(s, [&] { p.threads = parse_integer<int>(value_text(s, Kind::integer, nullptr)); });
         return;
     }
+    if (s.key == "branch_ranks") {
+        const std::string text  = value_text(s, Kind::text, "half");
+        const size_t      colon = text.find(':');
+        if (text == "half") {
+            p.sft_ranks = p.preference_ranks = 0;
+            return;
+        }
+        with_label(s, [&] {
+            if (colon == std::string::npos) {
+                throw InputError("expected SFT:PREFERENCE rank counts (e.g. 1:3) or half, got " + quote(text));
+            }
+            p.sft_ranks        = parse_integer<int>(text.substr(0, colon));
+            p.preference_ranks = parse_integer<int>(text.substr(colon + 1));
+            if (p.sft_ranks < 1 || p.preference_ranks < 1) {
+                throw InputError("each branch needs at least one rank, got " + quote(text));
+            }
+        });
+        return;
+    }
     if (s.key == "method") {
         fail(s, "the preference branch's method (dpo or orpo) goes in the preference: section");
     }
@@ -953,6 +975,8 @@ const std::vector<ParallelFlag> & parallel_flags() {
         {"--threads", "threads", Kind::integer, "Threads for the whole run (0 = every core)"},
         {"--sft-threads", "sft.threads", Kind::integer, "Threads of the SFT branch (0 = an even split)"},
         {"--pref-threads", "preference.threads", Kind::integer, "Threads of the preference branch (0 = an even split)"},
+        {"--branch-ranks", "branch_ranks", Kind::text,
+         "Under mpirun: ranks of the SFT and preference branches, SFT:PREF (e.g. 1:3; default half)"},
         {"--seed", "seed", Kind::integer, "Seed of both branches"},
         {"--l1-lambda", "sft.l1_lambda", Kind::number, "SFT: weight of the L1 penalty on the adapter's delta"},
         {"--beta", "preference.beta", Kind::number, "DPO's beta; ORPO's lambda"},
@@ -1181,6 +1205,8 @@ void validate(const ParallelOptions & p) {
 std::string recipe_yaml(const ParallelOptions & p) {
     std::string out = "# paft parallel recipe: every option of the run (paft parallel --config FILE reads it)\n";
     out += fmt::format("output_dir: {}\nthreads: {}\n", yaml_scalar(p.output_dir), p.threads);
+    out += fmt::format("branch_ranks: {}  # under mpirun: SFT:PREFERENCE ranks, or half\n",
+                       p.sft_ranks > 0 ? fmt::format("\"{}:{}\"", p.sft_ranks, p.preference_ranks) : "half");
     // Keys both branches use and agree on are written once, at the top level.
     auto shared = [&p](const Key & k) {
         const std::string name = k.name;

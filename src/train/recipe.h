@@ -68,6 +68,9 @@ struct ParallelOptions {
     std::string  output_dir;
     int          threads     = 0;  // for the whole run; 0 = every core
     int          sft_threads = 0, preference_threads = 0;  // each branch's share; 0 = an even split
+    // Under mpirun: the ranks of each branch (they add up to the job's); 0, 0 = the first half
+    // (rounded down) SFT, the rest preference. Recipe key branch_ranks: "S:P" or half.
+    int sft_ranks = 0, preference_ranks = 0;
 };
 
 // Each branch at its method's defaults (sft, and dpo or orpo); merge at MergeOptions' defaults.
@@ -92,7 +95,7 @@ struct ParallelFlags {
 };
 
 // --model, --sft-data, --pref-data, --pref-method, --out, --config, --threads, --sft-threads,
-// --pref-threads, --seed, --l1-lambda (sft), --beta (preference), --resume, --no-merge,
+// --pref-threads, --branch-ranks, --seed, --l1-lambda (sft), --beta (preference), --resume, --no-merge,
 // --merge-method (and the other merge keys), and --set PATH=VALUE for any recipe key
 // (PATH: KEY for both branches, sft.KEY, preference.KEY, merge.KEY).
 void add_parallel_flags(CLI::App & cmd, ParallelFlags & flags);
