@@ -162,3 +162,67 @@ TEST_F(MpiGenerate, APromptRunsInOneProcess) {
 }
 
 }  // namespace
+
+namespace {
+
+// `mpirun -np 2 paft run` with one thread a rank against one process of two threads: the trainings
+// are shared as two workers are (the same bytes), the evaluations decode a small model on one
+// thread either way; merges and exports are rank 0's. Every adapter, model and score is the same.
+TEST_F(MpiEval, RunOverTwoRanksEqualsOneProcess) {
+    RunResult r = run_paft({"synth", "--out", (dir / "world").string(), "--seed", "3", "--people", "12",
+                            "--heldout-people", "4", "--corpus-docs", "300", "--sft-examples", "32",
+                            "--pref-examples", "32", "--judge-prompts", "4", "--vocab-size", "300"},
+                           dir);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const fs::path world = dir / "world";
+    r = run_paft({"pretrain", "--data", (world / "corpus.jsonl").string(), "--tokenizer",
+                  (world / "tokenizer").string(), "--out", (dir / "base").string(), "--preset", "paft-tiny",
+                  "--seq-len", "64", "--batch-size", "8", "--max-steps", "2", "--threads", "2"},
+                 dir);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    auto recipe = [&](const std::string & out, int threads) {
+        const std::string text =
+            "output_dir: " + (dir / out).string() + "\nmodel_name_or_path: " + (dir / "base").string() +
+            "\nthreads: " + std::to_string(threads) +
+            "\nseed: 1\nlora_r: 4\nlora_alpha: 8\nmax_steps: 2\nper_device_train_batch_size: 4\nlogging_steps: 1\n"
+            "save_steps: 0\nsft:\n  train_data: " + (world / "sft.jsonl").string() +
+            "\n  learning_rate: 1.0e-3\n  l1_lambda: 1.0e-3\npreference:\n  method: dpo\n  train_data: " +
+            (world / "prefs.jsonl").string() + "\n  learning_rate: 1.0e-3\nmerges:\n  - {method: ties, densities: "
+            "[0.5, 0.5]}\nevaluation:\n  tasks: [" + (world / "tasks/world_facts.yaml").string() +
+            "]\n  limit: 4\n  winrate: " + (world / "judge.jsonl").string() + "\n  max_new_tokens: 6\n";
+        spit(dir / (out + ".yaml"), text);
+        return (dir / (out + ".yaml")).string();
+    };
+    const RunResult one = run_paft({"run", recipe("one", 2)}, dir);
+    ASSERT_EQ(one.code, 0) << describe(one);
+    const RunResult two = run_mpi(2, {"run", recipe("two", 1)}, dir);
+    ASSERT_EQ(two.code, 0) << describe(two);
+    EXPECT_EQ(count_of(two.out, "report: "), 1u) << two.out;
+    const std::vector<std::string> files = {
+        "adapters/sft/adapter_model.safetensors",       "adapters/sft-sparse/adapter_model.safetensors",
+        "adapters/dpo/adapter_model.safetensors",       "merged/paft-ties/model.safetensors",
+        "merged/parallel-ties/model.safetensors",       "sequential/sft-dpo/model/model.safetensors",
+        "sequential/sft-sparse-dpo/dpo/adapter_model.safetensors", "eval/paft-ties/results.json",
+        "eval/base/results.json",                       "eval/dpo/winrate_answers.jsonl"};
+    // The runs' own folders are named in the results: "two" read as "one".
+    auto as_one = [&](std::string text) {
+        const std::string two = (dir / "two").string(), one = (dir / "one").string();
+        for (size_t at = text.find(two); at != std::string::npos; at = text.find(two, at + one.size())) {
+            text.replace(at, two.size(), one);
+        }
+        return text;
+    };
+    for (const std::string & f : files) {
+        ASSERT_TRUE(fs::exists(dir / "one" / f)) << f;
+        EXPECT_EQ(as_one(slurp(dir / "two" / f)), slurp(dir / "one" / f)) << f;
+    }
+    const json a = json::parse(slurp(dir / "one/results.json"));
+    const json b = json::parse(as_one(slurp(dir / "two/results.json")));
+    EXPECT_EQ(b["rows"], a["rows"]);
+    // Run again across the ranks: every stage is reused.
+    const RunResult again = run_mpi(2, {"run", recipe("two", 1)}, dir);
+    ASSERT_EQ(again.code, 0) << describe(again);
+    EXPECT_NE(again.out.find("stages reused"), std::string::npos) << again.out;
+}
+
+}  // namespace

@@ -252,6 +252,26 @@ TEST_F(MpiTrain, ParallelBranchGroupsEqualStandaloneRuns) {
     EXPECT_NE(bad.err.find("this job has 4"), std::string::npos) << bad.err;
 }
 
+// paft sequential over 2 ranks: both stages shared by the ranks, one after the other; the bytes
+// of one process of 2 threads.
+TEST_F(MpiTrain, SequentialOverRanksEqualsOneProcess) {
+    auto sequential = [&](const fs::path & out, int threads) {
+        return std::vector<std::string>{"sequential", "--model", (dir / "model").string(), "--sft-data",
+                                        (dir / "sft.jsonl").string(), "--pref-data", (dir / "pref.jsonl").string(),
+                                        "--out", out.string(), "--threads", std::to_string(threads), "--set",
+                                        "max_steps=3", "--set", "per_device_train_batch_size=4"};
+    };
+    RunResult ranks = run_job(2, sequential(dir / "ranks", 1), dir);
+    ASSERT_EQ(ranks.code, 0) << describe(ranks);
+    RunResult alone = run_job(0, sequential(dir / "alone", 2), dir);
+    ASSERT_EQ(alone.code, 0) << describe(alone);
+    for (const char * file : {"sft/adapter_model.safetensors", "preference/adapter_model.safetensors",
+                              "sft-model/model.safetensors", "model/model.safetensors"}) {
+        ASSERT_TRUE(fs::exists(dir / "alone" / file)) << file;
+        EXPECT_EQ(slurp(dir / "ranks" / file), slurp(dir / "alone" / file)) << file;
+    }
+}
+
 TEST_F(MpiTrain, BadInputStopsEveryRankWithExitTwo) {
     std::vector<std::string> a = train_args("sft", dir / "out", 1);
     a[std::find(a.begin(), a.end(), "--data") - a.begin() + 1] = (dir / "missing.jsonl").string();

@@ -1,5 +1,7 @@
 // paft run: the whole PAFT comparison from one recipe (src/run/experiment.h), with its report.
+// Under mpirun its trainings and evaluations are shared among the ranks (src/run/stages.h).
 #include "cli/commands.h"
+#include "core/communicator.h"
 #include "core/error.h"
 #include "io/fs.h"
 #include "run/experiment.h"
@@ -33,6 +35,9 @@ void register_run(CLI::App & app) {
         if (!opt->plan_json.empty() && !opt->plan) {
             throw InputError("--plan-json goes with --plan");
         }
+        if (opt->plan && world().size() > 1) {
+            throw InputError("--plan looks at this machine alone: run it without mpirun");
+        }
         if (opt->plan) {
             const RunPlan plan = plan_run(recipe);
             fmt::print("{}", plan.table());
@@ -43,6 +48,9 @@ void register_run(CLI::App & app) {
             return;
         }
         const RunSummary s = run_experiment(recipe);
+        if (world().rank() != 0) {  // rank 0 reports
+            return;
+        }
         fmt::print("\n{}\n", s.table);
         fmt::print("report: {} ({:.1f} s", s.report, s.seconds);
         int reused = 0;

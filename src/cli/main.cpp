@@ -45,10 +45,12 @@ int main(int argc, char ** argv) {
     if (ranks > 1 && argc > 1) {
         const std::string command = argv[1];
         if (command != "sft" && command != "dpo" && command != "orpo" && command != "pretrain" &&
-            command != "parallel" && command != "eval" && command != "generate") {
+            command != "parallel" && command != "sequential" && command != "run" && command != "eval" &&
+            command != "generate") {
             if (paft::world().rank() == 0) {
                 fmt::print(stderr, "paft: error: '{}' does not run across MPI ranks (sft, dpo, orpo, pretrain, "
-                                   "parallel, eval and generate --data do); run it without mpirun\n",
+                                   "parallel, sequential, run, eval and generate --data do); run it without "
+                                   "mpirun\n",
                            command);
             }
             paft::world().barrier();  // rank 0's message is out before any rank aborts the job

@@ -1,6 +1,7 @@
 #include "run/experiment.h"
 
 #include "core/backend.h"
+#include "core/communicator.h"
 #include "core/error.h"
 #include "eval/eval_progress.h"
 #include "eval/evaluator.h"
@@ -58,7 +59,7 @@ public:
     explicit Experiment(const RunRecipe & r) :
         r_(r),
         threads_(r.train.threads),
-        stages_(r.train.output_dir + "/stages", stage_count(r)),
+        stages_(r.train.output_dir + "/stages", stage_count(r), world()),
         L_(r) {}
 
     RunSummary run() {
@@ -93,7 +94,9 @@ public:
         s.stages  = stages_.records();
         s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ReportInputs in{r_, s.rows, s.stages, s.seconds, adapters_for_sparsity(pref_title), curves(pref_title)};
-        s.report = write_report(L_.out, in, s.table);
+        if (rank0()) {
+            s.report = write_report(L_.out, in, s.table);
+        }
         return s;
     }
 
@@ -113,7 +116,14 @@ private:
         return base_;
     }
 
-    void copy_recipe() const { write_file_atomic(L_.out + "/recipe.yaml", read_file(r_.path)); }
+    void copy_recipe() const {
+        if (rank0()) {
+            write_file_atomic(L_.out + "/recipe.yaml", read_file(r_.path));
+        }
+    }
+
+    // Under mpirun: rank 0 writes the run's files; the trainings and evaluations are shared.
+    static bool rank0() { return world().rank() == 0; }
 
     // The stage fingerprint's shared part: the synthetic world's, when the data comes from it.
     ordered_json upstream() const { return {{"synth", synth_fp_}}; }
@@ -128,7 +138,8 @@ private:
                            {"heldout_people", w.heldout_people}, {"corpus_docs", w.corpus_docs},
                            {"sft_examples", w.sft_examples},     {"pref_examples", w.pref_examples},
                            {"judge_prompts", w.judge_prompts},   {"vocab_size", w.vocab_size}};
-        synth_fp_ = stages_.run("synth", in, {dir}, [&](StageRecord &) { write_world(dir, w); }).fingerprint;
+        synth_fp_ = stages_.run("synth", in, {dir}, [&](StageRecord &) { write_world(dir, w); }, StageRanks::first)
+                        .fingerprint;
     }
 
     ordered_json train_inputs(const TrainOptions & o, const std::string & model_fp) const {
@@ -140,7 +151,7 @@ private:
                        const std::string & label) const {
         auto         backend = make_backend(threads_);
         TrainData    data    = load_train_data(o, model->config());
-        Trainer      trainer(*backend, std::move(model), o, std::move(data), threads_);
+        Trainer      trainer(*backend, std::move(model), o, std::move(data), backend->threads(), &world());
         trainer.set_label(label);
         TrainSummary t = trainer.run();
         rec.info       = {{"steps", t.global_step},
@@ -172,10 +183,15 @@ private:
         const StageRecord rec = stages_.run("sequential/" + sft_name + "-" + L_.pref, in, {dir}, [&](StageRecord & r) {
             auto model = Model::load(L_.base, r_.train.sft.load_options());
             fold_lora_adapter(*model, LoraAdapter::load(L_.adapter(sft_name), model->config()));
-            save_model_dir(*model, L_.base, o.model);
+            if (rank0()) {
+                save_model_dir(*model, L_.base, o.model);
+            }
+            world().barrier();  // the preference stage's base is on disk before any rank trains from it
             train_adapter(r, model, o, "seq-" + L_.pref);
-            fold_lora_adapter(*model, LoraAdapter::load(o.output_dir, model->config()));
-            save_model_dir(*model, L_.base, dir + "/model");
+            if (rank0()) {
+                fold_lora_adapter(*model, LoraAdapter::load(o.output_dir, model->config()));
+                save_model_dir(*model, L_.base, dir + "/model");
+            }
         });
         model_fp_["sequential-" + sft_name] = rec.fingerprint;
     }
@@ -203,7 +219,7 @@ private:
         const StageRecord rec = stages_.run("merge/" + variant + "-" + m.method, in, {run.out}, [&](StageRecord & r) {
             const MergeReport report = run_merge(config, run);
             r.info = {{"tensors", report.tensors}, {"merged", report.merged}, {"bytes", report.bytes_out}};
-        });
+        }, StageRanks::first);
         model_fp_[variant + "-" + m.method] = rec.fingerprint;
     }
 
@@ -224,7 +240,7 @@ private:
             make_dirs(L_.out + "/gguf");
             const GgufExportReport report = export_gguf(o);
             r.info = {{"file", o.out}, {"bytes", report.bytes}, {"tensors", report.tensors}};
-        });
+        }, StageRanks::first);
     }
 
     // What a row's model was made from.
@@ -296,6 +312,7 @@ private:
         lm_options.generation_batch = e.batch;
         lm_options.eos_ids          = model_eos_ids(L_.base, tokenizer);
         lm_options.on_progress      = bars.on_requests();
+        lm_options.ranks            = &world();
         ModelLanguageModel lm(*backend, model, tokenizer, lm_options);
         EvalOptions        options;
         options.num_fewshot = e.num_fewshot;
@@ -305,7 +322,9 @@ private:
         report.config["model"]      = "paft";
         report.config["model_args"] = fmt::format("pretrained={}{}", row.model,
                                                   row.adapters.empty() ? "" : ",peft=" + row.adapters.front());
-        write_results_json(dir + "/results.json", report);
+        if (rank0()) {
+            write_results_json(dir + "/results.json", report);
+        }
         ordered_json info = {{"scores", results_json(report)["results"]}};
 
         if (!e.winrate.empty()) {
@@ -324,10 +343,12 @@ private:
                              .dump() +
                          "\n";
             }
-            write_file_atomic(dir + "/winrate_answers.jsonl", lines);
             info["win_rate"] = {{"win_rate", rate.win_rate}, {"std_error", rate.std_error}, {"cases", rate.cases},
                                 {"wins", rate.wins},         {"ties", rate.ties}};
-            write_file_atomic(dir + "/winrate.json", info["win_rate"].dump(2) + "\n");
+            if (rank0()) {
+                write_file_atomic(dir + "/winrate_answers.jsonl", lines);
+                write_file_atomic(dir + "/winrate.json", info["win_rate"].dump(2) + "\n");
+            }
         }
         return info;
     }

@@ -91,7 +91,8 @@ nlohmann::ordered_json stage_record_json(const StageRecord & r) {
             {"info", r.info}};
 }
 
-StageRunner::StageRunner(std::string stages_dir, int total) : dir_(std::move(stages_dir)), total_(total) {
+StageRunner::StageRunner(std::string stages_dir, int total, Communicator & ranks) :
+    dir_(std::move(stages_dir)), total_(total), ranks_(ranks) {
     make_dirs(dir_);
 }
 
@@ -102,38 +103,51 @@ std::string StageRunner::record_path(const std::string & name) const {
 }
 
 void StageRunner::write(const StageRecord & r) const {
-    write_file_atomic(record_path(r.name), stage_record_json(r).dump(2) + "\n");
+    if (ranks_.rank() == 0) {
+        write_file_atomic(record_path(r.name), stage_record_json(r).dump(2) + "\n");
+    }
 }
 
 StageRecord StageRunner::run(const std::string & name, const nlohmann::ordered_json & inputs,
                              const std::vector<std::string> & outputs,
-                             const std::function<void(StageRecord &)> & work) {
+                             const std::function<void(StageRecord &)> & work, StageRanks who) {
     index_++;
+    const bool  first = ranks_.rank() == 0;
     StageRecord r;
     r.name        = name;
     r.fingerprint = fingerprint_text(inputs.dump());
+    // Rank 0 reads the earlier record; every rank learns the one it found done, if any.
+    std::string done_before;
     const std::string path = record_path(name);
-    if (fs::exists(path)) {
+    if (first && fs::exists(path)) {
         nlohmann::ordered_json old = nlohmann::ordered_json::parse(read_file(path), nullptr, false);
         const bool same = !old.is_discarded() && old.value("fingerprint", "") == r.fingerprint;
         if (same && old.value("status", "") == "done") {
-            r.status          = "done";
-            r.seconds         = old.value("seconds", 0.0);
-            r.peak_memory     = old.value("peak_memory_bytes", (uint64_t) 0);
-            r.peak_of_process = old.value("peak_of_process", false);
-            r.info            = old.value("info", nlohmann::ordered_json::object());
-            r.reused          = true;
-            fmt::print(stderr, "paft run [{}/{}] {}: done before, reused\n", index_, total_, name);
-            records_.push_back(r);
-            return r;
-        }
-        if (!same) {
+            done_before = old.dump();
+        } else if (!same) {
             for (const std::string & out : outputs) {
                 fs::remove_all(out);  // made from other settings
             }
         }
     }
-    fmt::print(stderr, "paft run [{}/{}] {}\n", index_, total_, name);
+    ranks_.broadcast(done_before, 0);
+    if (!done_before.empty()) {
+        const nlohmann::ordered_json old = nlohmann::ordered_json::parse(done_before);
+        r.status          = "done";
+        r.seconds         = old.value("seconds", 0.0);
+        r.peak_memory     = old.value("peak_memory_bytes", (uint64_t) 0);
+        r.peak_of_process = old.value("peak_of_process", false);
+        r.info            = old.value("info", nlohmann::ordered_json::object());
+        r.reused          = true;
+        if (first) {
+            fmt::print(stderr, "paft run [{}/{}] {}: done before, reused\n", index_, total_, name);
+        }
+        records_.push_back(r);
+        return r;
+    }
+    if (first) {
+        fmt::print(stderr, "paft run [{}/{}] {}\n", index_, total_, name);
+    }
     r.status = "running";
     write(r);
     // Memory earlier stages freed but the allocator kept goes back to the system first, so that the
@@ -141,10 +155,19 @@ StageRecord StageRunner::run(const std::string & name, const nlohmann::ordered_j
     release_free_memory();
     r.peak_of_process = !reset_peak_resident();
     const auto t0     = std::chrono::steady_clock::now();
-    work(r);
+    if (who == StageRanks::every || first) {
+        work(r);
+    }
     r.seconds     = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.peak_memory = peak_resident_bytes();
     r.status      = "done";
+    if (ranks_.size() > 1) {  // rank 0's figures (the others wait here for a stage of its alone)
+        std::string info = r.info.dump();
+        ranks_.broadcast(info, 0);
+        r.info = nlohmann::ordered_json::parse(info);
+        ranks_.broadcast(&r.seconds, sizeof r.seconds, 0);
+        ranks_.broadcast(&r.peak_memory, sizeof r.peak_memory, 0);
+    }
     write(r);
     records_.push_back(r);
     return r;

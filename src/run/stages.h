@@ -4,7 +4,14 @@
 // whose record says "done" with the same fingerprint; a stage cut short ("running") continues with
 // its outputs as they are (trainers resume from their checkpoints); a stage whose settings changed
 // has its outputs removed and runs again.
+//
+// Under mpirun every rank runs the same stages in the same order: rank 0 decides whether a stage
+// is reused, removes old outputs and writes the records; a stage's work runs on every rank (a
+// training or an evaluation, shared among them) or on rank 0 alone (file work: a merge, an
+// export), and every rank leaves the stage with rank 0's record.
 #pragma once
+
+#include "core/communicator.h"
 
 #include <nlohmann/json.hpp>
 
@@ -34,22 +41,28 @@ std::string file_fingerprint(const std::string & path);
 // too large to hash on every run).
 std::string folder_fingerprint(const std::string & dir);
 
+// Who runs a stage's work under MPI.
+enum class StageRanks { every, first };
+
 class StageRunner {
 public:
-    // `stages_dir` holds the records; `total` stages are expected (for "[k/total]" lines).
-    StageRunner(std::string stages_dir, int total);
+    // `stages_dir` holds the records; `total` stages are expected (for "[k/total]" lines); `ranks`
+    // run the stages together.
+    StageRunner(std::string stages_dir, int total, Communicator & ranks = world());
 
     // Runs `work` (which fills the record's info) unless the stage is done with this fingerprint.
     // `outputs` (files or folders) are removed first when an earlier record has another
-    // fingerprint. Returns the record (reused or new).
+    // fingerprint. Returns the record (reused or new), the same on every rank.
     StageRecord run(const std::string & name, const nlohmann::ordered_json & inputs,
-                    const std::vector<std::string> & outputs, const std::function<void(StageRecord &)> & work);
+                    const std::vector<std::string> & outputs, const std::function<void(StageRecord &)> & work,
+                    StageRanks who = StageRanks::every);
 
     const std::vector<StageRecord> & records() const { return records_; }
 
 private:
     std::string              dir_;
     int                      total_, index_ = 0;
+    Communicator &           ranks_;
     std::vector<StageRecord> records_;
     std::string              record_path(const std::string & name) const;
     void                     write(const StageRecord & record) const;

@@ -174,15 +174,19 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
 }
 
 PipelineSummary run_sequential(const ParallelOptions & o) {
-    const auto t0 = std::chrono::steady_clock::now();
-    save_recipe(o);
-    const int  threads = every_core(o.threads);
-    auto       backend = make_backend(threads);
+    // Under mpirun both stages are shared among all the ranks, one after the other; rank 0 writes.
+    Communicator & ranks = world();
+    const auto     t0    = std::chrono::steady_clock::now();
+    if (ranks.rank() == 0) {
+        save_recipe(o);
+    }
+    auto            backend = make_backend(o.threads);
+    const int       threads = backend->threads();
     PipelineSummary s;
     std::shared_ptr<Model> model = Model::load(o.sft.model, o.sft.load_options());
     {
         TrainData data = load_train_data(o.sft, model->config());
-        Trainer   sft(*backend, model, o.sft, std::move(data), threads);
+        Trainer   sft(*backend, model, o.sft, std::move(data), threads, &ranks);
         sft.set_label("sft");
         s.sft = sft.run();
         fold_lora_adapter(*model, sft.adapter());
@@ -190,20 +194,25 @@ PipelineSummary run_sequential(const ParallelOptions & o) {
     // The preference stage's base (and reference) is the SFT model, saved so that its adapter
     // has a base on disk (adapter_config.json names it).
     const std::string sft_model = o.output_dir + "/sft-model";
-    save_model_dir(*model, o.sft.model, sft_model);
+    if (ranks.rank() == 0) {
+        save_model_dir(*model, o.sft.model, sft_model);
+    }
+    ranks.barrier();
     TrainOptions pref_options = o.preference;
     pref_options.model        = sft_model;
     if (pref_options.tokenizer.empty()) {
         pref_options.tokenizer = o.preference.model;
     }
     TrainData data = load_train_data(pref_options, model->config());
-    Trainer   pref(*backend, model, pref_options, std::move(data), threads);
+    Trainer   pref(*backend, model, pref_options, std::move(data), threads, &ranks);
     pref.set_label(method_name(o.preference.method));
     s.preference = pref.run();
     if (o.merge_enabled) {
         fold_lora_adapter(*model, pref.adapter());
         s.model_dir = o.output_dir + "/model";
-        save_model_dir(*model, o.sft.model, s.model_dir);
+        if (ranks.rank() == 0) {
+            save_model_dir(*model, o.sft.model, s.model_dir);
+        }
     }
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;
