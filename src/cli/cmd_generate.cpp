@@ -196,25 +196,19 @@ void generate_across_ranks(GenerationSetup & setup, const GenerateOptions & o, c
     double     tokens = 0;
     const auto start  = std::chrono::steady_clock::now();
     for (size_t at = done; at < records.size(); at += per_round) {
-        const size_t      n    = std::min(per_round, records.size() - at);
-        const size_t      from = at + n * rank / N, to = at + n * (rank + 1) / N;
+        const size_t      n       = std::min(per_round, records.size() - at);
         GenerationOptions options = setup.options();
-        options.first_index       = from;
-        const std::vector<std::vector<int32_t>> share(prompts.begin() + (long) from, prompts.begin() + (long) to);
-        const std::vector<Generation> generations = generate(setup.decoder(), setup.tokenizer(), share, options, o.batch);
-        std::string lines;
-        double      round_tokens = 0;
-        for (size_t i = 0; i < generations.size(); i++) {
-            lines += output_line(records[from + i], generations[i], generator);
-            round_tokens += (double) generations[i].tokens.size();
-        }
-        const std::vector<std::string> all = ranks.all_gather(lines);
-        ranks.sum(&round_tokens, 1);
-        tokens += round_tokens;
+        options.first_index       = at;
+        const std::vector<std::vector<int32_t>> round(prompts.begin() + (long) at, prompts.begin() + (long) (at + n));
+        const std::vector<Generation>           generations =
+            generate_shared(setup.decoder(), setup.tokenizer(), round, options, o.batch, &ranks);
         if (rank == 0) {
-            for (const std::string & theirs : all) {
-                write_or_fail(f, theirs, target);
+            std::string lines;
+            for (size_t i = 0; i < n; i++) {
+                lines += output_line(records[at + i], generations[i], generator);
+                tokens += (double) generations[i].tokens.size();
             }
+            write_or_fail(f, lines, target);
         }
         progress.set_status(fmt::format("{:.1f} tok/s", tokens / seconds_since(start)));
         progress.update((long) (at + n));

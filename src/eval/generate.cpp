@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 
@@ -175,6 +176,86 @@ std::vector<Generation> generate(Decoder & decoder, const Tokenizer & tokenizer,
         caches.resize(kept);
     }
     return results;
+}
+
+namespace {
+
+template <class T>
+void append_value(std::string & out, T value) {
+    out.append(reinterpret_cast<const char *>(&value), sizeof value);
+}
+
+template <class T>
+T read_value(const std::string & in, size_t & at) {
+    if (at + sizeof(T) > in.size()) {
+        throw RuntimeFailure("a rank's generations are cut short");
+    }
+    T value;
+    std::memcpy(&value, in.data() + at, sizeof value);
+    at += sizeof value;
+    return value;
+}
+
+void append_text(std::string & out, const std::string & text) {
+    append_value(out, (uint64_t) text.size());
+    out += text;
+}
+
+std::string read_text(const std::string & in, size_t & at) {
+    const auto length = read_value<uint64_t>(in, at);
+    if (length > in.size() - at) {
+        throw RuntimeFailure("a rank's generations are cut short");
+    }
+    at += length;
+    return in.substr(at - length, length);
+}
+
+}  // namespace
+
+std::vector<Generation> generate_shared(Decoder & decoder, const Tokenizer & tokenizer,
+                                        const std::vector<std::vector<int32_t>> & prompts,
+                                        const GenerationOptions & options, int batch, Communicator * ranks,
+                                        const DoneCallback & on_done) {
+    if (!ranks || ranks->size() == 1) {
+        return generate(decoder, tokenizer, prompts, options, batch, {}, on_done);
+    }
+    const size_t n = prompts.size(), N = (size_t) ranks->size(), r = (size_t) ranks->rank();
+    const size_t from = n * r / N, to = n * (r + 1) / N;
+    GenerationOptions mine_options = options;
+    mine_options.first_index       = options.first_index + from;
+    const std::vector<std::vector<int32_t>> mine(prompts.begin() + (long) from, prompts.begin() + (long) to);
+    const std::vector<Generation> own = generate(decoder, tokenizer, mine, mine_options, batch, {},
+                                                 [&](size_t i, const Generation & g) {
+                                                     if (on_done) {
+                                                         on_done(from + i, g);
+                                                     }
+                                                 });
+    std::string bytes;
+    for (const Generation & g : own) {
+        append_value(bytes, (uint64_t) g.tokens.size());
+        bytes.append(reinterpret_cast<const char *>(g.tokens.data()), g.tokens.size() * sizeof(int32_t));
+        append_text(bytes, g.text);
+        append_text(bytes, g.finish_reason);
+    }
+    std::vector<Generation> all;
+    for (const std::string & theirs : ranks->all_gather(bytes)) {
+        for (size_t at = 0; at < theirs.size();) {
+            Generation & g     = all.emplace_back();
+            const auto   count = read_value<uint64_t>(theirs, at);
+            if (count > (theirs.size() - at) / sizeof(int32_t)) {
+                throw RuntimeFailure("a rank's generations are cut short");
+            }
+            g.tokens.resize(count);
+            std::memcpy(g.tokens.data(), theirs.data() + at, count * sizeof(int32_t));
+            at += count * sizeof(int32_t);
+            g.text          = read_text(theirs, at);
+            g.finish_reason = read_text(theirs, at);
+        }
+    }
+    if (all.size() != n) {
+        throw RuntimeFailure(fmt::format("{} generations came back for {} prompts", all.size(), n));
+    }
+    return all;
 }
 
 std::vector<int32_t> model_eos_ids(const std::string & model_dir, const Tokenizer & tokenizer) {

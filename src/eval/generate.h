@@ -11,6 +11,7 @@
 // max_position_embeddings (the positions just keep going); callers may warn.
 #pragma once
 
+#include "core/communicator.h"
 #include "eval/sampling.h"
 #include "model/inference.h"
 #include "tokenizer/tokenizer.h"
@@ -54,6 +55,16 @@ std::vector<Generation> generate(Decoder & decoder, const Tokenizer & tokenizer,
                                  const std::vector<std::vector<int32_t>> & prompts,
                                  const GenerationOptions & options, int batch,
                                  const TextCallback & on_text = {}, const DoneCallback & on_done = {});
+
+// generate() with the prompts shared among `ranks` (null or one rank: generate() itself): rank r
+// generates prompts [n r / N, n (r + 1) / N) (keyed by their index here, so sampled draws are one
+// process's) in its own batches, and every rank returns every Generation. `on_done` sees this
+// rank's prompts (their indices here). Batches differ from one process's, which can move a logit
+// in its last bits, as another `batch` can.
+std::vector<Generation> generate_shared(Decoder & decoder, const Tokenizer & tokenizer,
+                                        const std::vector<std::vector<int32_t>> & prompts,
+                                        const GenerationOptions & options, int batch, Communicator * ranks,
+                                        const DoneCallback & on_done = {});
 
 // The ids that end a generation for the model in DIR: the tokenizer's eos_token and the
 // eos_token_id of DIR/config.json and DIR/generation_config.json (an id or a list of ids; either

@@ -348,7 +348,7 @@ std::vector<std::string> ModelLanguageModel::greedy_until(const std::vector<Gree
             }
         }
     }
-    // Across ranks: rank r generates members [n r / N, n (r + 1) / N) of each run.
+    // Across ranks, generate_shared gives rank r members [n r / N, n (r + 1) / N) of each run.
     const int N = options_.ranks ? options_.ranks->size() : 1, rank = options_.ranks ? options_.ranks->rank() : 0;
     auto      share = [&](size_t n) {
         return std::pair<size_t, size_t>{n * (size_t) rank / (size_t) N, n * (size_t) (rank + 1) / (size_t) N};
@@ -393,42 +393,19 @@ std::vector<std::string> ModelLanguageModel::greedy_until(const std::vector<Gree
                 options.eos_ids.push_back(eos);
             }
         }
-        const size_t n = members.size();
-        const auto [from, to] = share(n);
-        const std::vector<std::vector<int32_t>> mine(prompts.begin() + (long) from, prompts.begin() + (long) to);
         const long base = done;
-        std::vector<Generation> generations = generate(
-            decoder_, tokenizer_, mine, options, std::max(1, options_.generation_batch), {}, [&](size_t, const Generation &) {
+        std::vector<Generation> generations = generate_shared(
+            decoder_, tokenizer_, prompts, options, std::max(1, options_.generation_batch), options_.ranks,
+            [&](size_t, const Generation &) {
                 done++;
                 if (options_.on_progress) {
                     options_.on_progress(done, own_requests);
                 }
             });
-        if (N > 1) {
-            std::string bytes;
-            for (const Generation & g : generations) {
-                append_bytes(bytes, (uint64_t) g.text.size());
-                bytes += g.text;
-            }
-            generations.clear();
-            for (const std::string & theirs : options_.ranks->all_gather(bytes)) {
-                for (size_t at = 0; at < theirs.size();) {
-                    const auto length = read_bytes<uint64_t>(theirs, at);
-                    if (length > theirs.size() - at) {
-                        throw RuntimeFailure("a rank's generations are cut short");
-                    }
-                    generations.emplace_back().text = theirs.substr(at, length);
-                    at += length;
-                }
-            }
-        }
-        if (generations.size() != n) {
-            throw RuntimeFailure(fmt::format("{} generations came back for {} requests", generations.size(), n));
-        }
         for (size_t k = 0; k < members.size(); k++) {
             texts[members[k]] = std::move(generations[k].text);
         }
-        done = base + static_cast<long>(to - from);
+        done = base + static_cast<long>(share(members.size()).second - share(members.size()).first);
     }
     return texts;
 }

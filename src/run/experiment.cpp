@@ -334,7 +334,7 @@ private:
             Decoder                      decoder(*backend, model);
             WinRateOptions               w{e.max_new_tokens, e.batch, lm_options.eos_ids};
             std::vector<JudgedAnswer>    answers;
-            const WinRate                rate = measure_win_rate(decoder, tokenizer, encoder, cases, w, answers);
+            const WinRate                rate = measure_win_rate(decoder, tokenizer, encoder, cases, w, answers, &world());
             std::string                  lines;
             for (size_t i = 0; i < cases.size(); i++) {
                 lines += ordered_json{{"prompt", cases[i].prompt},     {"answer", cases[i].answer},

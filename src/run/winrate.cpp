@@ -9,7 +9,7 @@ namespace paft {
 
 WinRate measure_win_rate(Decoder & decoder, const Tokenizer & tokenizer, const ExampleEncoder & encoder,
                          const std::vector<JudgeCase> & cases, const WinRateOptions & options,
-                         std::vector<JudgedAnswer> & answers) {
+                         std::vector<JudgedAnswer> & answers, Communicator * ranks) {
     std::vector<std::vector<int32_t>> prompts;
     for (const JudgeCase & c : cases) {
         const nlohmann::ordered_json messages = {{{"role", "user"}, {"content", c.prompt}}};
@@ -22,7 +22,7 @@ WinRate measure_win_rate(Decoder & decoder, const Tokenizer & tokenizer, const E
     Progress progress("win rate", (long) cases.size(), "prompts");
     long     done = 0;
     const std::vector<Generation> generations =
-        generate(decoder, tokenizer, prompts, g, options.batch, {}, [&](size_t, const Generation &) {
+        generate_shared(decoder, tokenizer, prompts, g, options.batch, ranks, [&](size_t, const Generation &) {
             progress.update(++done);
         });
     progress.finish();

@@ -4,6 +4,7 @@
 // mean outcome (1 win, 0.5 tie, 0 loss) with its standard error (sample sd / sqrt(n)).
 #pragma once
 
+#include "core/communicator.h"
 #include "data/dataset.h"
 #include "model/inference.h"
 #include "synth/judge.h"
@@ -33,8 +34,9 @@ struct JudgedAnswer {
 };
 
 // Generates and judges every case. `encoder` renders the prompts with the model's chat template.
+// With `ranks`, the cases' generations are shared among them (generate_shared).
 WinRate measure_win_rate(Decoder & decoder, const Tokenizer & tokenizer, const ExampleEncoder & encoder,
                          const std::vector<JudgeCase> & cases, const WinRateOptions & options,
-                         std::vector<JudgedAnswer> & answers);
+                         std::vector<JudgedAnswer> & answers, Communicator * ranks = nullptr);
 
 }  // namespace paft
