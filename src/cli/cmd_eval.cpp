@@ -14,6 +14,7 @@
 #include "eval/task_yaml.h"
 #include "eval/tasks.h"
 #include "io/fs.h"
+#include "io/json_depth.h"
 #include "model/inference.h"
 
 #include <fmt/format.h>
@@ -89,6 +90,7 @@ public:
             text = read_file(path_);
         }
         ranks.broadcast(text, 0);
+        check_json_depth(text, path_);
         std::istringstream in(text);
         std::string        line;
         if (std::getline(in, line)) {
@@ -112,19 +114,12 @@ public:
                 }
             }
         }
-        if (ranks.rank() != 0) {
-            return;
+        writer_      = ranks.rank() == 0;
+        fingerprint_ = std::move(fingerprint);
+        if (writer_ && !text.empty()) {
+            open();  // rewritten with what was read: a cut last line must not stay in front of the new ones
         }
-        // Rewritten with what was read: a cut last line must not stay in front of the new ones.
-        out_ = std::fopen(path_.c_str(), "w");
-        if (!out_) {
-            throw RuntimeFailure(fmt::format("cannot write {}", path_));
-        }
-        write_line(fingerprint);
-        for (const auto & [name, result] : done_) {
-            write_line(task_result_json(result));
-        }
-        if (!done_.empty()) {
+        if (writer_ && !done_.empty()) {
             std::fprintf(stderr, "resuming from %s: %zu finished task(s) reused\n", path_.c_str(), done_.size());
         }
     }
@@ -138,10 +133,16 @@ public:
         const auto it = done_.find(task);
         return it == done_.end() ? std::nullopt : std::optional<TaskResult>(it->second);
     }
+    // A task's result, as soon as it is scored. The file is made then, not before: a run that
+    // stops before its first task leaves none.
     void add(const TaskResult & result) {
-        if (out_) {
-            write_line(task_result_json(result));
+        if (!writer_) {
+            return;
         }
+        if (!out_) {
+            open();
+        }
+        write_line(task_result_json(result));
     }
     // The results are written: the partial file is no longer needed.
     void finish() {
@@ -155,8 +156,21 @@ public:
 
 private:
     std::string                       path_;
+    nlohmann::ordered_json            fingerprint_;
     std::map<std::string, TaskResult> done_;
-    std::FILE *                       out_ = nullptr;
+    std::FILE *                       out_    = nullptr;
+    bool                              writer_ = false;  // rank 0
+
+    void open() {
+        out_ = std::fopen(path_.c_str(), "w");
+        if (!out_) {
+            throw RuntimeFailure(fmt::format("cannot write {}", path_));
+        }
+        write_line(fingerprint_);
+        for (const auto & [name, result] : done_) {
+            write_line(task_result_json(result));
+        }
+    }
 
     void write_line(const nlohmann::ordered_json & j) {
         const std::string text = j.dump() + "\n";

@@ -9,6 +9,7 @@
 #include "core/progress.h"
 #include "io/fs.h"
 #include "io/json_snippet.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -142,6 +143,7 @@ size_t resume_partial(const std::string & partial, const std::vector<Record> & r
         const std::string where = fmt::format("{}:{}", partial, done + 1);
         ojson             line;
         try {
+            check_json_depth(std::string_view(text).substr(start, end - start), where);
             line = ojson::parse(text.substr(start, end - start));
         } catch (const ojson::exception &) {
             throw InputError(fmt::format("{}: not valid JSON; delete {} to start over", where, partial));

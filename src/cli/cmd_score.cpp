@@ -9,6 +9,7 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/parallel.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -37,6 +38,7 @@ std::vector<std::vector<int32_t>> read_token_lines(const std::string & path, int
         }
         json j;
         try {
+            check_json_depth(line, fmt::format("{}:{}", path, number));
             j = json::parse(line);
         } catch (const json::exception &) {
             throw InputError(fmt::format("{}:{}: not valid JSON", path, number));

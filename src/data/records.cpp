@@ -1,6 +1,7 @@
 #include "data/records.h"
 
 #include "core/error.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 
@@ -22,7 +23,9 @@ bool is_blank(std::string_view s) {
 void each_in_array(const std::string & path, std::istream & in, const std::function<bool(Record &&)> & each) {
     ojson all;
     try {
-        all = ojson::parse(in);
+        const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        check_json_depth(text, path);
+        all = ojson::parse(text);
     } catch (const ojson::parse_error & e) {
         throw InputError(fmt::format("{}: not valid JSON (at byte {})", path, e.byte));
     }
@@ -46,6 +49,7 @@ void each_line(const std::string & path, std::istream & in, const std::function<
         std::string where = fmt::format("{}:{}", path, number);
         ojson       value;
         try {
+            check_json_depth(line, where);
             value = ojson::parse(line);
         } catch (const ojson::parse_error & e) {
             throw InputError(fmt::format("{}: not valid JSON (column {})", where, e.byte));

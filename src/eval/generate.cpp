@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "eval/text_stream.h"
 #include "io/fs.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -91,7 +92,9 @@ void add_eos_ids(const std::string & path, std::vector<int32_t> & ids) {
     }
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(read_file(path));
+        const std::string text = read_file(path);
+        check_json_depth(text, path);
+        j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception & e) {
         throw InputError(fmt::format("{}: not valid JSON ({})", path, e.what()));
     }

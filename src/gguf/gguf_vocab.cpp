@@ -4,6 +4,7 @@
 #include "io/fs.h"
 #include "io/json_snippet.h"
 #include "tokenizer/tokenizer.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -146,7 +147,9 @@ std::vector<std::string> write_vocab_metadata(GgufWriter & w, const std::string 
     if (!std::filesystem::exists(file)) {
         throw InputError(fmt::format("{}: missing (a GGUF model carries its tokenizer; export needs tokenizer.json)", file));
     }
-    const json tok = json::parse(read_file(file), nullptr, false);
+    const std::string text = read_file(file);
+    check_json_depth(text, file);
+    const json tok = json::parse(text, nullptr, false);
     if (tok.is_discarded() || !tok.is_object() || !tok.contains("model") || !tok["model"].is_object()) {
         throw InputError(file + ": not a tokenizer.json with a model");
     }

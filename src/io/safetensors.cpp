@@ -24,6 +24,7 @@
 
 #include "core/error.h"
 #include "io/fs.h"
+#include "io/json_depth.h"
 
 namespace paft {
 
@@ -214,6 +215,7 @@ Header parse_header_json(const std::string & path, const uint8_t * file, size_t 
 
     json root;
     try {
+        check_json_depth(std::string_view(reinterpret_cast<const char *>(file) + 8, header_len), path + ": header");
         root = json::parse(file + 8, file + 8 + header_len);
     } catch (const json::exception & e) {
         throw InputError(fmt::format("{}: header is not valid JSON: {}", path, e.what()));
@@ -324,7 +326,9 @@ std::string join_path(const std::string & dir, const std::string & file) {
 std::vector<std::pair<std::string, std::string>> read_weight_map(const std::string & index_path) {
     json root;
     try {
-        root = json::parse(read_file(index_path));
+        const std::string text = read_file(index_path);
+        check_json_depth(text, index_path);
+        root = json::parse(text);
     } catch (const json::exception & e) {
         throw InputError(fmt::format("{}: not valid JSON: {}", index_path, e.what()));
     }

@@ -18,6 +18,7 @@
 #include "merge/model_topk.h"
 #include "model/config.h"
 #include "model/lora.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -568,7 +569,9 @@ void run_job(const Plan & plan, size_t index, ShardedWriter * writer, LoraOutput
 }
 
 void copy_side_files(const Plan & plan, const MergeConfig & c, const std::string & dir, DType out_dtype) {
-    json config = json::parse(read_file(plan.config_dir + "/config.json"));
+    const std::string text = read_file(plan.config_dir + "/config.json");
+    check_json_depth(text, plan.config_dir + "/config.json");
+    json config = json::parse(text);
     config["torch_dtype"] = torch_dtype_name(out_dtype);
     write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
     copy_files_if_present(plan.config_dir, dir, {"generation_config.json"});

@@ -4,6 +4,7 @@
 #include "io/fs.h"
 #include "io/json_snippet.h"
 #include "io/safetensors.h"
+#include "io/json_depth.h"
 
 #include <cblas.h>
 #include <fmt/format.h>
@@ -148,7 +149,9 @@ AdapterSettings read_adapter_settings(const std::string & dir) {
     const std::string path   = dir + "/adapter_config.json";
     json              j;
     try {
-        j = json::parse(read_file(path));
+        const std::string text = read_file(path);
+        check_json_depth(text, path);
+        j = json::parse(text);
     } catch (const json::exception & e) {
         throw InputError(fmt::format("{}: not valid JSON: {}", path, e.what()));
     }

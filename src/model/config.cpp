@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "io/json_snippet.h"
 #include "io/fs.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -149,6 +150,7 @@ void check_sizes(const ModelConfig & c, const std::string & source) {
 ModelConfig parse_model_config(const std::string & text, const std::string & source) {
     json j;
     try {
+        check_json_depth(text, source);
         j = json::parse(text);
     } catch (const json::exception & e) {
         fail(source, fmt::format("not valid JSON: {}", e.what()));

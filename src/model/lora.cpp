@@ -6,6 +6,7 @@
 #include "io/fs.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "io/json_depth.h"
 
 #include <cblas.h>
 #include <fmt/format.h>
@@ -192,7 +193,9 @@ LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model
     std::string config_path = dir + "/adapter_config.json";
     json        j;
     try {
-        j = json::parse(read_file(config_path));
+        const std::string text = read_file(config_path);
+        check_json_depth(text, config_path);
+        j = json::parse(text);
     } catch (const json::exception & e) {
         throw InputError(fmt::format("{}: not valid JSON: {}", config_path, e.what()));
     }

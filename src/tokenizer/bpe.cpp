@@ -2,6 +2,7 @@
 
 #include "io/json_snippet.h"
 #include "core/utf8.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 
@@ -136,6 +137,7 @@ json parse_tokenizer_json(const std::string & text, const JsonReader & reader, B
     };
     json root;
     try {
+        check_json_depth(text, reader.file());
         root = json::parse(text, callback);
     } catch (const json::parse_error & e) {
         reader.fail("", std::string("invalid JSON: ") + e.what());

@@ -17,6 +17,8 @@ class JsonReader {
 public:
     explicit JsonReader(std::string file) : file_(std::move(file)) {}
 
+    const std::string & file() const { return file_; }
+
     // Throws "FILE: PATH WHAT".
     [[noreturn]] void fail(const std::string & path, const std::string & what) const;
 

@@ -4,6 +4,7 @@
 #include "io/fs.h"
 #include "io/json_snippet.h"
 #include "tokenizer/json_reader.h"
+#include "io/json_depth.h"
 
 namespace paft::tok {
 namespace {
@@ -43,7 +44,9 @@ std::string chat_template(const json & value, const JsonReader & reader) {
 
 TokenizerConfig parse_tokenizer_config(const std::string & path) {
     const JsonReader reader(path);
-    const json       root = json::parse(read_file(path), nullptr, false);
+    const std::string text = read_file(path);
+    check_json_depth(text, path);
+    const json root = json::parse(text, nullptr, false);
     if (root.is_discarded()) {
         throw InputError(path + ": invalid JSON");
     }

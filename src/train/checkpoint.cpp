@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "io/fs.h"
 #include "io/safetensors.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -46,7 +47,9 @@ std::vector<long> checkpoint_steps(const std::string & out_dir) {
 }
 
 TrainerState state_from_json(const std::string & path) {
-    json j = json::parse(read_file(path), nullptr, false);
+    const std::string text = read_file(path);
+    check_json_depth(text, path);
+    json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
         throw InputError(fmt::format("{}: not valid JSON", path));
     }

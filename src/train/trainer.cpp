@@ -8,6 +8,7 @@
 #include "train/checkpoint.h"
 #include "train/l1.h"
 #include "train/recipe.h"
+#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -264,7 +265,9 @@ void Trainer::compute_reference() {
     }
     const std::string path = options_.output_dir + "/reference_logps.json";
     if (std::filesystem::exists(path)) {
-        json j = json::parse(read_file(path), nullptr, false);
+        const std::string text = read_file(path);
+        check_json_depth(text, path);
+        json j = json::parse(text, nullptr, false);
         if (!j.is_discarded() && j.value("fingerprint", "") == fingerprint_) {
             ref_chosen_        = j["chosen"].get<std::vector<double>>();
             ref_rejected_      = j["rejected"].get<std::vector<double>>();
