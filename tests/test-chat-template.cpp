@@ -15,6 +15,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -190,6 +193,26 @@ TEST(chatTemplateErrors, RuntimeErrorsNameOriginAndLine) {
     // Python's integers are unbounded; paft's are 64-bit and say so rather than wrap.
     expect_input_error([] { render("{{ 2 ** 64 }}"); }, {"integer overflow"});
     expect_input_error([] { render("{{ 9223372036854775807 + 1 }}"); }, {"integer overflow"});
+}
+
+// Bounds on what a render may do (issue 18): a hostile template stops at once with a message
+// instead of running for minutes or until memory runs out.
+TEST(chatTemplateErrors, RendersAreBounded) {
+    using clock      = std::chrono::steady_clock;
+    const auto start = clock::now();
+    expect_input_error([] { render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"); },
+                       {"t.jinja:1:", "more than 1000000 statements"});
+    expect_input_error([] { render("{{ 'x' * 10**10 }}"); }, {"t.jinja:1:", "longer than 64 MiB"});
+    expect_input_error([] { render("{{ [1, 2] * 10**9 }}"); }, {"a list of more than"});
+    // Doubling a string: 2^27 bytes after 27 rounds, refused at the 64 MiB bound.
+    expect_input_error([] { render("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"); },
+                       {"longer than 64 MiB"});
+    expect_input_error([] { render("{% for i in range(100) %}{{ 'y' * 1000000 }}{% endfor %}"); }, {"output passed 64 MiB"});
+    // Just inside the bounds: rendered.
+    EXPECT_EQ(render("{{ ('ab' * 1000) | length }}"), "2000");
+    EXPECT_EQ(render("{% for i in range(300) %}{% for j in range(300) %}{% endfor %}{% endfor %}done"), "done");
+    // Not a time limit: a failure here would mean a bound did not stop the render (hours).
+    std::fprintf(stderr, "bounded renders took %.1f s\n", std::chrono::duration<double>(clock::now() - start).count());
 }
 
 TEST(chatTemplateErrors, RaiseExceptionCarriesTheMessage) {

@@ -96,7 +96,19 @@ Value arithmetic(const std::string & op, const Value & a, const Value & b) {
     return Value::number(std::pow(a.as_double(), b.as_double()));
 }
 
+// RenderError unless `count` more bytes (a string) or items (a list) stay within the bounds.
+void check_built(bool string, size_t have, size_t each, int64_t times) {
+    const size_t limit = string ? kMaxBuiltBytes : kMaxBuiltItems;
+    if (times > 0 && each > 0 && (have > limit || (uint64_t) times > (limit - have) / each)) {
+        throw RenderError(string ? "a string longer than " + std::to_string(kMaxBuiltBytes >> 20) +
+                                       " MiB: more than a template may build"
+                                 : "a list of more than " + std::to_string(kMaxBuiltItems) +
+                                       " items: more than a template may build");
+    }
+}
+
 Value repeat(const Value & seq, int64_t times) {
+    check_built(seq.is_string(), 0, seq.is_string() ? seq.str.size() : seq.list->size(), times);
     if (seq.is_string()) {
         std::string out;
         for (int64_t k = 0; k < times; ++k) out += seq.str;
@@ -536,8 +548,12 @@ Value binary_op(const std::string & op, const Value & a, const Value & b) {
     if (a.is_number() && b.is_number()) return arithmetic(op, a, b);
     if (op == "%" && a.is_string()) return Value::string(py_percent_format(a.str, b));
     if (op == "+") {
-        if (a.is_string() && b.is_string()) return Value::string(a.str + b.str);
+        if (a.is_string() && b.is_string()) {
+            check_built(true, a.str.size(), b.str.size(), 1);
+            return Value::string(a.str + b.str);
+        }
         if (a.is_sequence() && a.kind == b.kind) {
+            check_built(false, a.list->size(), b.list->size(), 1);
             List out = *a.list;
             out.insert(out.end(), b.list->begin(), b.list->end());
             return a.kind == Value::Kind::Tuple ? Value::make_tuple(std::move(out)) : Value::make_list(std::move(out));

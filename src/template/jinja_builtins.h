@@ -10,6 +10,12 @@
 
 namespace paft::jinja {
 
+// The most a template may build: a string of this many bytes, or a list of this many items
+// (`'x' * 10**10` is refused at once instead of running until memory runs out). A chat prompt is
+// some kilobytes; these are far past it.
+constexpr size_t kMaxBuiltBytes = (size_t) 64 << 20;
+constexpr size_t kMaxBuiltItems = (size_t) 1 << 22;
+
 // Binary operators: + - * / // % ** ~ == != < <= > >= in, "not in".
 Value binary_op(const std::string & op, const Value & a, const Value & b);
 // Unary minus and plus.
