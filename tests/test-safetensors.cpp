@@ -407,22 +407,45 @@ TEST_F(SafetensorsTest, RejectsBadTensorEntries) {
     }
 }
 
-TEST_F(SafetensorsTest, RejectsOverlapsButAllowsGapsAndEmptyTensors) {
+// As the reference reader (safetensors' Rust crate) checks a file: sorted by data offsets, each
+// tensor begins where the one before ends (InvalidOffset), and the last ends the file
+// (MetadataIncompleteBuffer). Empty tensors too sit at the current offset.
+TEST_F(SafetensorsTest, DataSectionIsTheTensorsBackToBack) {
     const std::string overlap = write_st("overlap.safetensors",
                                          R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
                                              "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})",
                                          std::string(24, '\0'));
     expect_input_error([&] { SafetensorsFile f(overlap); }, {"overlap.safetensors", "'a'", "'b'", "overlap"});
 
-    const std::string gaps = write_st("gaps.safetensors",
-                                      R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
-                                          "e": {"dtype": "F32", "shape": [0], "data_offsets": [6, 6]},
-                                          "b": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]}})",
-                                      std::string(8, '\0') + le_bytes<float>({1.0f, 2.0f}));
-    SafetensorsFile f(gaps);
-    ASSERT_EQ(f.tensors().size(), 3u);
+    const std::string gap = write_st("gap.safetensors",
+                                     R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                                         "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}})",
+                                     std::string(12, '\0'));
+    expect_input_error([&] { SafetensorsFile f(gap); }, {"gap.safetensors", "'b'", "data offset 8", "end at 4"});
+    const std::string leading = write_st("leading.safetensors",
+                                         R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+                                         std::string(8, '\0'));
+    expect_input_error([&] { SafetensorsFile f(leading); }, {"leading.safetensors", "'a'", "data offset 4"});
+    const std::string trailing = write_st("trailing.safetensors",
+                                          R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})",
+                                          std::string(4, '\0') + std::string(8000, 'g'));
+    expect_input_error([&] { SafetensorsFile f(trailing); }, {"trailing.safetensors", "8000 bytes after the last"});
+    const std::string empty_inside = write_st("empty_inside.safetensors",
+                                              R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                                  "e": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}})",
+                                              std::string(8, '\0'));
+    expect_input_error([&] { SafetensorsFile f(empty_inside); }, {"empty_inside.safetensors", "'e'"});
+
+    const std::string good = write_st("good.safetensors",
+                                      R"({"b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+                                          "e": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]},
+                                          "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                                          "z": {"dtype": "F32", "shape": [0], "data_offsets": [8, 8]}})",
+                                      le_bytes<float>({1.0f, 2.0f}));
+    SafetensorsFile f(good);
+    ASSERT_EQ(f.tensors().size(), 4u);
     EXPECT_EQ(f.tensors()[0].name, "a");
-    EXPECT_EQ(TensorStore::open_file(gaps).read_f32("b", {1}), std::vector<float>{2.0f});
+    EXPECT_EQ(TensorStore::open_file(good).read_f32("b", {1}), std::vector<float>{2.0f});
 }
 
 TEST_F(SafetensorsTest, ReadErrorsNameFileAndTensor) {

@@ -180,21 +180,33 @@ std::map<std::string, std::string> parse_metadata(const std::string & path, cons
     return metadata;
 }
 
-// Sorts by data offset and rejects two tensors sharing a byte. Empty tensors hold no bytes, so
-// they may sit anywhere.
-void sort_and_check_overlap(const std::string & path, std::vector<TensorInfo> & tensors, uint64_t data_start) {
+// Sorts by data offset and rejects two tensors sharing a byte, a gap between two, and bytes after
+// the last: the reference reader (safetensors' Rust crate) requires the data section to be the
+// tensors' bytes back to back in the order of their offsets, empty tensors included (each at the
+// offset where the bytes before it end), and refuses a file with anything else in it.
+void sort_and_check_layout(const std::string & path, std::vector<TensorInfo> & tensors, uint64_t data_start,
+                           uint64_t data_size) {
     std::sort(tensors.begin(), tensors.end(), [](const TensorInfo & a, const TensorInfo & b) {
         return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
     });
-    const TensorInfo * prev = nullptr;  // the last non-empty tensor; ranges so far are disjoint
+    const TensorInfo * prev = nullptr;  // ranges so far are disjoint and back to back
     for (const TensorInfo & t : tensors) {
-        if (t.begin == t.end) continue;
-        if (prev && t.begin < prev->end)
+        if (prev && t.begin < prev->end && t.begin != t.end)
             throw InputError(fmt::format("{}: tensors '{}' (data_offsets [{}, {}]) and '{}' ([{}, {}]) overlap", path,
                                          prev->name, prev->begin - data_start, prev->end - data_start, t.name,
                                          t.begin - data_start, t.end - data_start));
+        const uint64_t expected = prev ? prev->end : data_start;
+        if (t.begin != expected)
+            throw InputError(fmt::format("{}: tensor '{}' starts at data offset {}, but the bytes before it end at {} "
+                                         "(the data section must hold the tensors back to back)",
+                                         path, t.name, t.begin - data_start, expected - data_start));
         prev = &t;
     }
+    const uint64_t used = prev ? prev->end - data_start : 0;
+    if (used != data_size)
+        throw InputError(fmt::format("{}: {} bytes after the last tensor's data (the data section is {} bytes, the "
+                                     "tensors hold {})",
+                                     path, data_size - used, data_size, used));
 }
 
 struct Header {
@@ -230,7 +242,7 @@ Header parse_header_json(const std::string & path, const uint8_t * file, size_t 
         else
             header.tensors.push_back(parse_tensor_entry(path, item.key(), item.value(), data_start, room - header_len));
     }
-    sort_and_check_overlap(path, header.tensors, data_start);
+    sort_and_check_layout(path, header.tensors, data_start, room - header_len);
     return header;
 }
 
