@@ -2,13 +2,15 @@
 // folder, runs one command, and expects an exit code, a message naming what is wrong, and no
 // output left behind (the folder holds afterwards exactly what the case wrote). The start of the
 // corpus issue 18 asks for; its cases so far: JSON nested past kMaxJsonDepth (512 levels) in
-// every kind of JSON file paft reads, which overflowed the stack before (SIGSEGV).
+// every kind of JSON file paft reads, which overflowed the stack before (SIGSEGV); a safetensors
+// file with bytes after its data; max_position_embeddings 0.
 #include "io/json_depth.h"
 
 #include "cli_util.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <functional>
@@ -40,6 +42,13 @@ void model_with(const fs::path & dir, const std::string & file, const std::strin
         fs::copy_file(e.path(), dir / e.path().filename());
     }
     spit(dir / file, text);
+}
+
+// The tiny model's config.json with one field set.
+std::string config_with(const std::string & key, const nlohmann::json & value) {
+    nlohmann::json c = nlohmann::json::parse(slurp(fs::path(kTiny) / "config.json"));
+    c[key]           = value;
+    return c.dump();
 }
 
 struct BadCase {
@@ -142,6 +151,23 @@ std::vector<BadCase> cases() {
              return std::vector<std::string>{"generate", "--model", (d / "m").string(), "--prompt", "hi"};
          },
          2, {"model.safetensors", deep_message}},
+        {"config.json: max_position_embeddings 0",
+         [&](const fs::path & d) { model_with(d / "m", "config.json", config_with("max_position_embeddings", 0)); },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"generate", "--model", (d / "m").string(), "--prompt", "hi"};
+         },
+         2, {"config.json", "max_position_embeddings must be positive"}},
+        {"safetensors: 8000 bytes of garbage after the data",
+         [&](const fs::path & d) {
+             model_with(d / "m", "model.safetensors",
+                        slurp(fs::path(kTiny) / "model.safetensors") + std::string(8000, 'g'));
+         },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"sft", "--model", (d / "m").string(), "--data",
+                                             std::string(PAFT_SOURCE_DIR) + "/tests/data/datasets/sft.jsonl", "--out",
+                                             (d / "out").string()};
+         },
+         2, {"model.safetensors", "8000 bytes after the last tensor"}},
     };
 }
 

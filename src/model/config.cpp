@@ -131,6 +131,9 @@ void check_sizes(const ModelConfig & c, const std::string & source) {
     if (c.head_dim <= 0 || c.head_dim % 2 != 0) {
         fail(source, fmt::format("head_dim must be a positive even number, got {}", c.head_dim));
     }
+    if (c.max_position_embeddings <= 0) {
+        fail(source, fmt::format("max_position_embeddings must be positive, got {}", c.max_position_embeddings));
+    }
     // Matrix sides are ints in the kernels: reject products that would overflow them.
     const int64_t D = c.head_dim, limit = INT32_MAX;
     const int64_t sides[] = {(c.num_heads + 2 * (int64_t) c.num_kv_heads) * D, 2 * (int64_t) c.intermediate_size,
