@@ -3,7 +3,8 @@
 // output left behind (the folder holds afterwards exactly what the case wrote). The start of the
 // corpus issue 18 asks for; its cases so far: JSON nested past kMaxJsonDepth (512 levels) in
 // every kind of JSON file paft reads, which overflowed the stack before (SIGSEGV); a safetensors
-// file with bytes after its data; max_position_embeddings 0.
+// file with bytes after its data; max_position_embeddings 0; two tokens with one id; an
+// adapter_config.json naming a module its weights lack; an empty chat template file.
 #include "io/json_depth.h"
 
 #include "cli_util.h"
@@ -168,6 +169,44 @@ std::vector<BadCase> cases() {
                                              (d / "out").string()};
          },
          2, {"model.safetensors", "8000 bytes after the last tensor"}},
+        {"tokenizer.json: two tokens with one id",
+         [&](const fs::path & d) {
+             nlohmann::ordered_json t = nlohmann::ordered_json::parse(slurp(fs::path(kTiny) / "tokenizer.json"));
+             auto &                 vocab = t["model"]["vocab"];
+             const int              first = vocab.begin().value().get<int>();
+             vocab["zzduplicate"]         = first;
+             model_with(d / "m", "tokenizer.json", t.dump());
+         },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"generate", "--model", (d / "m").string(), "--prompt", "hi"};
+         },
+         2, {"tokenizer.json", "zzduplicate", "both have id"}},
+        {"sparsity: adapter_config.json targets a module the weights lack",
+         [&](const fs::path & d) {
+             spit(d / "data.jsonl", "{\"input_ids\": [3, 4, 5, 6, 7]}\n");
+             const RunResult r = run_paft({"sft", "--model", kTiny, "--data", (d / "data.jsonl").string(), "--out",
+                                           (d / "adapter").string(), "--max-steps", "1", "--threads", "1",
+                                           "--lora-target-modules", "q_proj,v_proj"},
+                                          d);
+             ASSERT_EQ(r.code, 0) << describe(r);
+             nlohmann::json c = nlohmann::json::parse(slurp(d / "adapter/adapter_config.json"));
+             c["target_modules"].push_back("gate_proj");
+             spit(d / "adapter/adapter_config.json", c.dump());
+         },
+         [](const fs::path & d) { return std::vector<std::string>{"sparsity", (d / "adapter").string()}; },
+         2, {"adapter", "targets 'gate_proj'", "no lora_A/lora_B"}},
+        {"sft: an empty chat template file",
+         [&](const fs::path & d) {
+             spit(d / "empty.jinja", "  \n");
+             spit(d / "chat.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, "
+                                    "{\"role\": \"assistant\", \"content\": \"yo\"}]}\n");
+         },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"sft", "--model", kTiny, "--data", (d / "chat.jsonl").string(),
+                                             "--chat-template", (d / "empty.jinja").string(), "--out",
+                                             (d / "out").string()};
+         },
+         2, {"empty.jinja", "empty"}},
     };
 }
 
@@ -209,4 +248,20 @@ TEST(BadInputs, JustUnderTheBoundIsRead) {
                                   (dir / "out").string(), "--max-steps", "1", "--threads", "1"},
                                  dir);
     EXPECT_EQ(r.code, 0) << describe(r);
+}
+
+// transformers warns when bos_token is not in the vocabulary and goes on without it; so does paft.
+TEST(BadInputs, UnknownBosTokenIsAWarning) {
+    const fs::path dir = fresh_test_folder("paft-bad");
+    nlohmann::json c   = nlohmann::json::parse(slurp(fs::path(kTiny) / "tokenizer_config.json"));
+    c["bos_token"]     = "<not-a-token>";
+    model_with(dir / "m", "tokenizer_config.json", c.dump());
+    const RunResult r = run_paft({"generate", "--model", (dir / "m").string(), "--prompt", "hi", "--max-new-tokens",
+                                  "2", "--threads", "1"},
+                                 dir);
+    EXPECT_EQ(r.code, 0) << describe(r);
+    EXPECT_NE(r.err.find("warning: " + (dir / "m/tokenizer_config.json").string() +
+                         ": bos_token '<not-a-token>' is not in the vocabulary"),
+              std::string::npos)
+        << r.err;
 }

@@ -171,7 +171,12 @@ std::optional<ChatTemplate> choose_chat_template(const std::string & choice, con
         throw InputError(fmt::format("--chat-template '{}' is neither a file nor a built-in template ({})", choice,
                                      fmt::join(names, ", ")));
     }
-    return ChatTemplate::parse(read_file(choice), choice);
+    const std::string source = read_file(choice);
+    // An empty template renders every conversation as nothing: never what a user meant.
+    if (source.find_first_not_of(" \t\r\n") == std::string::npos) {
+        throw InputError(fmt::format("--chat-template {}: the file is empty", choice));
+    }
+    return ChatTemplate::parse(source, choice);
 }
 
 std::string ExampleEncoder::render(const ojson & messages, bool add_generation_prompt, const std::string & where) const {

@@ -138,8 +138,9 @@ SparsityShare sum_counts(const SparsityReport & report, const std::function<bool
 // ---- adapters ---------------------------------------------------------------------------------
 
 struct AdapterSettings {
-    int   r     = 0;
-    float scale = 0;  // s
+    int                      r     = 0;
+    float                    scale = 0;  // s
+    std::vector<std::string> targets;    // target_modules when a list of names (a regex: not checked)
 };
 
 // r, lora_alpha and use_rslora from adapter_config.json; what would make the delta something
@@ -192,6 +193,15 @@ AdapterSettings read_adapter_settings(const std::string & dir) {
     }
     // As LoraConfig::scale computes it, in f32.
     s.scale = rslora ? alpha / std::sqrt((float) s.r) : alpha / (float) s.r;
+    if (j.contains("target_modules") && j["target_modules"].is_array()) {
+        for (const json & t : j["target_modules"]) {
+            if (!t.is_string()) {
+                throw InputError(fmt::format("{}: target_modules must be a list of module names, got {}", path,
+                                             json_snippet(j["target_modules"])));
+            }
+            s.targets.push_back(t.get<std::string>());
+        }
+    }
     return s;
 }
 
@@ -315,6 +325,18 @@ SparsityReport adapter_sparsity(const std::string & dir, double threshold, const
     const AdapterSettings            settings = read_adapter_settings(dir);
     const TensorStore                store    = TensorStore::open_dir(dir, "adapter_model");
     const std::vector<AdapterModule> modules  = adapter_modules(store, settings.r, dir);
+    // A module adapter_config.json names but the weights lack: PEFT would refuse to load it.
+    for (const std::string & target : settings.targets) {
+        const bool present = std::any_of(modules.begin(), modules.end(), [&](const AdapterModule & m) {
+            const std::string module = m.a_name.substr(0, m.a_name.size() - std::string(".lora_A.weight").size());
+            return module == target || module.ends_with("." + target);
+        });
+        if (!present) {
+            throw InputError(fmt::format("{}: adapter_config.json targets '{}', but adapter_model.safetensors has no "
+                                         "lora_A/lora_B weights for it",
+                                         dir, target));
+        }
+    }
     std::vector<int64_t>             near_zero(modules.size());
     std::vector<std::exception_ptr>  errors(modules.size());
     long                             done = 0;

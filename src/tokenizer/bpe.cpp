@@ -175,6 +175,16 @@ BpeModel::BpeModel(const json & config, BpeTables tables, const JsonReader & rea
         // A repeated key: the last one wins, as in a JSON object.
         vocab_.set(token, reader.token_id(id, path + ".vocab[\"" + token + "\"]"));
     }
+    // Two tokens with one id: decoding that id could give either (transformers keeps whichever
+    // its map saw last), so the file is refused.
+    std::unordered_map<int32_t, std::string> token_of;
+    token_of.reserve(tables.vocab.size());
+    vocab_.for_each([&](std::string_view token, int32_t id) {
+        const auto [at, added] = token_of.emplace(id, std::string(token));
+        if (!added) {
+            reader.fail(path + ".vocab", fmt::format("'{}' and '{}' both have id {}", at->second, token, id));
+        }
+    });
     if (auto unk = reader.opt_string(config, path, "unk_token")) {
         unk_id_ = vocab_.find(*unk);
         if (*unk_id_ < 0) {

@@ -177,7 +177,14 @@ Tokenizer Tokenizer::from_files(const std::string & tokenizer_json_path, const s
     if (!config_path.empty()) {
         impl->config = tok::parse_tokenizer_config(config_path);
     }
-    return Tokenizer(std::move(impl));
+    Tokenizer tokenizer(std::move(impl));
+    // transformers warns and goes on without the token; so does paft, but says so.
+    const auto & config = tokenizer.impl_->config;
+    if (config.bos_token && !tokenizer.bos_id()) {
+        fmt::print(stderr, "paft: warning: {}: bos_token '{}' is not in the vocabulary; no BOS token will be added\n",
+                   config_path, *config.bos_token);
+    }
+    return tokenizer;
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
