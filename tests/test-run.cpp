@@ -337,3 +337,34 @@ TEST(RunRecipe, ShippedRecipesParse) {
     EXPECT_EQ(m.evaluation.tasks, (std::vector<std::string>{"leaderboard"}));
     EXPECT_EQ(m.merges.size(), 5u);
 }
+
+// Everything a run reads is checked before its first stage: a missing task file (or judge file, or
+// dataset) fails at once, with nothing made, not after the trainings and merges.
+TEST(RunRecipe, MissingInputsFailBeforeAnyStage) {
+    const fs::path    dir   = fresh_test_folder("run-inputs");
+    const std::string tiny  = std::string(PAFT_SOURCE_DIR) + "/models/paft-tiny";
+    const std::string data  = std::string(PAFT_SOURCE_DIR) + "/tests/data/datasets";
+    auto              write = [&](const std::string & tasks, const std::string & winrate, const std::string & sft) {
+        spit(dir / "recipe.yaml", "output_dir: " + (dir / "run").string() + "\nmodel_name_or_path: " + tiny +
+                                      "\nmax_steps: 1\nsft:\n  train_data: " + sft +
+                                      "\n  l1_lambda: 1.0e-3\npreference:\n  method: dpo\n  train_data: " + data +
+                                      "/pref.jsonl\nevaluation:\n  tasks: [" + tasks + "]\n" +
+                                      (winrate.empty() ? "" : "  winrate: " + winrate + "\n"));
+        return run_paft({"run", (dir / "recipe.yaml").string()}, dir);
+    };
+    const std::string task = std::string(PAFT_SOURCE_DIR) + "/tests/data/eval/custom/mc.yaml";
+    const struct {
+        std::string tasks, winrate, sft;
+        std::vector<std::string> needles;
+    } cases[] = {
+        {(dir / "missing_task.yaml").string(), "", data + "/sft.jsonl", {"missing_task.yaml"}},
+        {task, (dir / "missing_judge.jsonl").string(), data + "/sft.jsonl", {"missing_judge.jsonl"}},
+        {task, "", (dir / "missing_sft.jsonl").string(), {"sft: train_data", "missing_sft.jsonl"}},
+    };
+    for (const auto & c : cases) {
+        SCOPED_TRACE(c.needles[0]);
+        const RunResult r = write(c.tasks, c.winrate, c.sft);
+        expect_input_error(r, c.needles);
+        EXPECT_FALSE(fs::exists(dir / "run")) << "the run's folder was made";
+    }
+}

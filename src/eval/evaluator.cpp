@@ -312,7 +312,23 @@ TaskResult mmlu_aggregate(const std::vector<const TaskResult *> & subjects) {
     return r;
 }
 
+// Every task read and checked (load_task), with its few-shot count.
+std::vector<Task> load_tasks(const std::vector<TaskSpec> & tasks, std::optional<int> num_fewshot,
+                             std::vector<int> & shots) {
+    std::vector<Task> loaded;
+    for (const TaskSpec & spec : tasks) {
+        shots.push_back(num_fewshot.value_or(spec.default_num_fewshot));
+        loaded.push_back(load_task(spec, shots.back()));
+    }
+    return loaded;
+}
+
 }  // namespace
+
+void check_tasks(const std::vector<TaskSpec> & tasks, std::optional<int> num_fewshot) {
+    std::vector<int> shots;
+    load_tasks(tasks, num_fewshot, shots);
+}
 
 size_t argmax(const std::vector<double> & values) {
     size_t best = 0;
@@ -354,12 +370,8 @@ EvalReport evaluate(LanguageModel & lm, const std::vector<TaskSpec> & tasks, con
     ojson                            n_shot = ojson::object();
     std::vector<const TaskResult *>  subjects;
     // Every task is read and checked before the model computes anything.
-    std::vector<Task> loaded;
-    std::vector<int>  shots;
-    for (const TaskSpec & spec : tasks) {
-        shots.push_back(options.num_fewshot.value_or(spec.default_num_fewshot));
-        loaded.push_back(load_task(spec, shots.back()));
-    }
+    std::vector<int>        shots;
+    const std::vector<Task> loaded = load_tasks(tasks, options.num_fewshot, shots);
     for (size_t i = 0; i < tasks.size(); i++) {
         std::optional<TaskResult> earlier = options.reuse ? options.reuse(loaded[i].name) : std::nullopt;
         if (earlier) {

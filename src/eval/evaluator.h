@@ -78,6 +78,11 @@ struct EvalReport {
 // a different number of requests than it was given.
 EvalReport evaluate(LanguageModel & lm, const std::vector<TaskSpec> & tasks, const EvalOptions & options);
 
+// What evaluate() checks before the model computes anything, alone: every task loaded (its
+// documents, few-shot split and settings), InputError for the first bad one. For a long run that
+// evaluates at its end (paft run), before its first stage.
+void check_tasks(const std::vector<TaskSpec> & tasks, std::optional<int> num_fewshot);
+
 // The harness's aggregation of one metric: mean, and sample standard deviation / sqrt(n)
 // (none when n = 1).
 MetricValue mean_with_stderr(const std::string & name, const std::vector<double> & values);

@@ -12,6 +12,7 @@
 #include "gguf/export.h"
 #include "io/fs.h"
 #include "merge/config.h"
+#include "model/config.h"
 #include "model/inference.h"
 #include "run/plan.h"
 #include "run/report.h"
@@ -417,11 +418,45 @@ std::vector<ComparisonRow> export_rows(const RunRecipe & recipe) {
     return chosen;
 }
 
+namespace {
+
+// Every file the stages will read, checked before the first stage: a missing dataset, task file
+// or judge file fails now, not after the trainings and merges (mergekit's weakness). Files of the
+// synth: section's world are made by its stage, so only their absence from the recipe is checked.
+void check_run_inputs(const RunRecipe & r) {
+    const std::string world = r.train.output_dir + "/world/";
+    auto made_by_synth      = [&](const std::string & path) { return r.synth && path.rfind(world, 0) == 0; };
+    load_model_config(r.train.sft.model);
+    for (const auto & [path, what] : {std::pair{r.train.sft.train_data, "sft: train_data"},
+                                      {r.train.preference.train_data, "preference: train_data"}}) {
+        if (!made_by_synth(path) && !fs::is_regular_file(path)) {
+            throw InputError(fmt::format("{}: {}: {} is not a file", r.path, what, path));
+        }
+    }
+    std::vector<std::string> tasks;
+    for (const std::string & t : r.evaluation.tasks) {
+        if (!made_by_synth(t)) {
+            tasks.push_back(t);
+        }
+    }
+    try {
+        check_tasks(resolve_task_list(tasks, r.evaluation.data_dir), r.evaluation.num_fewshot);
+        if (!r.evaluation.winrate.empty() && !made_by_synth(r.evaluation.winrate)) {
+            read_judge_cases(r.evaluation.winrate);
+        }
+    } catch (const InputError & e) {
+        throw InputError(fmt::format("{}: evaluation: {}", r.path, e.what()));
+    }
+}
+
+}  // namespace
+
 RunSummary run_experiment(const RunRecipe & recipe) {
     if (recipe.train.preference.model != recipe.train.sft.model) {
         throw InputError(fmt::format("{}: both branches start from the same base model ('{}' and '{}')", recipe.path,
                                      recipe.train.sft.model, recipe.train.preference.model));
     }
+    check_run_inputs(recipe);
     check_plan_fits(plan_run(recipe));  // an unknown export row or a stage too large fails before any work
     Experiment experiment(recipe);
     return experiment.run();
