@@ -13,9 +13,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <set>
+#include <thread>
 
 namespace fs = std::filesystem;
 
@@ -264,4 +269,32 @@ TEST(BadInputs, UnknownBosTokenIsAWarning) {
                          ": bos_token '<not-a-token>' is not in the vocabulary"),
               std::string::npos)
         << r.err;
+}
+
+// A second writer of an output folder is refused while the first runs, naming it; a lock file left
+// by a killed run is taken over.
+TEST(BadInputs, AnOutputFolderHasOneWriter) {
+    const fs::path dir = fresh_test_folder("paft-bad");
+    spit(dir / "data.jsonl", "{\"input_ids\": [3, 4, 5, 6, 7, 8, 9, 10]}\n");
+    auto args = [&](const std::string & steps) {
+        return std::vector<std::string>{"sft", "--model", kTiny, "--data", (dir / "data.jsonl").string(), "--out",
+                                        (dir / "out").string(), "--max-steps", steps, "--threads", "1", "--resume"};
+    };
+    const pid_t first = spawn_paft(args("100000"), dir / "first.log");
+    for (int i = 0; i < 600 && !fs::exists(dir / "out/.paft.lock"); i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(fs::exists(dir / "out/.paft.lock"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const RunResult second = run_paft(args("2"), dir);
+    EXPECT_EQ(second.code, 2) << describe(second);
+    EXPECT_NE(second.err.find("is being written by pid " + std::to_string(first)), std::string::npos) << second.err;
+    EXPECT_NE(second.err.find("paft sft"), std::string::npos) << second.err;  // the holder's command
+    kill(first, SIGKILL);
+    int status = 0;
+    waitpid(first, &status, 0);
+    ASSERT_TRUE(fs::exists(dir / "out/.paft.lock"));  // left by the killed run
+    const RunResult third = run_paft(args("2"), dir);
+    EXPECT_EQ(third.code, 0) << describe(third);
+    EXPECT_FALSE(fs::exists(dir / "out/.paft.lock"));  // removed when the run ends
 }

@@ -8,8 +8,8 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/fs.h"
-#include "io/json_snippet.h"
 #include "io/json_depth.h"
+#include "io/json_snippet.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "cli/load_flags.h"
 #include "core/error.h"
+#include "io/json_depth.h"
 #include "io/json_snippet.h"
 #include "core/progress.h"
 #include "eval/score.h"
@@ -9,7 +10,6 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/parallel.h"
-#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

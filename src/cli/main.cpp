@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "core/communicator.h"
 #include "core/error.h"
+#include "io/output_lock.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -30,6 +31,13 @@ int main(int argc, char ** argv) {
     paft::register_synth(app);
     paft::register_run(app);
     paft::register_export(app);
+    {
+        std::string command = "paft";
+        for (int i = 1; i < argc; i++) {
+            command.append(" ").append(argv[i]);
+        }
+        paft::OutputLock::set_command(command.size() > 300 ? command.substr(0, 300) + " ..." : command);
+    }
     bool known = false;
     for (const CLI::App * sub : app.get_subcommands({})) {
         known = known || (argc > 1 && sub->get_name() == argv[1]);

@@ -2,9 +2,9 @@
 
 #include "core/error.h"
 #include "io/fs.h"
+#include "io/json_depth.h"
 #include "io/json_snippet.h"
 #include "tokenizer/tokenizer.h"
-#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -1,5 +1,6 @@
 #include "io/safetensors.h"
 
+#include "io/json_depth.h"
 #include "io/json_snippet.h"
 
 #include <fcntl.h>
@@ -24,7 +25,6 @@
 
 #include "core/error.h"
 #include "io/fs.h"
-#include "io/json_depth.h"
 
 namespace paft {
 

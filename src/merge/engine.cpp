@@ -8,6 +8,7 @@
 //   in place in its shard)  or  (lora output) merged - base -> truncated SVD -> adapter.
 // A worker holds a few tensors at a time; a memory budget keeps the workers together under a
 // limit, so peak memory follows the largest tensors, not the model.
+#include "io/json_depth.h"
 #include "merge/config.h"
 
 #include "core/error.h"
@@ -18,7 +19,6 @@
 #include "merge/model_topk.h"
 #include "model/config.h"
 #include "model/lora.h"
-#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

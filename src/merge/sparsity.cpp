@@ -2,9 +2,9 @@
 
 #include "core/error.h"
 #include "io/fs.h"
+#include "io/json_depth.h"
 #include "io/json_snippet.h"
 #include "io/safetensors.h"
-#include "io/json_depth.h"
 
 #include <cblas.h>
 #include <fmt/format.h>

@@ -1,9 +1,9 @@
 #include "model/config.h"
 
 #include "core/error.h"
+#include "io/json_depth.h"
 #include "io/json_snippet.h"
 #include "io/fs.h"
-#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -1,12 +1,12 @@
 #include "model/lora.h"
 
 #include "core/error.h"
+#include "io/json_depth.h"
 #include "io/json_snippet.h"
 #include "core/random.h"
 #include "io/fs.h"
 #include "io/safetensors.h"
 #include "model/model.h"
-#include "io/json_depth.h"
 
 #include <cblas.h>
 #include <fmt/format.h>

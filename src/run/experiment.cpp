@@ -11,6 +11,7 @@
 #include "eval/task_yaml.h"
 #include "gguf/export.h"
 #include "io/fs.h"
+#include "io/output_lock.h"
 #include "merge/config.h"
 #include "model/config.h"
 #include "model/inference.h"
@@ -64,7 +65,11 @@ public:
         L_(r) {}
 
     RunSummary run() {
-        const auto t0 = std::chrono::steady_clock::now();
+        const auto                t0 = std::chrono::steady_clock::now();
+        std::optional<OutputLock> lock;  // the run's folder is this run's while it writes (rank 0 writes)
+        if (rank0()) {
+            lock.emplace(L_.out);
+        }
         make_dirs(L_.out);
         copy_recipe();
         synth();

@@ -1,8 +1,8 @@
 #include "tokenizer/bpe.h"
 
+#include "io/json_depth.h"
 #include "io/json_snippet.h"
 #include "core/utf8.h"
-#include "io/json_depth.h"
 
 #include <fmt/format.h>
 

@@ -2,9 +2,9 @@
 
 #include "core/error.h"
 #include "io/fs.h"
+#include "io/json_depth.h"
 #include "io/json_snippet.h"
 #include "tokenizer/json_reader.h"
-#include "io/json_depth.h"
 
 namespace paft::tok {
 namespace {

@@ -2,8 +2,8 @@
 
 #include "core/error.h"
 #include "io/fs.h"
-#include "io/safetensors.h"
 #include "io/json_depth.h"
+#include "io/safetensors.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

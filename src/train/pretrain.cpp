@@ -7,6 +7,7 @@
 #include "data/records.h"
 #include "io/fs.h"
 #include "io/json_snippet.h"
+#include "io/output_lock.h"
 #include "model/model.h"
 #include "model/parallel.h"
 #include "model/presets.h"
@@ -351,6 +352,10 @@ void Pretrainer::write_model() {
 }
 
 PretrainSummary Pretrainer::run() {
+    std::optional<OutputLock> lock;  // the folder is this run's while it writes (rank 0 writes)
+    if (writes_) {
+        lock.emplace(o_.output_dir);
+    }
     start_or_resume();
     PretrainSummary summary;
     summary.resumed = start_step_ > 0;

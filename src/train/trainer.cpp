@@ -5,10 +5,11 @@
 #include "core/random.h"
 #include "data/packing.h"
 #include "io/fs.h"
+#include "io/json_depth.h"
+#include "io/output_lock.h"
 #include "train/checkpoint.h"
 #include "train/l1.h"
 #include "train/recipe.h"
-#include "io/json_depth.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -449,6 +450,10 @@ void Trainer::add_log_fields(nlohmann::ordered_json & line) {
 }
 
 TrainSummary Trainer::run() {
+    std::optional<OutputLock> lock;  // the folder is this run's while it writes (rank 0 writes)
+    if (writes_) {
+        lock.emplace(options_.output_dir);
+    }
     start_or_resume();
     TrainSummary summary;
     summary.resumed = start_step_ > 0;

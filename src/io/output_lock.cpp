@@ -1,0 +1,77 @@
+#include "io/output_lock.h"
+
+#include "core/error.h"
+#include "io/fs.h"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace paft {
+namespace {
+
+std::string & command_line() {
+    static std::string command = "paft";
+    return command;
+}
+
+std::string holder_of(int fd) {
+    char    text[512];
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    std::string holder(text, n > 0 ? (size_t) n : 0);
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) {
+        holder.pop_back();
+    }
+    return holder.empty() ? "another process" : holder;
+}
+
+}  // namespace
+
+void OutputLock::set_command(std::string command) { command_line() = std::move(command); }
+
+OutputLock::OutputLock(const std::string & dir) : path_(dir + "/.paft.lock") {
+    make_dirs(dir);
+    // The file we lock must still be the one at the path once locked: a holder that just finished
+    // removes its file, and a lock taken on that removed file would guard nothing.
+    for (;;) {
+        fd_ = open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) {
+            throw RuntimeFailure(fmt::format("cannot create {}: {}", path_, std::strerror(errno)));
+        }
+        if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            const std::string holder = holder_of(fd_);
+            close(fd_);
+            fd_ = -1;
+            throw InputError(fmt::format("{} is being written by {} (its lock: {}); wait for it to finish, or "
+                                         "choose another output",
+                                         dir, holder, path_));
+        }
+        struct stat held{}, at_path{};
+        if (fstat(fd_, &held) == 0 && stat(path_.c_str(), &at_path) == 0 && held.st_ino == at_path.st_ino &&
+            held.st_dev == at_path.st_dev) {
+            break;
+        }
+        close(fd_);  // removed or replaced under us: lock the file that is there now
+    }
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    const std::string text = fmt::format("pid {} on {}: {}\n", getpid(), host, command_line());
+    if (ftruncate(fd_, 0) != 0 || pwrite(fd_, text.data(), text.size(), 0) != (ssize_t) text.size()) {
+        close(fd_);
+        throw RuntimeFailure(fmt::format("cannot write {}: {}", path_, std::strerror(errno)));
+    }
+}
+
+OutputLock::~OutputLock() {
+    if (fd_ >= 0) {
+        unlink(path_.c_str());
+        close(fd_);
+    }
+}
+
+}  // namespace paft
