@@ -4,7 +4,8 @@
 // corpus issue 18 asks for; its cases so far: JSON nested past kMaxJsonDepth (512 levels) in
 // every kind of JSON file paft reads, which overflowed the stack before (SIGSEGV); a safetensors
 // file with bytes after its data; max_position_embeddings 0; two tokens with one id; an
-// adapter_config.json naming a module its weights lack; an empty chat template file.
+// adapter_config.json naming a module its weights lack; an empty chat template file; outputs that
+// are, contain or lie inside the command's inputs.
 #include "io/json_depth.h"
 
 #include "cli_util.h"
@@ -212,6 +213,44 @@ std::vector<BadCase> cases() {
                                              (d / "out").string()};
          },
          2, {"empty.jinja", "empty"}},
+        // Inputs are never written over, whatever --overwrite says.
+        {"score --out its own --data", [&](const fs::path & d) { spit(d / "ids.jsonl", "{\"input_ids\": [3, 4, 5]}\n"); },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"score", "--model", kTiny, "--data", (d / "ids.jsonl").string(), "--out",
+                                             (d / "ids.jsonl").string()};
+         },
+         2, {"--out", "is --data", "choose another output"}},
+        {"eval --out inside the model", [&](const fs::path & d) { model_with(d / "m", "config.json", slurp(fs::path(kTiny) / "config.json")); },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"eval", "--model", (d / "m").string(), "--tasks", "arc_easy", "--data-dir",
+                                             std::string(PAFT_SOURCE_DIR) + "/tests/data/eval", "--out",
+                                             (d / "m/config.json").string()};
+         },
+         2, {"--out", "lies inside --model"}},
+        {"sft --out the base model's folder",
+         [&](const fs::path & d) {
+             model_with(d / "m", "config.json", slurp(fs::path(kTiny) / "config.json"));
+             spit(d / "data.jsonl", "{\"input_ids\": [3, 4, 5]}\n");
+         },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"sft", "--model", (d / "m").string(), "--data", (d / "data.jsonl").string(),
+                                             "--out", (d / "m").string()};
+         },
+         2, {"output_dir (--out)", "is model_name_or_path"}},
+        {"sft --out a folder holding its data",
+         [&](const fs::path & d) { spit(d / "data.jsonl", "{\"input_ids\": [3, 4, 5]}\n"); },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"sft", "--model", kTiny, "--data", (d / "data.jsonl").string(), "--out",
+                                             d.string()};
+         },
+         2, {"output_dir (--out)", "contains train_data"}},
+        {"generate --out its --data, with --overwrite",
+         [&](const fs::path & d) { spit(d / "in.jsonl", "{\"prompt\": \"hi\"}\n"); },
+         [](const fs::path & d) {
+             return std::vector<std::string>{"generate", "--model", kTiny, "--data", (d / "in.jsonl").string(), "--out",
+                                             (d / "in.jsonl").string(), "--overwrite"};
+         },
+         2, {"--out", "is --data"}},
     };
 }
 

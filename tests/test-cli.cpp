@@ -300,12 +300,20 @@ TEST_F(Cli, DataLineNotJson) {
 // Nested 200,000 deep: reported by kind and size; printing it with nlohmann's recursive dump()
 // would overflow the stack.
 TEST_F(Cli, DeeplyNestedValuesDoNotCrash) {
+    // Past the bound on JSON nesting (512 levels): refused before parsing, naming the file and line.
     const std::string deep = std::string(200000, '[') + std::string(200000, ']');
     fs::path          data = write_data("{\"input_ids\": [1, " + deep + "]}\n");
     fs::path m = make_tiny_model();
+    expect_input_error(score(m, data), {data.string() + ":1", "nested deeper than 512 levels"});
+    const std::string config = slurp(m / "config.json");
+    spit(m / "config.json", config.substr(0, config.rfind('}')) + ", \"rope_theta\": " + deep + "}");
+    expect_input_error(score(m, good_data()), {(m / "config.json").string(), "nested deeper than 512 levels"});
+    // Within it but deep: the field's error names it and shows the value by kind (never dumped).
+    const std::string within = std::string(500, '[') + std::string(500, ']');
+    data = write_data("{\"input_ids\": [1, " + within + "]}\n");
+    spit(m / "config.json", config);
     expect_input_error(score(m, data), {data.string() + ":1", "list"});
-    spit(m / "config.json", slurp(m / "config.json").substr(0, slurp(m / "config.json").rfind('}')) +
-                                ", \"rope_theta\": " + deep + "}");
+    spit(m / "config.json", config.substr(0, config.rfind('}')) + ", \"rope_theta\": " + within + "}");
     expect_input_error(score(m, good_data()), {(m / "config.json").string(), "rope_theta"});
 }
 

@@ -95,9 +95,13 @@ TEST(Config, ErrorsNameTheFileAndField) {
                                     "head_dim": 65536)"))
                   .find("too large"),
               std::string::npos);
-    // a deeply nested value is reported by kind, never dumped (dump() would recurse)
-    std::string deep = std::string(100000, '[') + std::string(100000, ']');
-    EXPECT_NE(message(llama_json(R"(, "rope_theta": )" + deep)).find("rope_theta"), std::string::npos);
+    // a deeply nested value is reported by kind, never dumped (dump() would recurse); past 512
+    // levels the text is refused before it is parsed
+    const std::string within = std::string(500, '[') + std::string(500, ']');
+    EXPECT_NE(message(llama_json(R"(, "rope_theta": )" + within)).find("rope_theta"), std::string::npos);
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    EXPECT_NE(message(llama_json(R"(, "rope_theta": )" + deep)).find("nested deeper than 512 levels"),
+              std::string::npos);
 }
 
 TEST(Batch, RightPaddingTargetsAndPositions) {

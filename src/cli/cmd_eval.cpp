@@ -191,6 +191,19 @@ void run_eval(const EvalFlags & f) {
         throw InputError("--batch must be positive");
     }
     const std::vector<TaskSpec> specs = task_specs(f);
+    std::vector<NamedPath>      inputs    = {{f.model, "--model"}, {f.data_dir, "--data-dir"}};
+    for (const std::string & a : f.adapters) {
+        inputs.push_back({a, "--adapter"});
+    }
+    for (const TaskSpec & spec : specs) {
+        if (spec.custom) {
+            inputs.push_back({spec.custom->file, "--tasks"});
+            inputs.push_back({spec.custom->dataset_path, spec.custom->file + ": dataset_path"});
+        }
+    }
+    check_output_apart(f.out, "--out", inputs);
+    check_output_apart(f.out.empty() ? "" : f.out + ".partial", "--out's partial file", inputs);
+    check_output_apart(f.log_samples, "--log-samples", inputs);
     const Tokenizer             tokenizer = Tokenizer::load(f.model);
     auto                        model     = load_model_with_adapters(f.model, f.adapters, f.load.options());
     auto                        backend   = make_backend(f.threads);

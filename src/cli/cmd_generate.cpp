@@ -308,6 +308,11 @@ void register_generate(CLI::App & app) {
         if (prompt->count() && !o->out.empty()) {
             throw InputError("--out is for --data (--prompt streams to standard output)");
         }
+        std::vector<NamedPath> inputs = {{o->data, "--data"}, {o->flags.model, "--model"}};
+        for (const std::string & a : o->flags.adapters) {
+            inputs.push_back({a, "--adapter"});
+        }
+        check_output_apart(o->out, "--out", inputs);
         if (!o->out.empty() && std::filesystem::exists(o->out) && !o->overwrite) {
             throw InputError(fmt::format("{} exists: add --overwrite to replace it", o->out));
         }

@@ -97,6 +97,8 @@ void register_score(CLI::App & app) {
     add_load_flags(*cmd, opt->load);
     cmd->callback([opt]() {
         const LoadOptions load = opt->load.options();
+        check_output_apart(opt->out, "--out",
+                           {{opt->data, "--data"}, {opt->model, "--model"}, {opt->adapter, "--adapter"}});
         auto model = Model::load(opt->model, load);
         auto rows  = read_token_lines(opt->data, model->config().vocab_size);
         std::unique_ptr<LoraAdapter> adapter;

@@ -126,4 +126,47 @@ void append_line(const std::string & path, const std::string & line) {
     }
 }
 
+namespace {
+
+// Whether `inner` is `outer` or lies inside it, component by component.
+bool within(const std::filesystem::path & inner, const std::filesystem::path & outer) {
+    auto i = inner.begin();
+    for (auto o = outer.begin(); o != outer.end(); ++o, ++i) {
+        if (o->empty()) {
+            continue;  // a trailing separator
+        }
+        if (i == inner.end() || *i != *o) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+void check_output_apart(const std::string & output, const std::string & name, const std::vector<NamedPath> & inputs) {
+    if (output.empty()) {
+        return;
+    }
+    std::error_code             ec;
+    const std::filesystem::path out = std::filesystem::weakly_canonical(output, ec);
+    if (ec) {
+        return;  // unresolvable: the write itself will say what is wrong
+    }
+    for (const NamedPath & in : inputs) {
+        if (in.path.empty()) {
+            continue;
+        }
+        const std::filesystem::path source = std::filesystem::weakly_canonical(in.path, ec);
+        if (ec) {
+            continue;
+        }
+        const char * how = out == source ? "is" : within(out, source) ? "lies inside" : within(source, out) ? "contains" : nullptr;
+        if (how) {
+            throw InputError(fmt::format("{} {} {} {}, which this command reads: choose another output", name,
+                                         output, how, in.name + " " + in.path));
+        }
+    }
+}
+
 }  // namespace paft

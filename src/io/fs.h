@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace paft {
 
@@ -39,5 +40,16 @@ void make_dirs(const std::string & path);
 // killed process loses at most the line being written (logs such as metrics.jsonl).
 // RuntimeFailure naming the file when it cannot be written.
 void append_line(const std::string & path, const std::string & line);
+
+// An input a command reads: its path (empty: none given) and the flag or key that named it.
+struct NamedPath {
+    std::string path;
+    std::string name;
+};
+
+// InputError when the output `output` (named `name`) is, contains or lies inside one of `inputs`
+// (compared after resolving ".", ".." and symbolic links): writing it would destroy what the
+// command reads, whatever --overwrite says.
+void check_output_apart(const std::string & output, const std::string & name, const std::vector<NamedPath> & inputs);
 
 }  // namespace paft

@@ -2,11 +2,13 @@
 #include "train/options.h"
 
 #include "core/error.h"
+#include "io/fs.h"
 #include "train/recipe.h"
 
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 
 namespace paft {
 
@@ -166,6 +168,15 @@ void validate(const TrainOptions & o) {
     validate_steps(o);
     validate_data(o);
     validate_objective(o);
+    // A chat template given as a name ("chatml") is no file of the user's.
+    const bool template_file = std::filesystem::is_regular_file(o.chat_template);
+    check_output_apart(o.output_dir, "output_dir (--out)",
+                       {{o.model, "model_name_or_path (--model)"},
+                        {o.init_adapter, "init_adapter"},
+                        {o.train_data, "train_data (--data)"},
+                        {o.eval_data, "eval_data"},
+                        {o.tokenizer, "tokenizer"},
+                        {template_file ? o.chat_template : "", "chat_template"}});
 }
 
 LoadOptions TrainOptions::load_options() const {
