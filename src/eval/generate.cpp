@@ -1,5 +1,6 @@
 #include "eval/generate.h"
 
+#include "core/byte_buffer.h"
 #include "core/error.h"
 #include "eval/text_stream.h"
 #include "io/fs.h"
@@ -181,40 +182,6 @@ std::vector<Generation> generate(Decoder & decoder, const Tokenizer & tokenizer,
     return results;
 }
 
-namespace {
-
-template <class T>
-void append_value(std::string & out, T value) {
-    out.append(reinterpret_cast<const char *>(&value), sizeof value);
-}
-
-template <class T>
-T read_value(const std::string & in, size_t & at) {
-    if (at + sizeof(T) > in.size()) {
-        throw RuntimeFailure("a rank's generations are cut short");
-    }
-    T value;
-    std::memcpy(&value, in.data() + at, sizeof value);
-    at += sizeof value;
-    return value;
-}
-
-void append_text(std::string & out, const std::string & text) {
-    append_value(out, (uint64_t) text.size());
-    out += text;
-}
-
-std::string read_text(const std::string & in, size_t & at) {
-    const auto length = read_value<uint64_t>(in, at);
-    if (length > in.size() - at) {
-        throw RuntimeFailure("a rank's generations are cut short");
-    }
-    at += length;
-    return in.substr(at - length, length);
-}
-
-}  // namespace
-
 std::vector<Generation> generate_shared(Decoder & decoder, const Tokenizer & tokenizer,
                                         const std::vector<std::vector<int32_t>> & prompts,
                                         const GenerationOptions & options, int batch, Communicator * ranks,
@@ -246,7 +213,7 @@ std::vector<Generation> generate_shared(Decoder & decoder, const Tokenizer & tok
             Generation & g     = all.emplace_back();
             const auto   count = read_value<uint64_t>(theirs, at);
             if (count > (theirs.size() - at) / sizeof(int32_t)) {
-                throw RuntimeFailure("a rank's generations are cut short");
+                throw RuntimeFailure("a rank's message is cut short");
             }
             g.tokens.resize(count);
             std::memcpy(g.tokens.data(), theirs.data() + at, count * sizeof(int32_t));

@@ -1,5 +1,6 @@
 #include "eval/model_lm.h"
 
+#include "core/byte_buffer.h"
 #include "core/error.h"
 #include "core/utf8.h"
 #include "io/json_snippet.h"
@@ -116,22 +117,6 @@ std::vector<TrunkPiece> trunk_before(const std::vector<StemGroup> & groups, size
         }
     }
     return pieces;
-}
-
-template <class T>
-void append_bytes(std::string & out, T value) {
-    out.append(reinterpret_cast<const char *>(&value), sizeof value);
-}
-
-template <class T>
-T read_bytes(const std::string & in, size_t & at) {
-    if (at + sizeof(T) > in.size()) {
-        throw RuntimeFailure("a rank's answers are cut short");
-    }
-    T value;
-    std::memcpy(&value, in.data() + at, sizeof value);
-    at += sizeof value;
-    return value;
 }
 
 }  // namespace
@@ -310,16 +295,16 @@ std::vector<Loglikelihood> ModelLanguageModel::loglikelihood(const std::vector<L
         for (size_t g = first; g < last; g++) {
             for (size_t k = groups[g].begin; k < groups[g].end; k++) {
                 const size_t i = scored[order[k]].index;
-                append_bytes(mine, (uint64_t) i);
-                append_bytes(mine, results[i].logprob);
-                append_bytes(mine, (uint8_t) results[i].is_greedy);
+                append_value(mine, (uint64_t) i);
+                append_value(mine, results[i].logprob);
+                append_value(mine, (uint8_t) results[i].is_greedy);
             }
         }
         for (const std::string & theirs : options_.ranks->all_gather(mine)) {
             for (size_t at = 0; at < theirs.size();) {
-                const auto i  = read_bytes<uint64_t>(theirs, at);
-                const auto lp = read_bytes<double>(theirs, at);
-                const auto gr = read_bytes<uint8_t>(theirs, at);
+                const auto i  = read_value<uint64_t>(theirs, at);
+                const auto lp = read_value<double>(theirs, at);
+                const auto gr = read_value<uint8_t>(theirs, at);
                 results.at(i) = {lp, gr != 0};
             }
         }
