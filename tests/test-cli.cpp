@@ -230,7 +230,19 @@ TEST_F(Cli, DtypeDoesNotMatchByteCount) {
 TEST_F(Cli, MissingTensor) {
     fs::path          m    = make_tiny_model();
     const std::string name = "model.layers.1.mlp.up_proj.weight";
-    rewrite_header(m / "model.safetensors", [&](json & h) { ASSERT_EQ(h.erase(name), 1u); });
+    // The tensor and its bytes removed, the later tensors moved up: a well-formed file without it.
+    SafetensorsParts parts = read_parts(m / "model.safetensors");
+    ASSERT_TRUE(parts.header.contains(name));
+    const uint64_t begin = parts.header[name]["data_offsets"][0], end = parts.header[name]["data_offsets"][1];
+    parts.header.erase(name);
+    for (auto & [key, value] : parts.header.items()) {
+        if (key != "__metadata__" && value["data_offsets"][0].get<uint64_t>() >= end) {
+            value["data_offsets"] = {value["data_offsets"][0].get<uint64_t>() - (end - begin),
+                                     value["data_offsets"][1].get<uint64_t>() - (end - begin)};
+        }
+    }
+    parts.data.erase(begin, end - begin);
+    write_parts(m / "model.safetensors", parts);
     expect_input_error(score(m, good_data()), {m.string(), name, "missing"});
 }
 

@@ -461,8 +461,8 @@ RunSummary run_experiment(const RunRecipe & recipe) {
         throw InputError(fmt::format("{}: both branches start from the same base model ('{}' and '{}')", recipe.path,
                                      recipe.train.sft.model, recipe.train.preference.model));
     }
-    check_run_inputs(recipe);
     check_plan_fits(plan_run(recipe));  // an unknown export row or a stage too large fails before any work
+    check_run_inputs(recipe);
     Experiment experiment(recipe);
     return experiment.run();
 }
