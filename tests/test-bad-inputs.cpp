@@ -7,10 +7,15 @@
 // adapter_config.json naming a module its weights lack; an empty chat template file; outputs that
 // are, contain or lie inside the command's inputs.
 #include "io/json_depth.h"
+#include "io/nonfinite.h"
+#include "io/output_lock.h"
+#include "model/config.h"
+#include "model/lora.h"
 
 #include "cli_util.h"
 #include "test_util.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -18,9 +23,13 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <filesystem>
 #include <functional>
 #include <set>
+#include <span>
 #include <thread>
 
 namespace fs = std::filesystem;
@@ -336,4 +345,269 @@ TEST(BadInputs, AnOutputFolderHasOneWriter) {
     const RunResult third = run_paft(args("2"), dir);
     EXPECT_EQ(third.code, 0) << describe(third);
     EXPECT_FALSE(fs::exists(dir / "out/.paft.lock"));  // removed when the run ends
+}
+
+namespace {
+
+// Sets element `index` of tensor `name` (F32) in the safetensors file at `path` to `value`: the
+// header read by hand (8-byte length, JSON), the data offsets from it.
+void poke_f32(const fs::path & path, const std::string & name, size_t index, float value) {
+    std::string    bytes = slurp(path);
+    uint64_t       header_len = 0;
+    std::memcpy(&header_len, bytes.data(), 8);
+    const auto     header = nlohmann::json::parse(bytes.substr(8, header_len));
+    ASSERT_EQ(header.at(name).at("dtype"), "F32");
+    const size_t at = 8 + header_len + header.at(name).at("data_offsets")[0].get<size_t>() + 4 * index;
+    std::memcpy(bytes.data() + at, &value, 4);
+    spit(path, bytes);
+}
+
+// A rank-4 adapter of the tiny model (q_proj, v_proj) with B set, so that it changes the model.
+void tiny_adapter(const fs::path & dir, uint64_t seed) {
+    paft::LoraConfig lora;
+    lora.r       = 4;
+    lora.alpha   = 8.0f;
+    lora.targets = paft::parse_lora_targets("q_proj,v_proj");
+    paft::LoraAdapter adapter(paft::load_model_config(kTiny), lora);
+    adapter.init_peft(seed);
+    for (float & v : adapter.params()) {
+        if (v == 0.0f) v = 0.01f;
+    }
+    adapter.save(dir.string(), kTiny);
+}
+
+const std::string kQProj0 = "model.layers.0.self_attn.q_proj.weight";
+const std::string kAdapterA0 = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+
+}  // namespace
+
+// NaN or Inf in a weight read is an error naming the file, the tensor and the count, whatever
+// the command; --allow-nonfinite reads it, and then a non-finite result is still refused unless the
+// same flag says to write it.
+TEST(NonFinite, InBaseWeightsIsAnErrorNamingTheTensor) {
+    const fs::path dir = fresh_test_folder("paft-nonfinite");
+    model_with(dir / "m", "config.json", slurp(fs::path(kTiny) / "config.json"));
+    poke_f32(dir / "m/model.safetensors", kQProj0, 5, std::numeric_limits<float>::quiet_NaN());
+    poke_f32(dir / "m/model.safetensors", kQProj0, 9, std::numeric_limits<float>::infinity());
+    spit(dir / "ids.jsonl", "{\"input_ids\": [3, 4, 5, 6]}\n");
+    const std::set<std::string> before = listing(dir);
+    for (const std::vector<std::string> & args :
+         {std::vector<std::string>{"score", "--model", (dir / "m").string(), "--data", (dir / "ids.jsonl").string()},
+          std::vector<std::string>{"generate", "--model", (dir / "m").string(), "--prompt", "hi"},
+          std::vector<std::string>{"sft", "--model", (dir / "m").string(), "--data", (dir / "ids.jsonl").string(), "--out",
+                                   (dir / "out").string(), "--max-steps", "1"},
+          std::vector<std::string>{"export", "--model", (dir / "m").string(), "--out", (dir / "m.gguf").string()},
+          std::vector<std::string>{"eval", "--model", (dir / "m").string(), "--tasks", "arc_easy", "--data-dir",
+                                   std::string(PAFT_SOURCE_DIR) + "/tests/data/eval", "--limit", "2", "--out",
+                                   (dir / "r.json").string()}}) {
+        SCOPED_TRACE(args[0]);
+        const RunResult r = run_paft(args, dir);
+        expect_input_error(r, {"model.safetensors", "tensor '" + kQProj0 + "' has 2 non-finite values",
+                               "--allow-nonfinite"});
+        EXPECT_EQ(listing(dir), before) << "files left behind";
+    }
+    // Read anyway: the NaN reaches the log-probabilities, which are not written either.
+    const RunResult allowed = run_paft({"score", "--model", (dir / "m").string(), "--data", (dir / "ids.jsonl").string(),
+                                        "--allow-nonfinite", "--out", (dir / "scores.jsonl").string()},
+                                       dir);
+    EXPECT_EQ(allowed.code, 0) << describe(allowed);
+    EXPECT_TRUE(fs::exists(dir / "scores.jsonl"));
+}
+
+TEST(NonFinite, InAnAdapterIsAnErrorAndNoMergeHidesIt) {
+    const fs::path dir = fresh_test_folder("paft-nonfinite");
+    tiny_adapter(dir / "a", 1);
+    tiny_adapter(dir / "b", 2);
+    poke_f32(dir / "b/adapter_model.safetensors", kAdapterA0, 0, std::numeric_limits<float>::quiet_NaN());
+    const std::set<std::string> before = listing(dir);
+    // TIES used to drop the NaN in its sign election and write a clean-looking model; linear wrote NaN.
+    for (const std::string method : {"ties", "linear", "task_arithmetic", "dare_ties"}) {
+        SCOPED_TRACE(method);
+        const RunResult r = run_paft({"merge", "--base", kTiny, "--adapter", (dir / "a").string(), "--adapter",
+                                      (dir / "b").string(), "--method", method, "--out", (dir / "out").string()},
+                                     dir);
+        expect_input_error(r, {"adapter_model.safetensors", kAdapterA0, "1 non-finite value"});
+        EXPECT_EQ(listing(dir), before) << "files left behind";
+    }
+    const RunResult generate = run_paft({"generate", "--model", kTiny, "--adapter", (dir / "b").string(), "--prompt",
+                                         "hi", "--max-new-tokens", "2"},
+                                        dir);
+    expect_input_error(generate, {"adapter_model.safetensors", kAdapterA0});
+}
+
+// Finite inputs whose merge overflows: the merged tensor is refused (exit 1), nothing written.
+TEST(NonFinite, AMergeThatOverflowsWritesNothing) {
+    const fs::path dir = fresh_test_folder("paft-nonfinite");
+    tiny_adapter(dir / "a", 1);
+    const RunResult r = run_paft({"merge", "--base", kTiny, "--adapter", (dir / "a").string(), "--method",
+                                  "task_arithmetic", "--weight", "1e300", "--out", (dir / "out").string()},
+                                 dir);
+    EXPECT_EQ(r.code, 1) << describe(r);
+    EXPECT_NE(r.err.find("merged tensor"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("non-finite"), std::string::npos) << r.err;
+    EXPECT_EQ(listing(dir), (std::set<std::string>{"a", "a/adapter_config.json", "a/adapter_model.safetensors"}));
+}
+
+TEST(BadInputs, HugeAdapterSettingsNameTheirField) {
+    const fs::path dir = fresh_test_folder("paft-bad");
+    tiny_adapter(dir / "a", 1);
+    nlohmann::json c = nlohmann::json::parse(slurp(dir / "a/adapter_config.json"));
+    c["lora_alpha"]  = 1e308;
+    spit(dir / "a/adapter_config.json", c.dump());
+    const RunResult alpha = run_paft({"generate", "--model", kTiny, "--adapter", (dir / "a").string(), "--prompt", "hi"}, dir);
+    expect_input_error(alpha, {"adapter_config.json", "lora_alpha", "finite float32"});
+
+    spit(dir / "data.jsonl", "{\"input_ids\": [3, 4, 5]}\n");
+    const RunResult rank = run_paft({"sft", "--model", kTiny, "--data", (dir / "data.jsonl").string(), "--out",
+                                     (dir / "out").string(), "--lora-r", "1000000000", "--max-steps", "1"},
+                                    dir);
+    expect_input_error(rank, {"lora_r 1000000000", "GB to train", "this machine has"});
+    EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+// The "billion laughs": 30 lines of aliases would be a billion values to any reader walking them.
+TEST(BadInputs, AYamlAliasBombIsRefused) {
+    const fs::path dir  = fresh_test_folder("paft-bad");
+    std::string    yaml = "l0: &l0 [x, x]\n";
+    for (int i = 1; i < 30; i++) {
+        yaml += fmt::format("l{}: &l{} [*l{}, *l{}]\n", i, i, i - 1, i - 1);
+    }
+    spit(dir / "recipe.yaml", yaml + "learning_rate: *l29\n");
+    spit(dir / "data.jsonl", "{\"input_ids\": [3, 4, 5]}\n");
+    const RunResult r = run_paft({"sft", "--config", (dir / "recipe.yaml").string(), "--model", kTiny, "--data",
+                                  (dir / "data.jsonl").string(), "--out", (dir / "out").string()},
+                                 dir);
+    expect_input_error(r, {"recipe.yaml", "aliases", "expanded"});
+    EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+// A training run that stops (here on a NaN loss) leaves its last checkpoint and the metrics up to
+// it, or, with none, nothing at all.
+TEST(BadInputs, ANanStopLeavesTheLastCheckpointOrNothing) {
+    const fs::path dir = fresh_test_folder("paft-bad");
+    spit(dir / "data.jsonl", "{\"input_ids\": [3, 4, 5, 6, 7, 8]}\n{\"input_ids\": [9, 10, 11, 12]}\n");
+    auto run = [&](const std::string & out, const std::string & save_steps) {
+        return run_paft({"sft", "--model", kTiny, "--data", (dir / "data.jsonl").string(), "--out", (dir / out).string(),
+                         "--max-steps", "6", "--learning-rate", "1e30", "--threads", "1", "--save-steps", save_steps,
+                         "--logging-steps", "1"},
+                        dir);
+    };
+    const RunResult none = run("none", "0");
+    EXPECT_EQ(none.code, 1) << describe(none);
+    EXPECT_NE(none.err.find("the loss is -nan"), std::string::npos) << none.err;
+    EXPECT_FALSE(fs::exists(dir / "none")) << "the run's folder was left";
+
+    const RunResult some = run("some", "1");
+    EXPECT_EQ(some.code, 1) << describe(some);
+    ASSERT_TRUE(fs::exists(dir / "some/checkpoint-1"));
+    // metrics.jsonl holds the lines up to the last checkpoint, as --resume would continue it.
+    const std::vector<nlohmann::json> lines = json_lines(slurp(dir / "some/metrics.jsonl"));
+    long last_checkpoint = 0;
+    for (const auto & e : fs::directory_iterator(dir / "some")) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind("checkpoint-", 0) == 0) last_checkpoint = std::max(last_checkpoint, std::stol(n.substr(11)));
+    }
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.back()["step"].get<long>(), last_checkpoint);
+    EXPECT_FALSE(fs::exists(dir / "some/adapter_model.safetensors"));
+}
+
+// init-model and pretrain replace a folder's model files only when told to.
+TEST(BadInputs, AnExistingModelIsReplacedOnlyWithOverwrite) {
+    const fs::path dir = fresh_test_folder("paft-bad");
+    model_with(dir / "m", "config.json", slurp(fs::path(kTiny) / "config.json"));
+    const std::string weights = slurp(dir / "m/model.safetensors");
+    const RunResult   init    = run_paft({"init-model", "--preset", "tiny", "--out", (dir / "m").string()}, dir);
+    expect_input_error(init, {"--out", "already holds files", "--overwrite"});
+    spit(dir / "corpus.jsonl", "{\"text\": \"a b c d e f g\"}\n");
+    const RunResult pretrain = run_paft({"pretrain", "--data", (dir / "corpus.jsonl").string(), "--tokenizer", kTiny,
+                                         "--preset", "tiny", "--out", (dir / "m").string(), "--max-steps", "1"},
+                                        dir);
+    expect_input_error(pretrain, {"--out", "already holds files", "--overwrite"});
+    EXPECT_EQ(slurp(dir / "m/model.safetensors"), weights);
+    EXPECT_EQ(slurp(dir / "m/metrics.jsonl"), slurp(fs::path(kTiny) / "metrics.jsonl"));
+    const RunResult replaced = run_paft({"init-model", "--preset", "tiny", "--out", (dir / "m").string(), "--overwrite"}, dir);
+    EXPECT_EQ(replaced.code, 0) << describe(replaced);
+    EXPECT_NE(slurp(dir / "m/model.safetensors"), weights);
+}
+
+// merge --overwrite never deletes what the merge reads.
+TEST(BadInputs, AMergeNeverWritesOverItsInputs) {
+    const fs::path dir = fresh_test_folder("paft-bad");
+    model_with(dir / "m", "config.json", slurp(fs::path(kTiny) / "config.json"));
+    tiny_adapter(dir / "a", 1);
+    const std::set<std::string> before = listing(dir);
+    for (const std::string & out : {(dir / "m").string(), (dir / "a").string(), dir.string()}) {
+        SCOPED_TRACE(out);
+        const RunResult r = run_paft({"merge", "--base", (dir / "m").string(), "--adapter", (dir / "a").string(),
+                                      "--out", out, "--overwrite"},
+                                     dir);
+        expect_input_error(r, {"--out", "which this command reads"});
+        EXPECT_EQ(listing(dir), before);
+    }
+}
+
+// Outputs replaced whole (merge, eval, generate) are locked beside them while written: a second
+// writer is refused, naming the holder.
+TEST(BadInputs, OutputsWrittenWholeAreLockedBesideThem) {
+    const fs::path dir = fresh_test_folder("paft-bad");
+    tiny_adapter(dir / "a", 1);
+    spit(dir / "in.jsonl", "{\"prompt\": \"hi\"}\n");
+    const std::string holder = "pid " + std::to_string(getpid());
+    {
+        paft::OutputLock lock((dir / "merged").string(), paft::LockPlace::beside);
+        const RunResult  r = run_paft({"merge", "--base", kTiny, "--adapter", (dir / "a").string(), "--out",
+                                       (dir / "merged").string()},
+                                      dir);
+        expect_input_error(r, {"merged", "is being written by " + holder});
+    }
+    {
+        paft::OutputLock lock((dir / "r.json").string(), paft::LockPlace::beside);
+        const RunResult  r = run_paft({"eval", "--model", kTiny, "--tasks", "arc_easy", "--data-dir",
+                                       std::string(PAFT_SOURCE_DIR) + "/tests/data/eval", "--limit", "1", "--out",
+                                       (dir / "r.json").string()},
+                                      dir);
+        expect_input_error(r, {"r.json", "is being written by " + holder});
+    }
+    {
+        paft::OutputLock lock((dir / "out.jsonl").string(), paft::LockPlace::beside);
+        const RunResult  r = run_paft({"generate", "--model", kTiny, "--data", (dir / "in.jsonl").string(), "--out",
+                                       (dir / "out.jsonl").string(), "--max-new-tokens", "2"},
+                                      dir);
+        expect_input_error(r, {"out.jsonl", "is being written by " + holder});
+    }
+    EXPECT_EQ(listing(dir), (std::set<std::string>{"a", "a/adapter_config.json", "a/adapter_model.safetensors", "in.jsonl"}));
+    // Unlocked, the same merge runs and leaves no lock file.
+    const RunResult ok = run_paft({"merge", "--base", kTiny, "--adapter", (dir / "a").string(), "--out",
+                                   (dir / "merged").string()},
+                                  dir);
+    EXPECT_EQ(ok.code, 0) << describe(ok);
+    EXPECT_FALSE(fs::exists(dir / ".merged.paft-lock"));
+}
+
+// The exponent-all-ones test of each dtype's bit layout, on values written by hand.
+TEST(NonFinite, CountsEachDtypesNanAndInf) {
+    auto bytes_of = [](const auto & values) {
+        const auto * p = reinterpret_cast<const uint8_t *>(values.data());
+        return std::span<const uint8_t>(p, values.size() * sizeof(values[0]));
+    };
+    // bf16: +inf, nan, -inf, 1.0, the largest finite (0x7F7F), -0
+    const std::vector<uint16_t> bf16 = {0x7F80, 0x7FC0, 0xFF80, 0x3F80, 0x7F7F, 0x8000};
+    EXPECT_EQ(paft::count_nonfinite(paft::DType::BF16, bytes_of(bf16)), 3u);
+    // f16: +inf, nan, 1.0, 65504 (0x7BFF, the largest finite)
+    const std::vector<uint16_t> f16 = {0x7C00, 0x7E00, 0x3C00, 0x7BFF};
+    EXPECT_EQ(paft::count_nonfinite(paft::DType::F16, bytes_of(f16)), 2u);
+    const std::vector<float> f32 = {1.0f, std::numeric_limits<float>::max(), -std::numeric_limits<float>::infinity(),
+                                    std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::denorm_min()};
+    EXPECT_EQ(paft::count_nonfinite(paft::DType::F32, bytes_of(f32)), 2u);
+    EXPECT_EQ(paft::count_nonfinite(f32.data(), f32.size()), 2u);
+    const std::vector<double> f64 = {1e308, std::numeric_limits<double>::infinity(), 0.0};
+    EXPECT_EQ(paft::count_nonfinite(paft::DType::F64, bytes_of(f64)), 1u);
+    EXPECT_THROW(paft::check_finite_input(1, "f", "t"), paft::InputError);
+    EXPECT_NO_THROW(paft::check_finite_input(0, "f", "t"));
+    EXPECT_THROW(paft::check_finite_result(2, "merged tensor 't'"), paft::RuntimeFailure);
+    paft::set_nonfinite_allowed(true);
+    EXPECT_NO_THROW(paft::check_finite_input(1, "f", "t"));
+    EXPECT_NO_THROW(paft::check_finite_result(2, "x"));
+    paft::set_nonfinite_allowed(false);
 }

@@ -30,14 +30,14 @@ TEST(Config, LlamaDefaults) {
 
 TEST(Config, Llama3RopeScalingAndEosList) {
     ModelConfig c = parse_model_config(
-        llama_json(R"(, "head_dim": 32, "num_key_value_heads": 2, "eos_token_id": [128001, 128009],
+        llama_json(R"(, "head_dim": 32, "num_key_value_heads": 2, "eos_token_id": [97, 99],
                    "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
                    "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})"),
         "config.json");
     EXPECT_TRUE(c.rope_scaling.llama3);
     EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 8192);
     EXPECT_EQ(c.head_dim, 32);
-    EXPECT_EQ(c.eos_token_id, 128001);
+    EXPECT_EQ(c.eos_token_id, 97);  // the first of the list (Llama 3's are 128001 and 128009)
     // inv_freq by hand: i = 0 is 1 (wavelength 2 pi, high band: unchanged); the last,
     // 1/500000^(30/32), has wavelength ~1.4e6 > 8192: divided by the factor 8.
     std::vector<float> inv = rope_inv_freq(c);

@@ -14,6 +14,7 @@
 #include "eval/task_yaml.h"
 #include "eval/tasks.h"
 #include "io/fs.h"
+#include "io/output_lock.h"
 #include "io/json_depth.h"
 #include "model/inference.h"
 
@@ -202,6 +203,9 @@ void run_eval(const EvalFlags & f) {
         }
     }
     check_output_apart(f.out, "--out", inputs);
+    if (!f.out.empty() && std::filesystem::is_directory(f.out)) {
+        throw InputError(fmt::format("--out {} is a folder: name the results file (e.g. {}/results.json)", f.out, f.out));
+    }
     check_output_apart(f.out.empty() ? "" : f.out + ".partial", "--out's partial file", inputs);
     check_output_apart(f.log_samples, "--log-samples", inputs);
     const Tokenizer             tokenizer = Tokenizer::load(f.model);
@@ -223,6 +227,10 @@ void run_eval(const EvalFlags & f) {
     options.limit       = f.limit;
     options.log_samples = !f.log_samples.empty();
     options.progress    = bars.on_task();
+    std::optional<OutputLock>   lock;  // rank 0 writes --out and its partial file
+    if (!f.out.empty() && world().rank() == 0) {
+        lock.emplace(f.out, LockPlace::beside);
+    }
     std::unique_ptr<EvalResume> resume;
     if (!f.out.empty()) {
         resume = std::make_unique<EvalResume>(f.out + ".partial", run_fingerprint(f), world());

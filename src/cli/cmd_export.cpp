@@ -1,6 +1,7 @@
 // paft export: a model (adapters folded in) as a GGUF file for llama.cpp, or a PEFT adapter as
 // llama.cpp's LoRA adapter file.
 #include "cli/commands.h"
+#include "io/fs.h"
 #include "core/error.h"
 #include "gguf/export.h"
 
@@ -39,6 +40,9 @@ void register_export(CLI::App & app) {
             if (!o.type) throw InputError(fmt::format("--type: '{}' is not one of {}", f->type, export_type_list()));
         }
         if (o.threads < 0) throw InputError(fmt::format("--threads: {} is negative", o.threads));
+        std::vector<NamedPath> inputs{{o.model_dir, "--model"}};
+        for (const std::string & a : o.adapters) inputs.push_back({a, "--adapter"});
+        check_output_apart(o.out, "--out", inputs);
         const GgufExportReport r = export_gguf(o);
         for (const std::string & note : r.notes) fmt::print(stderr, "note: {}\n", note);
         std::string types;

@@ -8,15 +8,20 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/fs.h"
+#include "io/output_lock.h"
 #include "io/json_depth.h"
 #include "io/json_snippet.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 namespace paft {
@@ -49,7 +54,7 @@ std::string folder_name(const std::string & dir) {
 
 void write_or_fail(std::FILE * f, const std::string & text, const std::string & what) {
     if (std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fflush(f) != 0) {
-        throw RuntimeFailure(fmt::format("cannot write to {}", what));
+        throw RuntimeFailure(fmt::format("cannot write to {}: {}", what, std::strerror(errno)));
     }
 }
 
@@ -229,7 +234,11 @@ void generate_dataset(GenerationSetup & setup, const GenerateOptions & o) {
     if (ranks.rank() == 0) {
         warn_long_prompts(prompts, setup);
     }
-    // Rank 0 owns the output; every rank learns where it resumes.
+    // Rank 0 owns the output (locked while it writes); every rank learns where it resumes.
+    std::optional<OutputLock> lock;
+    if (!o.out.empty() && ranks.rank() == 0) {
+        lock.emplace(o.out, LockPlace::beside);
+    }
     const std::string partial = o.out.empty() ? "" : o.out + ".partial";
     uint64_t          done    = partial.empty() || ranks.rank() != 0 ? 0 : resume_partial(partial, records, generator);
     ranks.broadcast(&done, sizeof done, 0);
@@ -248,6 +257,30 @@ void generate_dataset(GenerationSetup & setup, const GenerateOptions & o) {
         throw RuntimeFailure(fmt::format("cannot open {} for writing", partial));
     }
     const std::string target = partial.empty() ? "standard output" : partial;
+    // After a failure (a full disk) the partial file keeps the records complete so far, whole
+    // lines only, and the next run continues after them; one that holds none is removed.
+    struct PartialCleanup {
+        std::FILE *         file;
+        const std::string & path;
+        bool                armed = true;
+        ~PartialCleanup() {
+            if (!armed || !file || file == stdout) {
+                return;
+            }
+            std::fclose(file);  // what it still buffers may be lost: only whole lines count
+            std::error_code   ec;
+            const std::string text = [&] {
+                std::ifstream in(path, std::ios::binary);
+                return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            }();
+            const size_t whole = text.rfind('\n');
+            if (whole == std::string::npos) {
+                std::filesystem::remove(path, ec);
+            } else if (whole + 1 < text.size()) {
+                std::filesystem::resize_file(path, whole + 1, ec);
+            }
+        }
+    } cleanup{f, partial};
     if (ranks.size() > 1) {
         generate_across_ranks(setup, o, records, prompts, done, f, target, generator);
     } else {
@@ -273,6 +306,7 @@ void generate_dataset(GenerationSetup & setup, const GenerateOptions & o) {
         });
         progress.finish();
     }
+    cleanup.armed = false;
     if (f && f != stdout) {
         if (std::fclose(f) != 0) {
             throw RuntimeFailure(fmt::format("cannot write to {}", partial));

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/fs.h"
+#include "io/output_lock.h"
 #include "model/model.h"
 #include "model/presets.h"
 #include "model/random_model.h"
@@ -17,6 +18,7 @@ void register_init_model(CLI::App & app) {
     struct Options {
         std::string preset = "tiny", config, out, dtype = "f32";
         uint64_t    seed   = 0;
+        bool        overwrite = false;
     };
     auto   opt = std::make_shared<Options>();
     auto * cmd = app.add_subcommand("init-model", "Write a randomly initialised model (Hugging Face layout)");
@@ -25,7 +27,12 @@ void register_init_model(CLI::App & app) {
     cmd->add_option("--out", opt->out, "Output model directory")->required();
     cmd->add_option("--dtype", opt->dtype, "Stored dtype: f32, bf16, f16")->capture_default_str();
     cmd->add_option("--seed", opt->seed, "Random seed")->capture_default_str();
+    cmd->add_flag("--overwrite", opt->overwrite, "Replace the model files of an existing --out folder");
     cmd->callback([opt]() {
+        check_output_apart(opt->out, "--out", {{opt->config, "--config"}});
+        if (!opt->overwrite) {
+            OutputLock::refuse_existing(opt->out, "--out");
+        }
         ModelConfig config = opt->config.empty() ? model_preset(opt->preset)
                                                  : parse_model_config(read_file(opt->config), opt->config);
         DType dtype = opt->dtype == "f32"    ? DType::F32

@@ -41,6 +41,7 @@ void register_pretrain(CLI::App & app) {
         ->capture_default_str();
     cmd->add_option("--logging-steps", o->logging_steps, "A metrics.jsonl line every N steps")->capture_default_str();
     cmd->add_flag("--resume", o->resume, "Continue from the newest checkpoint in --out");
+    cmd->add_flag("--overwrite", o->overwrite, "Start afresh in an --out folder that holds files but no run");
     cmd->add_option("--dtype", o->dtype, "Stored dtype of the model: f32, bf16")->capture_default_str();
     cmd->callback([o]() {
         const PretrainSummary s = run_pretrain(*o);

@@ -22,7 +22,12 @@ void register_run(CLI::App & app) {
                                            "adapters, sequential and merged models, all evaluated, with a report");
     cmd->add_option("recipe", opt->recipe, "The run's YAML recipe (e.g. recipes/paft-default.yaml)")->required();
     cmd->add_option("--out", opt->out, "Output folder (overrides the recipe's output_dir)");
-    cmd->add_option("--threads", opt->threads, "Threads for every stage (overrides the recipe; 0 = every core)");
+    cmd->add_option("--threads", opt->threads, "Threads for every stage (overrides the recipe; 0 = every core)")
+        ->check(CLI::Validator(
+            [](std::string & v) {
+                return !v.empty() && v[0] == '-' ? std::string("must be at least 0 (0 = every core)") : std::string();
+            },
+            "INT >= 0"));
     cmd->add_flag("--plan", opt->plan,
                   "Print each stage's expected peak memory against this machine's and run nothing (exit 1 when a "
                   "stage cannot fit)");

@@ -91,11 +91,16 @@ void register_score(CLI::App & app) {
     cmd->add_option("--adapter", opt->adapter, "PEFT LoRA adapter directory to apply");
     cmd->add_option("--out", opt->out, "Output file (default: standard output)");
     cmd->add_flag("--per-token", opt->per_token, "Also give each token's log-probability");
-    cmd->add_option("--batch-size", opt->batch_size, "Sequences per forward pass")->capture_default_str()
-        ->check(CLI::PositiveNumber);
+    cmd->add_option("--batch-size", opt->batch_size, "Sequences per forward pass")->capture_default_str();
     cmd->add_option("--threads", opt->threads, "Threads (default: all cores)");
     add_load_flags(*cmd, opt->load);
     cmd->callback([opt]() {
+        if (opt->batch_size < 1) {
+            throw InputError(fmt::format("--batch-size must be at least 1, got {}", opt->batch_size));
+        }
+        if (opt->threads < 0) {
+            throw InputError(fmt::format("--threads must be at least 0, got {}", opt->threads));
+        }
         const LoadOptions load = opt->load.options();
         check_output_apart(opt->out, "--out",
                            {{opt->data, "--data"}, {opt->model, "--model"}, {opt->adapter, "--adapter"}});

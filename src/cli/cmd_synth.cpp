@@ -4,7 +4,11 @@
 #include "synth/world.h"
 #include "tokenizer/tokenizer.h"
 
+#include "core/error.h"
+
 #include <fmt/format.h>
+
+#include <filesystem>
 
 namespace paft {
 
@@ -31,6 +35,9 @@ void register_synth(CLI::App & app) {
     cmd->callback([opt]() {
         WorldOptions o   = opt->world;
         o.heldout_people = opt->heldout_people >= 0 ? opt->heldout_people : o.people / 3;
+        if (std::filesystem::exists(opt->out) && !std::filesystem::is_directory(opt->out)) {
+            throw InputError(fmt::format("--out {} is a file, not a folder", opt->out));
+        }
         write_world(opt->out, o);
         const WorldFiles f         = world_files(opt->out);
         const Tokenizer  tokenizer = Tokenizer::load(f.tokenizer_dir);

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "core/communicator.h"
 #include "core/error.h"
+#include "io/nonfinite.h"
 #include "io/output_lock.h"
 
 #include <CLI/CLI.hpp>
@@ -31,6 +32,12 @@ int main(int argc, char ** argv) {
     paft::register_synth(app);
     paft::register_run(app);
     paft::register_export(app);
+    // One flag of every command: read weights with NaN or Inf, and write such results (io/nonfinite.h).
+    for (CLI::App * sub : app.get_subcommands({})) {
+        sub->add_flag_callback("--allow-nonfinite", [] { paft::set_nonfinite_allowed(true); },
+                               "Read weights holding NaN or Inf, and write non-finite results, instead of "
+                               "refusing them");
+    }
     {
         std::string command = "paft";
         for (int i = 1; i < argc; i++) {

@@ -6,10 +6,12 @@
 // omp_in_parallel), which is what the per-head attention loops rely on.
 #include "core/backend.h"
 #include "core/communicator.h"
+#include "core/error.h"
 #include "core/weight_kernels.h"
 #include "core/fast_math.h"
 
 #include <cblas.h>
+#include <fmt/format.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -625,6 +627,9 @@ private:
 }  // namespace
 
 std::unique_ptr<Backend> make_backend(int threads) {
+    if (threads < 0) {
+        throw InputError(fmt::format("--threads must be at least 0 (0 = every core), got {}", threads));
+    }
     // Several ranks of an MPI job on one machine (mpirun -np N) share its cores by default.
     if (threads <= 0 && local_ranks() > 1) {
         threads = std::max(1, omp_get_num_procs() / local_ranks());

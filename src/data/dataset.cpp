@@ -329,6 +329,12 @@ std::optional<PreferenceExample> ExampleEncoder::encode_preference(const Record 
     if (v["chosen"].is_array() || v["rejected"].is_array() || (v.contains("prompt") && v["prompt"].is_array())) {
         ex.conversational = true;
         ojson prompt, chosen = v["chosen"], rejected = v["rejected"];
+        if (chosen.is_array() != rejected.is_array()) {  // one text, one list: name the list's field
+            const char * odd = chosen.is_array() ? "chosen" : "rejected";
+            throw InputError(fmt::format("{}: field '{}' is a list but '{}' is not: both are text, or both lists of "
+                                         "messages",
+                                         r.where, odd, chosen.is_array() ? "rejected" : "chosen"));
+        }
         check_messages(chosen, r.where, "chosen");
         check_messages(rejected, r.where, "rejected");
         if (v.contains("prompt") && v["prompt"].is_array()) {

@@ -28,6 +28,8 @@ void each_in_array(const std::string & path, std::istream & in, const std::funct
         all = ojson::parse(text);
     } catch (const ojson::parse_error & e) {
         throw InputError(fmt::format("{}: not valid JSON (at byte {})", path, e.byte));
+    } catch (const ojson::exception & e) {  // a number beyond double's range (1e999)
+        throw InputError(fmt::format("{}: not valid JSON: {}", path, e.what()));
     }
     for (size_t i = 0; i < all.size(); i++) {
         std::string where = fmt::format("{}: element {}", path, i + 1);
@@ -53,6 +55,8 @@ void each_line(const std::string & path, std::istream & in, const std::function<
             value = ojson::parse(line);
         } catch (const ojson::parse_error & e) {
             throw InputError(fmt::format("{}: not valid JSON (column {})", where, e.byte));
+        } catch (const ojson::exception & e) {  // a number beyond double's range (1e999)
+            throw InputError(fmt::format("{}: not valid JSON: {}", where, e.what()));
         }
         if (!value.is_object()) {
             throw InputError(fmt::format("{}: expected a JSON object", where));

@@ -5,6 +5,7 @@
 #include "eval/regex_filter.h"
 #include "eval/task_yaml.h"
 #include "eval/tasks.h"
+#include "io/nonfinite.h"
 
 #include <fmt/format.h>
 
@@ -234,6 +235,12 @@ TaskResult run_task(LanguageModel & lm, const Task & t, int k, const EvalOptions
         throw RuntimeFailure(fmt::format("{}: the model answered {} of {} log-likelihood and {} of {} generation requests",
                                          t.name, lls.size(), ll_requests.size(), generations.size(), gen_requests.size()));
     }
+    // A NaN score would be written as null and counted as a wrong answer (io/nonfinite.h).
+    size_t nonfinite = 0;
+    for (const Loglikelihood & ll : lls) {
+        nonfinite += std::isfinite(ll.logprob) ? 0 : 1;
+    }
+    check_finite_result(nonfinite, fmt::format("{}: log-probabilities of its requests", t.name));
 
     TaskResult result;
     result.name        = t.name;

@@ -1,5 +1,9 @@
 #include "eval/score.h"
 
+#include "io/nonfinite.h"
+
+#include <fmt/format.h>
+
 #include <cmath>
 #include <limits>
 
@@ -22,13 +26,16 @@ std::vector<SequenceScore> score_sequences(ParallelTransformer & transformer, co
         for (size_t i = 0; i < chunk.size(); i++) {
             SequenceScore & s = scores[first + i];
             s.tokens          = std::max(0, (int) chunk[i].size() - 1);
+            size_t nonfinite = 0;
             for (int t = 0; t < s.tokens; t++) {
                 float lp = logp[i * batch.T + t];  // position t predicts token t+1
                 s.logprob += lp;
+                nonfinite += std::isfinite(lp) ? 0 : 1;
                 if (per_token) {
                     s.token_logprobs.push_back(lp);
                 }
             }
+            check_finite_result(nonfinite, fmt::format("sequence {}: token log-probabilities", first + i + 1));
         }
         if (on_progress) {
             on_progress((long) last);

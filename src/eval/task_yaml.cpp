@@ -639,6 +639,11 @@ bool is_yaml_task_file(const std::string & name) {
 std::vector<TaskSpec> resolve_task_list(const std::vector<std::string> & names, const std::string & data_dir) {
     for (const std::string & name : names) {
         if (!is_yaml_task_file(name) && data_dir.empty()) {
+            const std::vector<std::string> builtins = builtin_task_names();
+            if (std::find(builtins.begin(), builtins.end(), name) == builtins.end() && name != "mmlu" &&
+                name != "leaderboard" && name.rfind("hendrycksTest-", 0) != 0) {
+                (void) resolve_tasks({name}, data_dir);  // no such task: says so, with the closest name
+            }
             throw InputError(fmt::format(
                 "--data-dir is needed for the built-in task '{}' (DATA_DIR/DATASET/SPLIT.jsonl)", name));
         }

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "io/fs.h"
+#include "io/nonfinite.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -435,6 +436,7 @@ std::vector<float> GgufFile::read_f32(const GgufTensorInfo & info) const {
     std::vector<float> out((size_t) info.numel());
     const int64_t      n = info.row_length();
     dequantize_rows(info.type, bytes(info).data(), info.numel() / n, n, out.data());
+    check_finite_input(count_nonfinite(out.data(), out.size()), path_, info.name);
     return out;
 }
 

@@ -5,7 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <filesystem>
+#include <vector>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -34,8 +37,36 @@ std::string holder_of(int fd) {
 
 void OutputLock::set_command(std::string command) { command_line() = std::move(command); }
 
-OutputLock::OutputLock(const std::string & dir) : path_(dir + "/.paft.lock") {
-    make_dirs(dir);
+namespace {
+
+std::string lock_path(const std::string & output, LockPlace place) {
+    if (place == LockPlace::inside) {
+        return output + "/.paft.lock";
+    }
+    std::filesystem::path p = std::filesystem::path(output).lexically_normal();
+    if (p.filename().empty()) {
+        p = p.parent_path();  // "out/" -> "out"
+    }
+    std::string name = ".";
+    name.append(p.filename().string()).append(".paft-lock");
+    return (p.parent_path() / name).string();
+}
+
+}  // namespace
+
+OutputLock::OutputLock(const std::string & output, LockPlace place) : path_(lock_path(output, place)) {
+    const std::string dir = std::filesystem::path(path_).parent_path().string();
+    std::error_code   ec;
+    if (place == LockPlace::inside && std::filesystem::exists(output, ec) && !std::filesystem::is_directory(output, ec)) {
+        throw InputError(fmt::format("{} exists and is not a folder: choose a folder for the output", output));
+    }
+    if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
+        made_folder_ = dir;
+        make_dirs(dir);
+    }
+    if (dir.empty()) {
+        made_folder_.clear();
+    }
     // The file we lock must still be the one at the path once locked: a holder that just finished
     // removes its file, and a lock taken on that removed file would guard nothing.
     for (;;) {
@@ -49,7 +80,7 @@ OutputLock::OutputLock(const std::string & dir) : path_(dir + "/.paft.lock") {
             fd_ = -1;
             throw InputError(fmt::format("{} is being written by {} (its lock: {}); wait for it to finish, or "
                                          "choose another output",
-                                         dir, holder, path_));
+                                         output, holder, path_));
         }
         struct stat held{}, at_path{};
         if (fstat(fd_, &held) == 0 && stat(path_.c_str(), &at_path) == 0 && held.st_ino == at_path.st_ino &&
@@ -71,6 +102,30 @@ OutputLock::~OutputLock() {
     if (fd_ >= 0) {
         unlink(path_.c_str());
         close(fd_);
+        if (!made_folder_.empty()) {
+            std::error_code ec;
+            std::filesystem::remove(made_folder_, ec);  // only when empty: what the command wrote stays
+        }
+    }
+}
+
+void OutputLock::refuse_existing(const std::string & dir, const std::string & name, const std::string & how) {
+    std::error_code          ec;
+    std::vector<std::string> held;
+    if (std::filesystem::is_directory(dir, ec)) {
+        for (const auto & e : std::filesystem::directory_iterator(dir, ec)) {
+            if (e.path().filename() != ".paft.lock") {
+                held.push_back(e.path().filename().string());
+            }
+        }
+    } else if (std::filesystem::exists(dir, ec)) {
+        throw InputError(fmt::format("{}: {} exists and is not a folder", name, dir));
+    }
+    if (!held.empty()) {
+        std::sort(held.begin(), held.end());
+        throw InputError(fmt::format("{}: {} already holds files ({}{}); {}, or choose another folder", name, dir,
+                                     held.front(), held.size() > 1 ? fmt::format(" and {} more", held.size() - 1) : "",
+                                     how));
     }
 }
 

@@ -8,11 +8,15 @@
 
 namespace paft {
 
+// Where the lock file goes: inside an output folder (DIR/.paft.lock), or beside an output that a
+// command replaces whole (a file, or a folder written through StagedFolder): DIR/.NAME.paft-lock.
+enum class LockPlace { inside, beside };
+
 class OutputLock {
 public:
-    // Makes `dir` if missing and locks it for this process. InputError naming the holder (from its
-    // lock file) when another live process holds it.
-    explicit OutputLock(const std::string & dir);
+    // Locks `output` for this process (making the folder that holds the lock file if missing).
+    // InputError naming the holder (from its lock file) when another live process holds it.
+    explicit OutputLock(const std::string & output, LockPlace place = LockPlace::inside);
     ~OutputLock();  // removes the lock file, then unlocks
     OutputLock(const OutputLock &)             = delete;
     OutputLock & operator=(const OutputLock &) = delete;
@@ -20,8 +24,15 @@ public:
     // The command line written into lock files (main sets it; empty: "paft").
     static void set_command(std::string command);
 
+    // InputError unless `dir` is missing or holds nothing but a lock file: for commands whose
+    // output replaces a folder's files, run without the flag that allows it (`how` says which:
+    // "pass --overwrite to replace them").
+    static void refuse_existing(const std::string & dir, const std::string & name,
+                                const std::string & how = "pass --overwrite to replace them");
+
 private:
     std::string path_;
+    std::string made_folder_;  // made for the lock file: removed with it when still empty
     int         fd_ = -1;
 };
 

@@ -2,6 +2,7 @@
 
 #include "io/json_depth.h"
 #include "io/json_snippet.h"
+#include "io/nonfinite.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -292,19 +293,22 @@ void convert_elements(const uint8_t * src, int64_t n, float * dst, Convert conve
     }
 }
 
+// Converts, then refuses non-finite values (io/nonfinite.h), counted after the conversion so that
+// F64 values beyond f32's range count too.
 void convert_to_f32(const SafetensorsFile & file, const TensorInfo & info, float * dst) {
     const uint8_t * src = file.bytes(info).data();
     const int64_t   n   = info.numel();
     switch (info.dtype) {
-        case DType::F32: return convert_elements<float>(src, n, dst, [](float v) { return v; });
-        case DType::F64: return convert_elements<double>(src, n, dst, [](double v) { return static_cast<float>(v); });
-        case DType::F16: return convert_elements<uint16_t>(src, n, dst, f16_to_f32);
-        case DType::BF16: return convert_elements<uint16_t>(src, n, dst, bf16_to_f32);
+        case DType::F32: convert_elements<float>(src, n, dst, [](float v) { return v; }); break;
+        case DType::F64: convert_elements<double>(src, n, dst, [](double v) { return static_cast<float>(v); }); break;
+        case DType::F16: convert_elements<uint16_t>(src, n, dst, f16_to_f32); break;
+        case DType::BF16: convert_elements<uint16_t>(src, n, dst, bf16_to_f32); break;
         default:
             fail_tensor(file.path(), info.name,
                         fmt::format("dtype {} cannot be read as f32 (expected F32, F16, BF16 or F64)",
                                     dtype_name(info.dtype)));
     }
+    check_finite_input(count_nonfinite(dst, (size_t) n), file.path(), info.name);
 }
 
 void check_shape(const SafetensorsFile & file, const TensorInfo & info, const std::vector<int64_t> & shape) {
@@ -578,13 +582,16 @@ std::vector<float> TensorStore::read_f32_any(const std::string & name, std::vect
 }
 
 std::span<const uint8_t> TensorStore::bytes(const std::string & name) const {
-    const TensorInfo *      info = nullptr;
-    const SafetensorsFile & file = file_of(name, &info);
-    return file.bytes(*info);
+    const TensorInfo *             info  = nullptr;
+    const SafetensorsFile &        file  = file_of(name, &info);
+    const std::span<const uint8_t> bytes = file.bytes(*info);
+    check_finite_input(count_nonfinite(info->dtype, bytes), file.path(), name);
+    return bytes;
 }
 
 void TensorStore::release(const std::string & name) const {
-    const std::span<const uint8_t> span = bytes(name);
+    const TensorInfo *             info = nullptr;
+    const std::span<const uint8_t> span = file_of(name, &info).bytes(*info);
     const uintptr_t page  = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
     const uintptr_t begin = (reinterpret_cast<uintptr_t>(span.data()) + page - 1) / page * page;
     const uintptr_t end   = (reinterpret_cast<uintptr_t>(span.data()) + span.size()) / page * page;

@@ -77,6 +77,7 @@ public:
     // Any float tensor as f32 whatever its shape; the shape is returned through `shape`.
     std::vector<float> read_f32_any(const std::string & name, std::vector<int64_t> * shape) const;
     // The stored bytes of tensor `name` (its dtype's little-endian layout), inside the mapping.
+    // Both this and read_f32* refuse a float tensor with NaN or Inf values (io/nonfinite.h).
     std::span<const uint8_t> bytes(const std::string & name) const;
     // Drops the tensor's pages from this process's mapping (the page cache keeps them), so a
     // pass over a whole model does not grow the resident set by the model's size.

@@ -14,6 +14,9 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/fs.h"
+#include "io/nonfinite.h"
+#include "io/output_lock.h"
+#include "io/staged_folder.h"
 #include "io/safetensors.h"
 #include "merge/lora_extract.h"
 #include "merge/model_topk.h"
@@ -222,7 +225,8 @@ uint64_t job_bytes(size_t n, size_t models, bool changed) {
 const MergeMethodDef & method_of(const MergeConfig & c) {
     const MergeMethodDef * m = find_merge_method(c.method);
     if (!m) {
-        throw InputError(fmt::format("merge_method: unknown method '{}' (known: {})", c.method, merge_method_list()));
+        throw InputError(fmt::format("{}merge_method: unknown method '{}' (known: {})",
+                                     c.source.empty() ? "" : c.source + ": ", c.method, merge_method_list()));
     }
     if (m->base == BaseUse::required && !c.base) {
         throw InputError(fmt::format("base_model: {} needs a base model", m->name));
@@ -560,6 +564,8 @@ void run_job(const Plan & plan, size_t index, ShardedWriter * writer, LoraOutput
         std::copy(in.base, in.base + job.n, w.out.begin());  // every model equals the base here
     } else {
         merge_tensor(*plan.method, in, job.params, w.scratch, w.out.data());
+        // Inputs are finite (io/nonfinite.h), but a merge can still overflow (weights, lambda).
+        check_finite_result(count_nonfinite(w.out.data(), job.n), fmt::format("merged tensor '{}'", job.name));
     }
     if (writer) {
         writer->write_f32(index, w.out.data());
@@ -579,18 +585,6 @@ void copy_side_files(const Plan & plan, const MergeConfig & c, const std::string
     write_file_atomic(dir + "/mergekit_config.yml", merge_config_yaml(c));
 }
 
-// The partial directory a merge writes into: next to the output, so the final rename stays on
-// one file system.
-std::string partial_dir(const std::string & out) {
-    const fs::path p = fs::path(out).lexically_normal();
-    const fs::path name = p.filename().empty() ? p.parent_path().filename() : p.filename();
-    const fs::path parent = p.filename().empty() ? p.parent_path().parent_path() : p.parent_path();
-    // Built with append(): "." + std::string trips a GCC 12 -Wrestrict false positive.
-    std::string hidden = ".";
-    hidden.append(name.string()).append(".paft-partial");
-    return (parent / hidden).string();
-}
-
 }  // namespace
 
 MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
@@ -604,6 +598,22 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
     if (o.shard_bytes == 0) {
         throw InputError("--shard-size: must be positive");
     }
+    // Never written over, whatever --overwrite says: the models and adapters the merge reads.
+    std::vector<NamedPath> inputs;
+    auto                   add_input = [&](const ModelRef & ref, const std::string & where) {
+        inputs.push_back({ref.model, where});
+        inputs.push_back({ref.adapter, where + "'s adapter"});
+    };
+    if (c.base) {
+        add_input(*c.base, "base_model");
+    }
+    for (const MergeInputModel & m : c.models) {
+        add_input(m.ref, "the model");
+    }
+    if (c.tokenizer_source != "base") {
+        inputs.push_back({c.tokenizer_source, "tokenizer_source"});
+    }
+    check_output_apart(o.out, "--out", inputs);
     std::error_code ec;
     if (fs::exists(o.out, ec) && !o.overwrite) {
         throw InputError(fmt::format("--out: {} already exists (remove it, or pass --overwrite)", o.out));
@@ -611,12 +621,9 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
     Plan plan = make_plan(c, o);
     plan_model_cuts(plan);
 
-    const std::string partial = partial_dir(o.out);
-    if (fs::exists(partial, ec)) {
-        fmt::print(stderr, "paft merge: removing {} left by an interrupted merge\n", partial);
-        fs::remove_all(partial);
-    }
-    make_dirs(partial);
+    OutputLock        lock(o.out, LockPlace::beside);  // one merge writes o.out at a time
+    StagedFolder      staged(o.out);                   // removed unless the whole merge is written
+    const std::string partial = staged.path();
 
     std::unique_ptr<ShardedWriter> writer;
     LoraOutput                     lora;
@@ -662,7 +669,6 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
     }
     for (const std::exception_ptr & e : errors) {
         if (e) {
-            fs::remove_all(partial, ec);
             std::rethrow_exception(e);
         }
     }
@@ -679,7 +685,6 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
         copy_side_files(plan, c, partial, plan.jobs.empty() ? DType::F32 : plan.jobs.front().out);
     } else {
         if (lora.modules.empty()) {
-            fs::remove_all(partial, ec);
             throw InputError("--out-format lora: the merge changes no projection: there is nothing to factorise");
         }
         std::sort(lora.modules.begin(), lora.modules.end(), [](const LowRankModule & a, const LowRankModule & b) {
@@ -691,10 +696,7 @@ MergeReport run_merge(const MergeConfig & c, const MergeRunOptions & o) {
             report.energy.push_back({lora_module_path(m.layer, m.target) + ".weight", m.factors.retained});
         }
     }
-    if (o.overwrite && fs::exists(o.out, ec)) {
-        fs::remove_all(o.out);
-    }
-    fs::rename(partial, o.out);
+    staged.commit(o.overwrite);
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;
 }

@@ -10,6 +10,7 @@
 
 #include <climits>
 #include <cmath>
+#include <limits>
 
 namespace paft {
 namespace {
@@ -37,8 +38,8 @@ float get_float(const json & j, const char * key, const std::string & source, fl
     if (!j.contains(key) || j[key].is_null()) {
         return fallback;
     }
-    if (!j[key].is_number()) {
-        fail(source, fmt::format("field '{}' must be a number, got {}", key, json_snippet(j[key])));
+    if (!j[key].is_number() || !(std::abs(j[key].get<double>()) <= std::numeric_limits<float>::max())) {
+        fail(source, fmt::format("field '{}' must be a finite float32 number, got {}", key, json_snippet(j[key])));
     }
     return j[key].get<float>();
 }
@@ -105,6 +106,12 @@ RopeScaling parse_rope_scaling(const json & j, const std::string & source) {
     }
     if (type != "llama3") {
         fail(source, fmt::format("unsupported rope_scaling type '{}' (supported: llama3)", type));
+    }
+    // transformers requires all four for llama3 (_validate_llama3_parameters).
+    for (const char * key : {"factor", "low_freq_factor", "high_freq_factor"}) {
+        if (!s.contains(key) || s[key].is_null()) {
+            fail(source, fmt::format("rope_scaling of type llama3: missing field '{}'", key));
+        }
     }
     r.llama3                           = true;
     r.factor                           = get_float(s, "factor", source + " rope_scaling", 8.0f);
@@ -177,6 +184,11 @@ ModelConfig parse_model_config(const std::string & text, const std::string & sou
                                                                       : c.num_heads;
         c.num_kv_heads      = get_int(j, "num_key_value_heads", source, kv_default, false);
         c.vocab_size        = get_int(j, "vocab_size", source, 0, true);
+        if ((!j.contains("head_dim") || j["head_dim"].is_null()) && c.num_heads > 0 && c.hidden_size % c.num_heads != 0) {
+            fail(source, fmt::format("hidden_size ({}) is not a multiple of num_attention_heads ({}), and no head_dim "
+                                     "is given",
+                                     c.hidden_size, c.num_heads));
+        }
         c.head_dim          = get_int(j, "head_dim", source, c.num_heads ? c.hidden_size / c.num_heads : 0, false);
         c.max_position_embeddings = get_int(j, "max_position_embeddings", source, 2048, false);
         c.rms_norm_eps      = get_float(j, "rms_norm_eps", source, 1e-6f);
@@ -185,8 +197,25 @@ ModelConfig parse_model_config(const std::string & text, const std::string & sou
         c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", source, false);
         c.bos_token_id      = get_token_id(j, "bos_token_id");
         c.eos_token_id      = get_token_id(j, "eos_token_id");
-        if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) {
-            c.torch_dtype = j["torch_dtype"].get<std::string>();
+        if (j.contains("torch_dtype") && !j["torch_dtype"].is_null()) {
+            const json & t = j["torch_dtype"];
+            if (t != "float32" && t != "bfloat16" && t != "float16") {
+                fail(source, fmt::format("torch_dtype {} is not one of float32, bfloat16, float16", json_snippet(t)));
+            }
+            c.torch_dtype = t.get<std::string>();
+        }
+        // transformers picks the config class by model_type: it must be the architecture's.
+        static const char * model_types[] = {"llama", "mistral", "qwen2"};
+        if (j.contains("model_type") && j["model_type"] != model_types[(int) c.architecture]) {
+            fail(source, fmt::format("model_type {} does not fit architecture {} (expected \"{}\")",
+                                     json_snippet(j["model_type"]), c.architecture_name,
+                                     model_types[(int) c.architecture]));
+        }
+        for (const auto & [key, id] : {std::pair<const char *, int>{"bos_token_id", c.bos_token_id},
+                                       std::pair<const char *, int>{"eos_token_id", c.eos_token_id}}) {
+            if (id >= c.vocab_size && c.vocab_size > 0) {
+                fail(source, fmt::format("{} {} is outside the vocabulary (vocab_size {})", key, id, c.vocab_size));
+            }
         }
         switch (c.architecture) {
         case Architecture::Llama:

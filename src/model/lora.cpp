@@ -7,6 +7,7 @@
 #include "io/fs.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "tokenizer/regex.h"
 
 #include <cblas.h>
 #include <fmt/format.h>
@@ -14,11 +15,13 @@
 
 #include <algorithm>
 #include <climits>
-#include <regex>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <set>
 #include <sstream>
+
+#include <unistd.h>
 
 namespace paft {
 namespace {
@@ -42,8 +45,10 @@ float number_field(const nlohmann::json & j, const char * key, float fallback, c
     if (!j.contains(key) || j[key].is_null()) {
         return fallback;
     }
-    if (!j[key].is_number() || !std::isfinite(j[key].get<double>())) {
-        throw InputError(fmt::format("{}: field '{}' must be a number, got {}", path, key, json_snippet(j[key])));
+    // A float field: beyond f32's range (lora_alpha: 1e308) it would become Inf and every score NaN.
+    if (!j[key].is_number() || !(std::abs(j[key].get<double>()) <= std::numeric_limits<float>::max())) {
+        throw InputError(fmt::format("{}: field '{}' must be a finite float32 number, got {}", path, key,
+                                     json_snippet(j[key])));
     }
     return j[key].get<float>();
 }
@@ -51,12 +56,26 @@ float number_field(const nlohmann::json & j, const char * key, float fallback, c
 // target_modules as PEFT reads it: "all-linear"; a string is a regular expression that must
 // match a module's whole path; a list names modules by their last part ("q_proj") or a longer
 // suffix ("self_attn.q_proj"). Only targets chosen in every layer are supported.
+// A regular expression is PCRE2's (Python re's syntax for what PEFT configs use) under its match
+// limit: std::regex backtracks without bound (and recurses per character).
 std::array<bool, TARGET_COUNT> peft_targets(const nlohmann::json & spec, int layers, const std::string & path) {
     std::array<bool, TARGET_COUNT> targets{};
+    std::unique_ptr<tok::Regex>    pattern;
+    if (spec.is_string() && spec != "all-linear") {
+        std::string error;
+        pattern = tok::Regex::compile(spec.get<std::string>(), error);
+        if (!pattern) {
+            throw InputError(fmt::format("{}: target_modules is not a valid regular expression: {}", path, error));
+        }
+    }
     auto matches = [&](int layer, int t) {
         const std::string module = lora_module_path(layer, t);
         if (spec.is_string()) {
-            return spec == "all-linear" || std::regex_match(module, std::regex(spec.get<std::string>()));
+            try {
+                return !pattern || pattern->full_match(module);
+            } catch (const RuntimeFailure & e) {
+                throw InputError(fmt::format("{}: target_modules: {}", path, e.what()));
+            }
         }
         for (const auto & entry : spec) {
             const std::string name = entry.is_string() ? entry.get<std::string>() : "";
@@ -70,21 +89,34 @@ std::array<bool, TARGET_COUNT> peft_targets(const nlohmann::json & spec, int lay
         throw InputError(fmt::format("{}: target_modules must be a list of module names or a regular expression",
                                      path));
     }
-    try {
-        for (int t = 0; t < TARGET_COUNT; t++) {
-            int chosen = 0;
-            for (int l = 0; l < layers; l++) {
-                chosen += matches(l, t) ? 1 : 0;
+    // Every name of a list must name a module: PEFT would skip a misspelt one silently, and the
+    // adapter would then lack what its author meant it to have.
+    if (spec.is_array()) {
+        for (const auto & entry : spec) {
+            const std::string name  = entry.is_string() ? entry.get<std::string>() : "";
+            bool              known = false;
+            for (int t = 0; t < TARGET_COUNT && !known; t++) {
+                const std::string module = lora_module_path(0, t);
+                known = !name.empty() && (module == name || module.ends_with("." + name));
             }
-            if (chosen != 0 && chosen != layers) {
-                throw InputError(fmt::format("{}: target_modules selects {} in only some layers, which is not "
-                                             "supported",
-                                             path, kTargetNames[t]));
+            if (!known) {
+                throw InputError(fmt::format("{}: target_modules: {} names no module of the model (q_proj, k_proj, "
+                                             "v_proj, o_proj, gate_proj, up_proj, down_proj)",
+                                             path, json_snippet(entry)));
             }
-            targets[t] = chosen == layers;
         }
-    } catch (const std::regex_error & e) {
-        throw InputError(fmt::format("{}: target_modules is not a valid regular expression: {}", path, e.what()));
+    }
+    for (int t = 0; t < TARGET_COUNT; t++) {
+        int chosen = 0;
+        for (int l = 0; l < layers; l++) {
+            chosen += matches(l, t) ? 1 : 0;
+        }
+        if (chosen != 0 && chosen != layers) {
+            throw InputError(fmt::format("{}: target_modules selects {} in only some layers, which is not "
+                                         "supported",
+                                         path, kTargetNames[t]));
+        }
+        targets[t] = chosen == layers;
     }
     if (std::none_of(targets.begin(), targets.end(), [](bool b) { return b; })) {
         throw InputError(fmt::format("{}: target_modules selects none of q_proj, k_proj, v_proj, o_proj, gate_proj, "
@@ -159,6 +191,15 @@ LoraAdapter::LoraAdapter(const ModelConfig & m, const LoraConfig & config)
             }
         }
     }
+    // Refused before allocating (Linux's overcommit would let the zero fill get the process killed):
+    // training holds the weights, their gradients and Adam's two moments, all f32.
+    const double need = 4.0 * sizeof(float) * (double) size;
+    const double have = (double) sysconf(_SC_PHYS_PAGES) * (double) sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > have) {
+        throw InputError(fmt::format("lora_r {}: an adapter of {} parameters needs {:.1f} GB to train (weights, "
+                                     "gradients and Adam's two moments, f32); this machine has {:.1f} GB",
+                                     config.r, size, need / 1e9, have / 1e9));
+    }
     params_.assign(size, 0.0f);
     grads_.assign(size, 0.0f);
 }
@@ -188,20 +229,30 @@ void LoraAdapter::zero_grads() {
     std::fill(grads_.begin(), grads_.end(), 0.0f);
 }
 
-LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model) {
-    using json             = nlohmann::json;
-    std::string config_path = dir + "/adapter_config.json";
-    json        j;
+LoraConfig parse_adapter_config(const std::string & text, const std::string & config_path, int num_layers) {
+    using json = nlohmann::json;
+    json j;
     try {
-        const std::string text = read_file(config_path);
         check_json_depth(text, config_path);
         j = json::parse(text);
     } catch (const json::exception & e) {
         throw InputError(fmt::format("{}: not valid JSON: {}", config_path, e.what()));
     }
+    if (!j.is_object()) {
+        throw InputError(fmt::format("{}: must be a JSON object, got {}", config_path, json_snippet(j)));
+    }
     LoraConfig c;
     try {
-        if (j.value("peft_type", std::string("LORA")) != "LORA") {
+        if (j.contains("task_type") && !j["task_type"].is_null() && j["task_type"] != "CAUSAL_LM") {
+            throw InputError(fmt::format("{}: task_type {} is not supported (only CAUSAL_LM: paft's adapters are "
+                                         "for causal language models)",
+                                         config_path, json_snippet(j["task_type"])));
+        }
+        if (j.contains("use_rslora") && !j["use_rslora"].is_null() && !j["use_rslora"].is_boolean()) {
+            throw InputError(fmt::format("{}: field 'use_rslora' must be true or false, got {}", config_path,
+                                         json_snippet(j["use_rslora"])));
+        }
+        if (j.contains("peft_type") && !j["peft_type"].is_null() && j["peft_type"] != "LORA") {
             throw InputError(fmt::format("{}: peft_type {} is not supported (only LORA)", config_path,
                                          json_snippet(j["peft_type"])));
         }
@@ -237,12 +288,18 @@ LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model
         if (!(c.dropout >= 0.0f && c.dropout < 1.0f)) {
             throw InputError(fmt::format("{}: lora_dropout must be in [0, 1)", config_path));
         }
-        c.rslora  = j.value("use_rslora", false);
-        c.targets = peft_targets(j.contains("target_modules") ? j["target_modules"] : json(), model.num_layers,
+        c.rslora  = j.contains("use_rslora") && j["use_rslora"].is_boolean() && j["use_rslora"].get<bool>();
+        c.targets = peft_targets(j.contains("target_modules") ? j["target_modules"] : json(), num_layers,
                                  config_path);
     } catch (const json::exception & e) {
         throw InputError(fmt::format("{}: bad field type: {}", config_path, e.what()));
     }
+    return c;
+}
+
+LoraAdapter LoraAdapter::load(const std::string & dir, const ModelConfig & model) {
+    const std::string config_path = dir + "/adapter_config.json";
+    const LoraConfig  c           = parse_adapter_config(read_file(config_path), config_path, model.num_layers);
     // Shapes are checked against the base model before anything is allocated.
     TensorStore                   store = TensorStore::open_dir(dir, "adapter_model");
     std::array<int, TARGET_COUNT> in, out;

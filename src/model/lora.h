@@ -35,6 +35,10 @@ struct LoraConfig {
 // Parses a comma-separated list of module names ("q_proj,v_proj" or "all-linear").
 std::array<bool, TARGET_COUNT> parse_lora_targets(const std::string & list);
 
+// The settings of a PEFT adapter_config.json (`text`; `config_path` names it in errors) for a base
+// of `num_layers` layers. InputError naming the file and field for anything paft cannot apply.
+LoraConfig parse_adapter_config(const std::string & text, const std::string & config_path, int num_layers);
+
 class LoraAdapter {
 public:
     LoraAdapter(const ModelConfig & model, const LoraConfig & config);  // A = B = 0

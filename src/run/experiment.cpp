@@ -65,7 +65,20 @@ public:
         L_(r) {}
 
     RunSummary run() {
-        const auto                t0 = std::chrono::steady_clock::now();
+        const auto t0 = std::chrono::steady_clock::now();
+        // A run that fails before any stage is done leaves nothing: the folder it made goes (after
+        // the lock). Once a stage is done the folder stays, for the next run to reuse it.
+        struct FolderOfTheRun {
+            const std::string & dir;
+            const StageRunner & stages;
+            bool                made = false, finished = false;
+            ~FolderOfTheRun() {
+                if (made && !finished && stages.records().empty() && world().rank() == 0) {
+                    std::error_code ec;
+                    fs::remove_all(dir, ec);
+                }
+            }
+        } folder{L_.out, stages_, !fs::exists(L_.out)};
         std::optional<OutputLock> lock;  // the run's folder is this run's while it writes (rank 0 writes)
         if (rank0()) {
             lock.emplace(L_.out);
@@ -103,6 +116,7 @@ public:
         if (rank0()) {
             s.report = write_report(L_.out, in, s.table);
         }
+        folder.finished = true;
         return s;
     }
 

@@ -92,9 +92,7 @@ nlohmann::ordered_json stage_record_json(const StageRecord & r) {
 }
 
 StageRunner::StageRunner(std::string stages_dir, int total, Communicator & ranks) :
-    dir_(std::move(stages_dir)), total_(total), ranks_(ranks) {
-    make_dirs(dir_);
-}
+    dir_(std::move(stages_dir)), total_(total), ranks_(ranks) {}
 
 std::string StageRunner::record_path(const std::string & name) const {
     std::string file = name;
@@ -104,6 +102,7 @@ std::string StageRunner::record_path(const std::string & name) const {
 
 void StageRunner::write(const StageRecord & r) const {
     if (ranks_.rank() == 0) {
+        make_dirs(dir_);
         write_file_atomic(record_path(r.name), stage_record_json(r).dump(2) + "\n");
     }
 }
@@ -156,7 +155,15 @@ StageRecord StageRunner::run(const std::string & name, const nlohmann::ordered_j
     r.peak_of_process = !reset_peak_resident();
     const auto t0     = std::chrono::steady_clock::now();
     if (who == StageRanks::every || first) {
-        work(r);
+        try {
+            work(r);
+        } catch (...) {
+            if (first) {  // a "running" record of a stage that failed describes nothing to keep
+                std::error_code ec;
+                fs::remove(record_path(name), ec);
+            }
+            throw;
+        }
     }
     r.seconds     = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.peak_memory = peak_resident_bytes();

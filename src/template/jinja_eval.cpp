@@ -299,8 +299,9 @@ private:
         }
         if (++call_depth_ > kMaxCallDepth) throw RenderError("macro calls nested too deeply (more than " + std::to_string(kMaxCallDepth) + ")");
         auto scope = child(defined_in);
-        for (const auto & [name, value] : args.keyword) {
-            const bool known = name == "caller" ||
+        for (const auto & keyword : args.keyword) {
+            const std::string & name  = keyword.first;
+            const bool          known = name == "caller" ||
                                std::any_of(macro.params.begin(), macro.params.end(), [&](const auto & p) { return p.first == name; });
             if (!known) throw RenderError("macro '" + macro.text + "' takes no keyword argument '" + name + "'");
         }

@@ -139,7 +139,7 @@ json parse_tokenizer_json(const std::string & text, const JsonReader & reader, B
     try {
         check_json_depth(text, reader.file());
         root = json::parse(text, callback);
-    } catch (const json::parse_error & e) {
+    } catch (const json::exception & e) {  // a syntax error, or a number beyond double's range
         reader.fail("", std::string("invalid JSON: ") + e.what());
     }
     if (!root.is_object()) {

@@ -101,6 +101,21 @@ void Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size_t
     }
 }
 
+bool Regex::full_match(std::string_view text) const {
+    ThreadMatchState & state = thread_state();
+    const int rc = pcre2_match(code_->code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0,
+                               PCRE2_NO_UTF_CHECK | PCRE2_ANCHORED | PCRE2_ENDANCHORED, state.data, state.context);
+    if (rc == PCRE2_ERROR_NOMATCH) {
+        return false;
+    }
+    if (rc < 0) {
+        PCRE2_UCHAR message[256];
+        pcre2_get_error_message(rc, message, sizeof(message));
+        throw RuntimeFailure(fmt::format("regular expression match failed: {}", reinterpret_cast<const char *>(message)));
+    }
+    return true;
+}
+
 std::string Regex::replace_all(std::string_view text, std::string_view content) const {
     std::vector<std::pair<size_t, size_t>> matches;
     find_all(text, matches);

@@ -24,6 +24,10 @@ public:
     // as JS's matchAll and Rust's find_iter do.
     void find_all(std::string_view text, std::vector<std::pair<size_t, size_t>> & out) const;
 
+    // Whether the pattern matches the whole of `text` (Python's re.fullmatch). RuntimeFailure when
+    // PCRE2's match limit stops a pattern that backtracks without end.
+    bool full_match(std::string_view text) const;
+
     // `text` with every match replaced by `content`.
     std::string replace_all(std::string_view text, std::string_view content) const;
 

@@ -184,6 +184,11 @@ Tokenizer Tokenizer::from_files(const std::string & tokenizer_json_path, const s
         fmt::print(stderr, "paft: warning: {}: bos_token '{}' is not in the vocabulary; no BOS token will be added\n",
                    config_path, *config.bos_token);
     }
+    if (config.eos_token && !tokenizer.eos_id()) {
+        fmt::print(stderr, "paft: warning: {}: eos_token '{}' is not in the vocabulary; no EOS token will be "
+                           "appended or stop generation\n",
+                   config_path, *config.eos_token);
+    }
     return tokenizer;
 }
 

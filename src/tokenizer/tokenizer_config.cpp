@@ -75,6 +75,11 @@ TokenizerConfig parse_tokenizer_config(const std::string & path) {
         config.chat_template = chat_template(*tmpl, reader);
     }
     config.clean_up_tokenization_spaces = reader.boolean(root, "", "clean_up_tokenization_spaces", false);
+    // Not used (tokenizer.json's post-processor adds the special tokens), but a wrong type is a
+    // broken file all the same.
+    for (const char * flag : {"add_bos_token", "add_eos_token"}) {
+        (void) reader.boolean(root, "", flag, false);
+    }
     return config;
 }
 

@@ -48,6 +48,14 @@ void save_recipe(const ParallelOptions & o) {
     write_file_atomic(o.output_dir + "/paft_recipe.yaml", recipe_yaml(o));
 }
 
+// What a pipeline needs beyond its options (validated already): the merge's method and parameters
+// (its adapters do not exist yet), checked before the first step rather than after the training.
+void check_merge_settings(const ParallelOptions & o) {
+    if (o.merge_enabled) {
+        check_merge_parameters(adapter_merge_config(o.sft.model, {o.sft.output_dir, o.preference.output_dir}, o.merge));
+    }
+}
+
 int every_core(int threads) {
     return threads > 0 ? threads : std::max(1, (int) std::thread::hardware_concurrency());
 }
@@ -105,16 +113,18 @@ PipelineSummary run_parallel_ranks(const ParallelOptions & o, Communicator & ran
         sft_ranks = o.sft_ranks;
     }
     const bool on_sft = ranks.rank() < sft_ranks;
-    if (ranks.rank() == 0) {
+    check_merge_settings(o);
+    std::unique_ptr<Communicator> group = ranks.split(on_sft ? 0 : 1);
+    std::shared_ptr<const Model>  base  = Model::load(o.sft.model, o.sft.load_options());
+    const TrainOptions &          mine  = on_sft ? o.sft : o.preference;
+    TrainData                     data  = load_train_data(mine, base->config());
+    if (ranks.rank() == 0) {  // once its own inputs read
         save_recipe(o);
         fmt::print(stderr, "paft parallel: ranks: sft {}, {} {}\n", sft_ranks, method_name(o.preference.method),
                    ranks.size() - sft_ranks);
     }
-    std::unique_ptr<Communicator> group = ranks.split(on_sft ? 0 : 1);
-    std::shared_ptr<const Model>  base  = Model::load(o.sft.model, o.sft.load_options());
-    const TrainOptions &          mine  = on_sft ? o.sft : o.preference;
-    auto                          backend = make_backend(o.threads);
-    Trainer trainer(*backend, base, mine, load_train_data(mine, base->config()), backend->threads(), group.get());
+    auto    backend = make_backend(o.threads);
+    Trainer trainer(*backend, base, mine, std::move(data), backend->threads(), group.get());
     trainer.set_label(on_sft ? "sft" : method_name(o.preference.method));
     trainer.set_plain_progress(true);
     TrainSummary own = trainer.run();
@@ -144,7 +154,8 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
         return run_parallel_ranks(o, world());
     }
     const auto t0 = std::chrono::steady_clock::now();
-    save_recipe(o);
+    // Everything read and checked before anything is written.
+    check_merge_settings(o);
     std::shared_ptr<const Model> base = Model::load(o.sft.model, o.sft.load_options());
     auto [sft_threads, pref_threads] = branch_threads(o);
     Branch sft, pref;
@@ -154,6 +165,7 @@ PipelineSummary run_parallel(const ParallelOptions & o) {
     pref.options = o.preference;
     pref.data    = load_train_data(o.preference, base->config());
     pref.threads = pref_threads;
+    save_recipe(o);
     fmt::print(stderr, "paft parallel: threads: sft {}, {} {}\n", sft_threads, method_name(o.preference.method),
                pref_threads);
     std::thread sft_thread([&] { sft.run(base, "sft"); });
@@ -177,34 +189,35 @@ PipelineSummary run_sequential(const ParallelOptions & o) {
     // Under mpirun both stages are shared among all the ranks, one after the other; rank 0 writes.
     Communicator & ranks = world();
     const auto     t0    = std::chrono::steady_clock::now();
-    if (ranks.rank() == 0) {
-        save_recipe(o);
-    }
     auto            backend = make_backend(o.threads);
     const int       threads = backend->threads();
     PipelineSummary s;
     std::shared_ptr<Model> model = Model::load(o.sft.model, o.sft.load_options());
+    // Both stages' data read and checked before anything is written; the preference stage's
+    // tokenizer is the base's (its model is the SFT model, saved with the base's tokenizer files).
+    TrainOptions pref_options = o.preference;
+    pref_options.model        = o.output_dir + "/sft-model";
+    if (pref_options.tokenizer.empty()) {
+        pref_options.tokenizer = o.preference.model;
+    }
+    TrainData sft_data  = load_train_data(o.sft, model->config());
+    TrainData pref_data = load_train_data(pref_options, model->config());
+    if (ranks.rank() == 0) {
+        save_recipe(o);
+    }
     {
-        TrainData data = load_train_data(o.sft, model->config());
-        Trainer   sft(*backend, model, o.sft, std::move(data), threads, &ranks);
+        Trainer sft(*backend, model, o.sft, std::move(sft_data), threads, &ranks);
         sft.set_label("sft");
         s.sft = sft.run();
         fold_lora_adapter(*model, sft.adapter());
     }
     // The preference stage's base (and reference) is the SFT model, saved so that its adapter
     // has a base on disk (adapter_config.json names it).
-    const std::string sft_model = o.output_dir + "/sft-model";
     if (ranks.rank() == 0) {
-        save_model_dir(*model, o.sft.model, sft_model);
+        save_model_dir(*model, o.sft.model, pref_options.model);
     }
     ranks.barrier();
-    TrainOptions pref_options = o.preference;
-    pref_options.model        = sft_model;
-    if (pref_options.tokenizer.empty()) {
-        pref_options.tokenizer = o.preference.model;
-    }
-    TrainData data = load_train_data(pref_options, model->config());
-    Trainer   pref(*backend, model, pref_options, std::move(data), threads, &ranks);
+    Trainer pref(*backend, model, pref_options, std::move(pref_data), threads, &ranks);
     pref.set_label(method_name(o.preference.method));
     s.preference = pref.run();
     if (o.merge_enabled) {

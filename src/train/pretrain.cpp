@@ -126,6 +126,7 @@ public:
     PretrainSummary run();
 
 private:
+    RunOutputGuard * guard_ = nullptr;  // while run() writes: told of each checkpoint
     void       gather_rows(const size_t * rows, int count);
     const std::vector<size_t> & order_of(long epoch);
     void       start_or_resume();
@@ -283,6 +284,9 @@ void Pretrainer::save_checkpoint(long step) {
     state.log_bytes       = std::filesystem::exists(log) ? (long) std::filesystem::file_size(log) : 0;
     write_checkpoint(o_.output_dir, state, *optimizer_,
                      [&](const std::string & folder) { model_->save(folder, DType::F32); });
+    if (guard_) {
+        guard_->checkpointed(state.log_bytes);
+    }
 }
 
 // A fresh run refuses a folder that holds one; a resumed run continues from its newest checkpoint
@@ -352,11 +356,20 @@ void Pretrainer::write_model() {
 }
 
 PretrainSummary Pretrainer::run() {
-    std::optional<OutputLock> lock;  // the folder is this run's while it writes (rank 0 writes)
+    std::optional<RunOutputGuard> guard;  // after a failure: the last checkpoint, or nothing
+    std::optional<OutputLock>     lock;   // the folder is this run's while it writes (rank 0 writes)
+    if (writes_ && !o_.overwrite && !latest_checkpoint_step(o_.output_dir)) {
+        OutputLock::refuse_existing(o_.output_dir, "--out");  // a model, not a run: never replaced unasked
+    }
     if (writes_) {
+        guard.emplace(o_.output_dir, std::vector<std::string>{"metrics.jsonl", "paft_pretrain.json"});
         lock.emplace(o_.output_dir);
     }
+    guard_ = guard ? &*guard : nullptr;
     start_or_resume();
+    if (guard && start_step_ > 0) {
+        guard->checkpointed(metrics_bytes(o_.output_dir));
+    }
     PretrainSummary summary;
     summary.resumed = start_step_ > 0;
     StepLoopConfig loop;
@@ -377,6 +390,9 @@ PretrainSummary Pretrainer::run() {
     if (latest_checkpoint_step(o_.output_dir) != total_steps_) {
         save_checkpoint(total_steps_);
     }
+    if (guard) {
+        guard->commit();
+    }
     return summary;
 }
 
@@ -389,6 +405,8 @@ void validate(const PretrainOptions & o) {
             throw InputError(fmt::format("{} is required", flag));
         }
     }
+    check_output_apart(o.output_dir, "--out",
+                       {{o.data, "--data"}, {o.tokenizer_dir, "--tokenizer"}, {o.model_config, "--model-config"}});
     require(o.seq_len >= 2, "--seq-len", "at least 2", std::to_string(o.seq_len));
     require(o.batch_size >= 1, "--batch-size", "at least 1", std::to_string(o.batch_size));
     require(o.gradient_accumulation_steps >= 1, "--gradient-accumulation-steps", "at least 1",

@@ -57,6 +57,7 @@ struct PretrainOptions {
     long        save_steps                  = 0;  // 0: a checkpoint at the end only
     long        logging_steps               = 10;
     bool        resume                      = false;
+    bool        overwrite                   = false;  // a folder with files but no checkpoint may be written
     std::string dtype                       = "f32";  // of the written model: f32 | bf16
     bool        plain_progress              = false;  // plain progress lines even on a terminal
 };

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/suggest.h"
+#include "io/fs.h"
 #include "io/yaml_file.h"
 
 #include <fmt/format.h>
@@ -1175,6 +1176,14 @@ void validate(const ParallelOptions & p) {
     if (p.output_dir.empty()) {
         throw InputError("output_dir (--out) is required");
     }
+    // What the run writes beside its branches (whose outputs their own validation checks): the
+    // merged model and the recipe. The folder itself may hold inputs (paft run's world).
+    const std::vector<NamedPath> inputs = {{p.sft.model, "model_name_or_path"},
+                                           {p.sft.train_data, "sft: train_data"},
+                                           {p.preference.train_data, "preference: train_data"},
+                                           {p.sft.tokenizer, "tokenizer"}};
+    check_output_apart(p.output_dir + "/model", "the merged model (output_dir/model)", inputs);
+    check_output_apart(p.output_dir + "/paft_recipe.yaml", "the recipe (output_dir/paft_recipe.yaml)", inputs);
     if (p.preference.method == Method::sft || p.sft.method != Method::sft) {
         throw InputError("the branches must be sft and dpo or orpo");
     }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <optional>
 
 namespace paft {
@@ -77,6 +78,41 @@ StepLoopResult run_step_loop(StepTrainer & trainer, const StepLoopConfig & c, lo
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     progress.finish();
     return result;
+}
+
+}  // namespace paft
+
+namespace paft {
+
+long metrics_bytes(const std::string & dir) {
+    std::error_code ec;
+    const auto      size = std::filesystem::file_size(dir + "/metrics.jsonl", ec);
+    return ec ? 0 : (long) size;
+}
+
+RunOutputGuard::RunOutputGuard(std::string dir, std::vector<std::string> files)
+    : dir_(std::move(dir)), files_(std::move(files)) {
+    std::error_code ec;
+    made_dir_ = !std::filesystem::exists(dir_, ec);
+    // Only what this run makes is its to remove.
+    std::erase_if(files_, [&](const std::string & f) { return std::filesystem::exists(dir_ + "/" + f, ec); });
+}
+
+RunOutputGuard::~RunOutputGuard() {
+    if (committed_) {
+        return;
+    }
+    std::error_code ec;
+    if (kept_log_bytes_ >= 0) {
+        std::filesystem::resize_file(dir_ + "/metrics.jsonl", (uintmax_t) kept_log_bytes_, ec);
+        return;
+    }
+    for (const std::string & f : files_) {
+        std::filesystem::remove(dir_ + "/" + f, ec);
+    }
+    if (made_dir_ && std::filesystem::is_empty(dir_, ec)) {
+        std::filesystem::remove(dir_, ec);
+    }
 }
 
 }  // namespace paft

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace paft {
 
@@ -80,5 +81,38 @@ struct StepLoopResult {
 // Runs steps [start_step, config.total_steps), appending to OUTPUT_DIR/metrics.jsonl.
 StepLoopResult run_step_loop(StepTrainer & trainer, const StepLoopConfig & config, long start_step,
                              StepLoopState & state);
+
+}  // namespace paft
+
+namespace paft {
+
+// What a training run's output folder holds when the run fails (an error, a NaN stop, a full
+// disk): its last complete checkpoint and the metrics logged up to it, as --resume will continue
+// from them; with no checkpoint, nothing the run wrote (its log, its recipe, and the folder itself
+// when the run made it). Made before the folder's lock (so that it acts after the lock is gone),
+// told of each checkpoint, committed when the run ends well.
+// The size of DIR/metrics.jsonl in bytes (0 when missing).
+long metrics_bytes(const std::string & dir);
+
+class RunOutputGuard {
+public:
+    // `files`: what the run writes before its first checkpoint (metrics.jsonl, its recipe file);
+    // those that exist already (a run resumed, or started afresh over one) are left alone.
+    RunOutputGuard(std::string dir, std::vector<std::string> files);
+    ~RunOutputGuard();
+    RunOutputGuard(const RunOutputGuard &)             = delete;
+    RunOutputGuard & operator=(const RunOutputGuard &) = delete;
+
+    // A checkpoint is complete (or was resumed from), with metrics.jsonl at `log_bytes` bytes.
+    void checkpointed(long log_bytes) { kept_log_bytes_ = log_bytes; }
+    void commit() { committed_ = true; }
+
+private:
+    std::string              dir_;
+    std::vector<std::string> files_;
+    bool                     made_dir_       = false;
+    bool                     committed_      = false;
+    long                     kept_log_bytes_ = -1;  // -1: no checkpoint
+};
 
 }  // namespace paft

@@ -386,6 +386,9 @@ void Trainer::save_checkpoint(long step) {
                              ? (long) std::filesystem::file_size(options_.output_dir + "/metrics.jsonl")
                              : 0;
     write_checkpoint(options_.output_dir, state, adapter_, *optimizer_, options_.model);
+    if (guard_) {
+        guard_->checkpointed(state.log_bytes);
+    }
 }
 
 // A fresh run refuses a folder that holds one; a resumed run loads its newest checkpoint (a run
@@ -450,11 +453,22 @@ void Trainer::add_log_fields(nlohmann::ordered_json & line) {
 }
 
 TrainSummary Trainer::run() {
-    std::optional<OutputLock> lock;  // the folder is this run's while it writes (rank 0 writes)
+    std::optional<RunOutputGuard> guard;  // after a failure: the last checkpoint, or nothing
+    std::optional<OutputLock>     lock;   // the folder is this run's while it writes (rank 0 writes)
+    if (writes_ && !options_.resume && !latest_checkpoint_step(options_.output_dir)) {
+        // Files but no run: another adapter, or anything else, is not written over unasked.
+        OutputLock::refuse_existing(options_.output_dir, "output_dir (--out)",
+                                    "pass --resume to train into it all the same");
+    }
     if (writes_) {
+        guard.emplace(options_.output_dir, std::vector<std::string>{"metrics.jsonl", "paft_recipe.yaml"});
         lock.emplace(options_.output_dir);
     }
+    guard_ = guard ? &*guard : nullptr;
     start_or_resume();
+    if (guard && start_step_ > 0) {
+        guard->checkpointed(metrics_bytes(options_.output_dir));
+    }
     TrainSummary summary;
     summary.resumed = start_step_ > 0;
     if (start_step_ >= total_steps_) {  // a finished run: nothing left but its outputs
@@ -462,6 +476,9 @@ TrainSummary Trainer::run() {
             adapter_.save(options_.output_dir, options_.model);
         }
         summary.global_step = total_steps_;
+        if (guard) {
+            guard->commit();
+        }
         return summary;
     }
     StepLoopConfig loop;
@@ -485,6 +502,9 @@ TrainSummary Trainer::run() {
     }
     save_checkpoint(total_steps_);
     summary.global_step = total_steps_;
+    if (guard) {
+        guard->commit();
+    }
     return summary;
 }
 

@@ -117,6 +117,7 @@ private:
     std::vector<double>          ref_chosen_, ref_rejected_, eval_ref_chosen_, eval_ref_rejected_;
     StepLoopState                loop_;  // metric window and num_tokens, kept in checkpoints
     std::string                  fingerprint_;     // of the data and configuration, checked on resume
+    RunOutputGuard *             guard_ = nullptr;  // while run() writes: told of each checkpoint
 };
 
 }  // namespace paft
