@@ -2,6 +2,7 @@
 // llama.cpp's LoRA adapter file.
 #include "cli/commands.h"
 #include "io/fs.h"
+#include "io/output_lock.h"
 #include "core/error.h"
 #include "gguf/export.h"
 
@@ -43,6 +44,7 @@ void register_export(CLI::App & app) {
         std::vector<NamedPath> inputs{{o.model_dir, "--model"}};
         for (const std::string & a : o.adapters) inputs.push_back({a, "--adapter"});
         check_output_apart(o.out, "--out", inputs);
+        OutputLock lock(o.out, LockPlace::beside);  // one export writes o.out at a time
         const GgufExportReport r = export_gguf(o);
         for (const std::string & note : r.notes) fmt::print(stderr, "note: {}\n", note);
         std::string types;

@@ -30,6 +30,7 @@ void register_init_model(CLI::App & app) {
     cmd->add_flag("--overwrite", opt->overwrite, "Replace the model files of an existing --out folder");
     cmd->callback([opt]() {
         check_output_apart(opt->out, "--out", {{opt->config, "--config"}});
+        OutputLock lock(opt->out, LockPlace::beside);  // one writer of the folder (and its partial one)
         if (!opt->overwrite) {
             OutputLock::refuse_existing(opt->out, "--out");
         }
