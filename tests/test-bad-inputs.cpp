@@ -497,6 +497,14 @@ TEST(BadInputs, ANanStopLeavesTheLastCheckpointOrNothing) {
     EXPECT_NE(none.err.find("the loss is -nan"), std::string::npos) << none.err;
     EXPECT_FALSE(fs::exists(dir / "none")) << "the run's folder was left";
 
+    // DPO also caches the reference log-probabilities before its first step: gone too.
+    const RunResult dpo = run_paft({"dpo", "--model", kTiny, "--data", std::string(PAFT_SOURCE_DIR) +
+                                    "/tests/data/datasets/pref.jsonl", "--out", (dir / "dpo").string(), "--max-steps",
+                                    "6", "--learning-rate", "1e30", "--threads", "1"},
+                                   dir);
+    EXPECT_EQ(dpo.code, 1) << describe(dpo);
+    EXPECT_FALSE(fs::exists(dir / "dpo")) << "the run's folder was left";
+
     const RunResult some = run("some", "1");
     EXPECT_EQ(some.code, 1) << describe(some);
     ASSERT_TRUE(fs::exists(dir / "some/checkpoint-1"));

@@ -461,7 +461,8 @@ TrainSummary Trainer::run() {
                                     "pass --resume to train into it all the same");
     }
     if (writes_) {
-        guard.emplace(options_.output_dir, std::vector<std::string>{"metrics.jsonl", "paft_recipe.yaml"});
+        guard.emplace(options_.output_dir,
+                      std::vector<std::string>{"metrics.jsonl", "paft_recipe.yaml", "reference_logps.json"});
         lock.emplace(options_.output_dir);
     }
     guard_ = guard ? &*guard : nullptr;
