@@ -100,6 +100,17 @@ void write_file_atomic(const std::string & path, std::string_view data) {
     write_file_atomic_stream(path, [&](const WriteChunk & write) { write(data.data(), data.size()); });
 }
 
+std::string hidden_sibling(const std::string & path, const std::string & suffix) {
+    std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+    if (p.filename().empty()) {
+        p = p.parent_path();  // "out/" -> "out"
+    }
+    // Built with append(): "." + std::string trips a GCC 12 -Wrestrict false positive.
+    std::string name = ".";
+    name.append(p.filename().string()).append(suffix);
+    return (p.parent_path() / name).string();
+}
+
 void make_dirs(const std::string & path) {
     std::error_code ec;
     std::filesystem::create_directories(path, ec);

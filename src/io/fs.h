@@ -33,6 +33,10 @@ inline constexpr std::initializer_list<const char *> kTokenizerFiles = {
     "tokenizer.json",  "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
     "vocab.json",      "merges.txt",            "added_tokens.json",       "chat_template.jinja"};
 
+// DIR/.NAME<suffix> for `path` DIR/NAME (a trailing slash ignored): a hidden file or folder
+// beside an output, on its file system (a partial folder renamed into place, a lock file).
+std::string hidden_sibling(const std::string & path, const std::string & suffix);
+
 // Creates a folder and its parents if missing.
 void make_dirs(const std::string & path);
 

@@ -7,13 +7,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <filesystem>
-#include <vector>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <filesystem>
+#include <vector>
 
 namespace paft {
 namespace {
@@ -33,26 +34,13 @@ std::string holder_of(int fd) {
     return holder.empty() ? "another process" : holder;
 }
 
-}  // namespace
-
-void OutputLock::set_command(std::string command) { command_line() = std::move(command); }
-
-namespace {
-
 std::string lock_path(const std::string & output, LockPlace place) {
-    if (place == LockPlace::inside) {
-        return output + "/.paft.lock";
-    }
-    std::filesystem::path p = std::filesystem::path(output).lexically_normal();
-    if (p.filename().empty()) {
-        p = p.parent_path();  // "out/" -> "out"
-    }
-    std::string name = ".";
-    name.append(p.filename().string()).append(".paft-lock");
-    return (p.parent_path() / name).string();
+    return place == LockPlace::inside ? output + "/.paft.lock" : hidden_sibling(output, ".paft-lock");
 }
 
 }  // namespace
+
+void OutputLock::set_command(std::string command) { command_line() = std::move(command); }
 
 OutputLock::OutputLock(const std::string & output, LockPlace place) : path_(lock_path(output, place)) {
     const std::string dir = std::filesystem::path(path_).parent_path().string();
@@ -63,9 +51,6 @@ OutputLock::OutputLock(const std::string & output, LockPlace place) : path_(lock
     if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
         made_folder_ = dir;
         make_dirs(dir);
-    }
-    if (dir.empty()) {
-        made_folder_.clear();
     }
     // The file we lock must still be the one at the path once locked: a holder that just finished
     // removes its file, and a lock taken on that removed file would guard nothing.

@@ -12,21 +12,8 @@ namespace paft {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string partial_of(const std::string & target) {
-    const fs::path p      = fs::path(target).lexically_normal();
-    const fs::path name   = p.filename().empty() ? p.parent_path().filename() : p.filename();
-    const fs::path parent = p.filename().empty() ? p.parent_path().parent_path() : p.parent_path();
-    // Built with append(): "." + std::string trips a GCC 12 -Wrestrict false positive.
-    std::string hidden = ".";
-    hidden.append(name.string()).append(".paft-partial");
-    return (parent / hidden).string();
-}
-
-}  // namespace
-
-StagedFolder::StagedFolder(std::string target) : target_(std::move(target)), partial_(partial_of(target_)) {
+StagedFolder::StagedFolder(std::string target) :
+    target_(std::move(target)), partial_(hidden_sibling(target_, ".paft-partial")) {
     std::error_code ec;
     if (fs::exists(partial_, ec)) {
         std::fprintf(stderr, "paft: removing %s left by an interrupted run\n", partial_.c_str());

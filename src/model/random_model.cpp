@@ -153,11 +153,8 @@ Destination destination(const std::string & dir) {
         throw InputError(fmt::format("{}: not a folder a model can be written to", dir));
     }
     Destination d;
-    d.dir = resolved;
-    // Built with append(): "." + std::string trips a GCC 12 -Wrestrict false positive.
-    std::string hidden = ".";
-    hidden.append(resolved.filename().string()).append(".paft-partial");
-    d.partial  = resolved.parent_path() / hidden;
+    d.dir      = resolved;
+    d.partial  = hidden_sibling(resolved.string(), ".paft-partial");
     d.existing = resolved.parent_path();
     while (!fs::exists(d.existing, ec) && d.existing.has_relative_path()) {
         d.existing = d.existing.parent_path();
