@@ -61,8 +61,8 @@ status=0
 printf '%-18s %12s %8s %8s %s\n' harness execs exec/s corpus findings
 for h in $harnesses; do
   log="fuzz/work/$h.log"
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | head -1 | awk '{print $2}')
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | head -1 | awk '{print $2}')
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | head -1 | awk '{print $2}')
+  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | head -1 | awk '{print $2}')
   corpus=$(ls "fuzz/corpus/$h" | wc -l)
   findings=$(ls fuzz/findings 2>/dev/null | grep -c "^$h-" || true)
   printf '%-18s %12s %8s %8s %s\n' "$h" "${execs:-?}" "${rate:-?}" "$corpus" "$findings"

@@ -87,7 +87,7 @@ class EvalResume {
 public:
     EvalResume(std::string path, nlohmann::ordered_json fingerprint, Communicator & ranks) : path_(std::move(path)) {
         std::string text;
-        if (ranks.rank() == 0 && std::filesystem::exists(path_)) {
+        if (ranks.rank() == 0 && path_exists(path_)) {
             text = read_file(path_);
         }
         ranks.broadcast(text, 0);
@@ -203,7 +203,7 @@ void run_eval(const EvalFlags & f) {
         }
     }
     check_output_apart(f.out, "--out", inputs);
-    if (!f.out.empty() && std::filesystem::is_directory(f.out)) {
+    if (!f.out.empty() && is_folder(f.out)) {
         throw InputError(fmt::format("--out {} is a folder: name the results file (e.g. {}/results.json)", f.out, f.out));
     }
     check_output_apart(f.out.empty() ? "" : f.out + ".partial", "--out's partial file", inputs);

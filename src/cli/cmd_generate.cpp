@@ -134,7 +134,7 @@ std::string output_line(const Record & r, const Generation & g, const std::strin
 // The records OUT.partial already holds (complete lines; a line cut by a crash is dropped from the
 // file), each checked against the input record at the same index.
 size_t resume_partial(const std::string & partial, const std::vector<Record> & records, const std::string & generator) {
-    if (!std::filesystem::exists(partial)) {
+    if (!path_exists(partial)) {
         return 0;
     }
     std::string text = read_file(partial);
@@ -347,7 +347,7 @@ void register_generate(CLI::App & app) {
             inputs.push_back({a, "--adapter"});
         }
         check_output_apart(o->out, "--out", inputs);
-        if (!o->out.empty() && std::filesystem::exists(o->out) && !o->overwrite) {
+        if (!o->out.empty() && path_exists(o->out) && !o->overwrite) {
             throw InputError(fmt::format("{} exists: add --overwrite to replace it", o->out));
         }
         if (prompt->count() && world().size() > 1) {

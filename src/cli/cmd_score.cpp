@@ -27,7 +27,7 @@ using json = nlohmann::json;
 // Reads JSON lines with "input_ids": [int, ...], ids in [0, vocab); errors name the file and line.
 std::vector<std::vector<int32_t>> read_token_lines(const std::string & path, int vocab) {
     std::ifstream in(path);
-    if (!in || !std::filesystem::is_regular_file(path)) {
+    if (!in || !is_file(path)) {
         throw InputError(fmt::format("{}: cannot open as a file", path));
     }
     std::vector<std::vector<int32_t>> rows;

@@ -1,6 +1,7 @@
 // paft synth: writes the seeded synthetic world (pre-training corpus, SFT and preference data,
 // evaluation tasks, judge prompts, a trained tokenizer); docs/SYNTHETIC_WORLD.md.
 #include "cli/commands.h"
+#include "io/fs.h"
 #include "synth/world.h"
 #include "tokenizer/tokenizer.h"
 
@@ -35,7 +36,7 @@ void register_synth(CLI::App & app) {
     cmd->callback([opt]() {
         WorldOptions o   = opt->world;
         o.heldout_people = opt->heldout_people >= 0 ? opt->heldout_people : o.people / 3;
-        if (std::filesystem::exists(opt->out) && !std::filesystem::is_directory(opt->out)) {
+        if (path_exists(opt->out) && !is_folder(opt->out)) {
             throw InputError(fmt::format("--out {} is a file, not a folder", opt->out));
         }
         write_world(opt->out, o);

@@ -167,7 +167,7 @@ std::optional<ChatTemplate> choose_chat_template(const std::string & choice, con
     if (std::find(names.begin(), names.end(), choice) != names.end()) {
         return ChatTemplate::builtin(choice);
     }
-    if (!std::filesystem::is_regular_file(choice)) {
+    if (!is_file(choice)) {
         throw InputError(fmt::format("--chat-template '{}' is neither a file nor a built-in template ({})", choice,
                                      fmt::join(names, ", ")));
     }

@@ -1,4 +1,5 @@
 #include "data/records.h"
+#include "io/fs.h"
 
 #include "core/error.h"
 #include "io/json_depth.h"
@@ -71,7 +72,7 @@ void each_line(const std::string & path, std::istream & in, const std::function<
 
 void for_each_record(const std::string & path, const std::function<bool(Record &&)> & each) {
     std::ifstream in(path, std::ios::binary);
-    if (!in || !std::filesystem::is_regular_file(path)) {
+    if (!in || !is_file(path)) {
         throw InputError(fmt::format("cannot read {}: {}", path, in ? "not a file" : std::strerror(errno)));
     }
     // The first non-blank character tells the two layouts apart.

@@ -88,7 +88,7 @@ void check_options(const GenerationOptions & options, int batch) {
 
 // eos_token_id of a JSON file (an id, a list of ids, null or absent) added to `ids`.
 void add_eos_ids(const std::string & path, std::vector<int32_t> & ids) {
-    if (!std::filesystem::is_regular_file(path)) {
+    if (!is_file(path)) {
         return;
     }
     nlohmann::json j;

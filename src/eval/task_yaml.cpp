@@ -1,4 +1,5 @@
 #include "eval/task_yaml.h"
+#include "io/fs.h"
 #include "eval/tasks.h"
 
 #include "core/error.h"
@@ -201,9 +202,9 @@ CustomTaskConfig read_config(const std::string & path) {
     c.task = r.text(required("task"), "task");
     const std::filesystem::path base = std::filesystem::path(path).parent_path();
     c.dataset_path = (base / r.text(required("dataset_path"), "dataset_path")).string();
-    if (std::filesystem::is_regular_file(c.dataset_path)) {
+    if (is_file(c.dataset_path)) {
         c.dataset_is_file = true;
-    } else if (!std::filesystem::is_directory(c.dataset_path)) {
+    } else if (!is_folder(c.dataset_path)) {
         r.fail(root["dataset_path"], fmt::format("dataset_path {} is neither a file nor a folder", c.dataset_path));
     }
     const char * split_keys[] = {"training_split", "validation_split", "test_split", "fewshot_split"};
@@ -418,7 +419,7 @@ std::string split_path(const CustomTaskConfig & c, const std::string & split) {
     }
     for (const char * ext : {".jsonl", ".json"}) {
         const std::string path = (std::filesystem::path(c.dataset_path) / (split + ext)).string();
-        if (std::filesystem::is_regular_file(path)) {
+        if (is_file(path)) {
             return path;
         }
     }

@@ -1,4 +1,5 @@
 #include "eval/tasks.h"
+#include "io/fs.h"
 
 #include "core/error.h"
 #include "core/suggest.h"
@@ -49,7 +50,7 @@ constexpr int kMmluShots = 5;
 std::string find_split(const std::string & dir, const std::string & split) {
     for (const char * ext : {".jsonl", ".json"}) {
         const std::string path = (std::filesystem::path(dir) / (split + ext)).string();
-        if (std::filesystem::is_regular_file(path)) {
+        if (is_file(path)) {
             return path;
         }
     }

@@ -144,7 +144,7 @@ bool is_byte_token(const std::string & s) {
 
 std::vector<std::string> write_vocab_metadata(GgufWriter & w, const std::string & model_dir, const ModelConfig & config) {
     const std::string file = (std::filesystem::path(model_dir) / "tokenizer.json").string();
-    if (!std::filesystem::exists(file)) {
+    if (!path_exists(file)) {
         throw InputError(fmt::format("{}: missing (a GGUF model carries its tokenizer; export needs tokenizer.json)", file));
     }
     const std::string text = read_file(file);

@@ -111,6 +111,21 @@ std::string hidden_sibling(const std::string & path, const std::string & suffix)
     return (p.parent_path() / name).string();
 }
 
+bool path_exists(const std::filesystem::path & path) {
+    std::error_code ec;
+    return std::filesystem::exists(path, ec);
+}
+
+bool is_file(const std::filesystem::path & path) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(path, ec);
+}
+
+bool is_folder(const std::filesystem::path & path) {
+    std::error_code ec;
+    return std::filesystem::is_directory(path, ec);
+}
+
 void make_dirs(const std::string & path) {
     std::error_code ec;
     std::filesystem::create_directories(path, ec);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <filesystem>
 #include <functional>
 #include <initializer_list>
 #include <string>
@@ -36,6 +37,13 @@ inline constexpr std::initializer_list<const char *> kTokenizerFiles = {
 // DIR/.NAME<suffix> for `path` DIR/NAME (a trailing slash ignored): a hidden file or folder
 // beside an output, on its file system (a partial folder renamed into place, a lock file).
 std::string hidden_sibling(const std::string & path, const std::string & suffix);
+
+// Whether `path` exists / is a regular file / is a folder (symbolic links followed). Never throws:
+// a path the system cannot look at (too long, a loop, no permission) is none of them, and the
+// read or write that follows names it in its error.
+bool path_exists(const std::filesystem::path & path);
+bool is_file(const std::filesystem::path & path);
+bool is_folder(const std::filesystem::path & path);
 
 // Creates a folder and its parents if missing.
 void make_dirs(const std::string & path);

@@ -74,7 +74,7 @@ void expect_dir(const std::string & path, const std::string & what) {
 
 ModelConfig read_config(const std::string & dir, const std::string & what) {
     expect_dir(dir, what);
-    if (!fs::exists(fs::path(dir) / "config.json")) {
+    if (!path_exists(fs::path(dir) / "config.json")) {
         throw InputError(fmt::format("{}: {} has no config.json (not a Hugging Face model directory)", what, dir));
     }
     return load_model_config(dir);
@@ -113,7 +113,7 @@ Input open_input(const ModelRef & ref, const std::optional<ModelRef> & base, con
     }
     if (!ref.adapter.empty()) {
         expect_dir(ref.adapter, what);
-        if (!fs::exists(fs::path(ref.adapter) / "adapter_config.json")) {
+        if (!path_exists(fs::path(ref.adapter) / "adapter_config.json")) {
             throw InputError(fmt::format("{}: {} has no adapter_config.json (not a PEFT adapter directory)", what,
                                          ref.adapter));
         }

@@ -292,7 +292,7 @@ void check_same_tensors(const TensorStore & model, const TensorStore & base, con
 }
 
 bool is_model_dir(const std::string & path) {
-    return fs::is_regular_file(path + "/model.safetensors") || fs::is_regular_file(path + "/model.safetensors.index.json");
+    return is_file(path + "/model.safetensors") || is_file(path + "/model.safetensors.index.json");
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ public:
                     fs::remove_all(dir, ec);
                 }
             }
-        } folder{L_.out, stages_, !fs::exists(L_.out)};
+        } folder{L_.out, stages_, !path_exists(L_.out)};
         std::optional<OutputLock> lock;  // the run's folder is this run's while it writes (rank 0 writes)
         if (rank0()) {
             lock.emplace(L_.out);
@@ -448,7 +448,7 @@ void check_run_inputs(const RunRecipe & r) {
     load_model_config(r.train.sft.model);
     for (const auto & [path, what] : {std::pair{r.train.sft.train_data, "sft: train_data"},
                                       {r.train.preference.train_data, "preference: train_data"}}) {
-        if (!made_by_synth(path) && !fs::is_regular_file(path)) {
+        if (!made_by_synth(path) && !is_file(path)) {
             throw InputError(fmt::format("{}: {}: {} is not a file", r.path, what, path));
         }
     }

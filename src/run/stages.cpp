@@ -64,7 +64,7 @@ std::string file_fingerprint(const std::string & path) {
 }
 
 std::string folder_fingerprint(const std::string & dir) {
-    if (!fs::is_directory(dir)) {
+    if (!is_folder(dir)) {
         throw InputError(fmt::format("{}: not a folder", dir));
     }
     std::vector<std::string> entries;
@@ -74,7 +74,7 @@ std::string folder_fingerprint(const std::string & dir) {
         }
     }
     std::sort(entries.begin(), entries.end());
-    std::string text = fs::exists(dir + "/config.json") ? read_file(dir + "/config.json") : "";
+    std::string text = path_exists(dir + "/config.json") ? read_file(dir + "/config.json") : "";
     for (const std::string & e : entries) {
         text += "\n" + e;
     }
@@ -118,7 +118,7 @@ StageRecord StageRunner::run(const std::string & name, const nlohmann::ordered_j
     // Rank 0 reads the earlier record; every rank learns the one it found done, if any.
     std::string done_before;
     const std::string path = record_path(name);
-    if (first && fs::exists(path)) {
+    if (first && path_exists(path)) {
         nlohmann::ordered_json old = nlohmann::ordered_json::parse(read_file(path), nullptr, false);
         const bool same = !old.is_discarded() && old.value("fingerprint", "") == r.fingerprint;
         if (same && old.value("status", "") == "done") {

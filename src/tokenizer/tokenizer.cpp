@@ -117,7 +117,7 @@ Tokenizer::~Tokenizer()                                 = default;
 Tokenizer Tokenizer::load(const std::string & dir) {
     const std::string config = (std::filesystem::path(dir) / "tokenizer_config.json").string();
     return from_files((std::filesystem::path(dir) / "tokenizer.json").string(),
-                      std::filesystem::exists(config) ? config : std::string());
+                      path_exists(config) ? config : std::string());
 }
 
 Tokenizer Tokenizer::from_files(const std::string & tokenizer_json_path, const std::string & config_path) {

@@ -24,7 +24,7 @@ std::string checkpoint_dir(const std::string & out_dir, long step) {
 // while writing one) are removed.
 std::vector<long> checkpoint_steps(const std::string & out_dir) {
     std::vector<long> steps;
-    if (!fs::is_directory(out_dir)) {
+    if (!is_folder(out_dir)) {
         return steps;
     }
     for (const fs::directory_entry & e : fs::directory_iterator(out_dir)) {
@@ -38,7 +38,7 @@ std::vector<long> checkpoint_steps(const std::string & out_dir) {
         }
         const std::string digits = name.substr(11);
         if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos &&
-            fs::exists(e.path() / "trainer_state.json")) {
+            path_exists(e.path() / "trainer_state.json")) {
             steps.push_back(std::stol(digits));
         }
     }
@@ -137,7 +137,7 @@ std::optional<TrainerState> read_latest_checkpoint(const std::string & out_dir, 
 }
 
 void truncate_file(const std::string & path, long bytes) {
-    std::string keep = fs::exists(path) ? read_file(path) : std::string();
+    std::string keep = path_exists(path) ? read_file(path) : std::string();
     if ((long) keep.size() < bytes) {
         throw InputError(fmt::format("{}: shorter ({} bytes) than the checkpoint recorded ({} bytes)", path,
                                      keep.size(), bytes));

@@ -169,7 +169,7 @@ void validate(const TrainOptions & o) {
     validate_data(o);
     validate_objective(o);
     // A chat template given as a name ("chatml") is no file of the user's.
-    const bool template_file = std::filesystem::is_regular_file(o.chat_template);
+    const bool template_file = is_file(o.chat_template);
     check_output_apart(o.output_dir, "output_dir (--out)",
                        {{o.model, "model_name_or_path (--model)"},
                         {o.init_adapter, "init_adapter"},

@@ -265,7 +265,7 @@ void Trainer::compute_reference() {
         return;
     }
     const std::string path = options_.output_dir + "/reference_logps.json";
-    if (std::filesystem::exists(path)) {
+    if (path_exists(path)) {
         const std::string text = read_file(path);
         check_json_depth(text, path);
         json j = json::parse(text, nullptr, false);
@@ -382,7 +382,7 @@ void Trainer::save_checkpoint(long step) {
     state.fingerprint  = fingerprint_;
     state.window_sums  = loop_.window_sums;
     state.window_steps = loop_.window_steps;
-    state.log_bytes    = std::filesystem::exists(options_.output_dir + "/metrics.jsonl")
+    state.log_bytes    = path_exists(options_.output_dir + "/metrics.jsonl")
                              ? (long) std::filesystem::file_size(options_.output_dir + "/metrics.jsonl")
                              : 0;
     write_checkpoint(options_.output_dir, state, adapter_, *optimizer_, options_.model);
