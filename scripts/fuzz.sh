@@ -3,8 +3,8 @@
 #   bash scripts/fuzz.sh                 # every harness for 600 s, two at a time
 #   bash scripts/fuzz.sh 1800 jinja dataset
 # (bash scripts/setup.sh fuzz ... installs the packages first, then runs this.)
-# Harnesses are fuzz/fuzz_NAME.cpp. Each starts from its committed corpus fuzz/corpus/NAME (plus
-# the hand-made seeds of fuzz/seeds/make_seeds.py) and writes what it discovers to
+# Harnesses are fuzz/fuzz_NAME.cpp. Each starts from its committed corpus fuzz/corpus/NAME (a new
+# harness from the hand-made seeds of fuzz/seeds/make_seeds.py) and writes what it discovers to
 # fuzz/work/NAME; at the end the corpus is minimized (libFuzzer's -merge=1: the fewest inputs
 # that reach all the coverage found) back into fuzz/corpus/NAME. Commit it: every build's tests
 # replay every corpus. A crash, leak, sanitizer report, timeout (an input running past 10 s) or

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Writes the hand-made seed inputs of every fuzz harness into fuzz/corpus/NAME/seed-*.
+"""Writes the hand-made seed inputs of every fuzz harness into fuzz/corpus/NAME/seed-*, for the
+harnesses that have no corpus yet.
 
 The seeds are valid (or nearly valid) files of each kind, taken from the repository's own
 fixtures and written here by hand, so libFuzzer starts from inputs that reach deep into each
@@ -14,7 +15,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 OUT = os.path.join(ROOT, "fuzz", "corpus")
 
 
+# Seeds start a corpus: a harness whose corpus exists (committed, minimized) keeps it as it is.
+STARTED = {h for h in (os.listdir(OUT) if os.path.isdir(OUT) else []) if os.listdir(os.path.join(OUT, h))}
+
+
 def seed(harness, name, data):
+    if harness in STARTED:
+        return
     d = os.path.join(OUT, harness)
     os.makedirs(d, exist_ok=True)
     if isinstance(data, str):
