@@ -280,8 +280,7 @@ void Pretrainer::save_checkpoint(long step) {
     state.fingerprint  = fingerprint_;
     state.window_sums  = loop_.window_sums;
     state.window_steps = loop_.window_steps;
-    const std::string log = o_.output_dir + "/metrics.jsonl";
-    state.log_bytes       = path_exists(log) ? (long) std::filesystem::file_size(log) : 0;
+    state.log_bytes    = metrics_bytes(o_.output_dir);
     write_checkpoint(o_.output_dir, state, *optimizer_,
                      [&](const std::string & folder) { model_->save(folder, DType::F32); });
     if (guard_) {

@@ -382,9 +382,7 @@ void Trainer::save_checkpoint(long step) {
     state.fingerprint  = fingerprint_;
     state.window_sums  = loop_.window_sums;
     state.window_steps = loop_.window_steps;
-    state.log_bytes    = path_exists(options_.output_dir + "/metrics.jsonl")
-                             ? (long) std::filesystem::file_size(options_.output_dir + "/metrics.jsonl")
-                             : 0;
+    state.log_bytes    = metrics_bytes(options_.output_dir);
     write_checkpoint(options_.output_dir, state, adapter_, *optimizer_, options_.model);
     if (guard_) {
         guard_->checkpointed(state.log_bytes);
